@@ -1,0 +1,190 @@
+"""Checkpoint: batched inference over text (eval mode, inference_mode, fp16 autocast on CUDA).
+
+Documents are tokenized without padding, sorted by length and padded per batch, so a batch of short documents
+costs what short documents cost (the reference pads every batch to the longest document of the whole call).
+Results come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from colbert.infra.config import ColBERTConfig
+from colbert.infra.device import resolve_device
+from colbert.modeling.colbert import ColBERT
+from colbert.modeling.scoring import colbert_score_packed, pad_packed
+from colbert.modeling.tokenization import check_texts
+from colbert.utils.progress import progress
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUERY_BSIZE = 128  # queries encoded at once when no bsize is given
+
+
+def length_sorted_batches(lengths: Sequence[int], bsize: int) -> list[list[int]]:
+    """Positions grouped into batches of similar length (longest first, so memory peaks early).
+
+    Example:
+        >>> length_sorted_batches([5, 1, 3, 2], 2)
+        [[0, 2], [3, 1]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + bsize] for i in range(0, len(order), bsize)]
+
+
+class Checkpoint(ColBERT):
+    """Easy inference with a ColBERT model: `queryFromText`, `docFromText`, `rerank`.
+
+    Args:
+        name: checkpoint folder or hub name.
+        colbert_config: overrides of the checkpoint's stored config (e.g. `ColBERTConfig(doc_maxlen=300)`).
+        verbose: 0 silences progress bars.
+        device: 'cpu', 'cuda', 'mps' or a torch.device (default: CUDA if visible and `gpus != 0`, else CPU).
+    """
+
+    def __init__(self, name: Union[str, os.PathLike], colbert_config: Optional[ColBERTConfig] = None,
+                 verbose: int = 3, device: Union[str, torch.device, None] = None) -> None:
+        super().__init__(name, colbert_config)
+        if not self.has_head:
+            logger.warning("%s has no linear.weight head: its projection is randomly initialised. Load a ColBERT "
+                           "checkpoint for retrieval, or train this one first.", name)
+        self.verbose = verbose
+        self.to(resolve_device(self.colbert_config, device))
+        self.eval()
+
+    def _context(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.colbert_config.amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def query(self, input_ids: Tensor, attention_mask: Tensor, to_cpu: bool = False) -> Tensor:  # type: ignore[override]
+        with torch.inference_mode(), self._context():
+            Q = super().query(input_ids, attention_mask)
+        return Q.cpu() if to_cpu else Q
+
+    def doc(self, input_ids: Tensor, attention_mask: Tensor, keep_dims: Union[bool, str] = True,
+            to_cpu: bool = False) -> Any:  # type: ignore[override]
+        with torch.inference_mode(), self._context():
+            D = super().doc(input_ids, attention_mask, keep_dims=keep_dims)
+        if self.device.type == "cuda":
+            D = [d.half() for d in D] if isinstance(D, list) else (D[0].half(), D[1]) if isinstance(D, tuple) \
+                else D.half()
+        if to_cpu:
+            D = [d.cpu() for d in D] if isinstance(D, list) else (D[0].cpu(), D[1].cpu()) \
+                if isinstance(D, tuple) else D.cpu()
+        return D
+
+    def queryFromText(self, queries: Sequence[str], bsize: Optional[int] = None, to_cpu: bool = False,
+                      context: Optional[Sequence[str]] = None, full_length_search: bool = False) -> Tensor:
+        """Query embeddings. Shapes: -> (n, query_maxlen, d) (longer with full_length_search or context)."""
+        queries = check_texts(queries, "query")
+        batches = self.query_tokenizer.tensorize(queries, bsize=bsize or DEFAULT_QUERY_BSIZE, context=context,
+                                                 full_length_search=full_length_search)
+        if not batches:
+            return torch.empty(0, self.colbert_config.query_maxlen, self.colbert_config.dim)
+        return torch.cat([self.query(ids, mask, to_cpu=to_cpu) for ids, mask in batches])
+
+    def docFromText(self, docs: Sequence[str], bsize: Optional[int] = None, keep_dims: Union[bool, str] = True,
+                    to_cpu: bool = False, showprogress: bool = False, return_tokens: bool = False,
+                    pool_factor: int = 1, protected_tokens: int = 0, clustering_mode: str = "hierarchical") -> Any:
+        """Document embeddings in the caller's order.
+
+        Returns, by `keep_dims`:
+          - True: without bsize, D (n, L, d) zero-padded; with bsize, (D, mask) with mask (n, L) bool.
+          - 'flatten': (D (sum(doclens), d) kept vectors only, doclens list[int]).
+          - False: a list of n tensors (doclen_i, d).
+        With return_tokens, the token ids of each document (list of lists) are appended to the tuple.
+        """
+        if keep_dims not in (True, False, "flatten"):
+            raise ValueError(f"keep_dims must be True, False or 'flatten', got {keep_dims!r}")
+        if pool_factor != 1:
+            raise NotImplementedError("Token pooling (pool_factor > 1) is not supported yet; use pool_factor=1")
+        ids = self.doc_tokenizer.encode_unpadded(docs)
+        per_doc = self._encode_docs(ids, bsize or self.colbert_config.index_bsize, to_cpu, showprogress)
+        extra = (ids,) if return_tokens else ()
+        if keep_dims is False:
+            return (per_doc, *extra) if return_tokens else per_doc
+        if keep_dims == "flatten":
+            doclens = [d.size(0) for d in per_doc]
+            flat = torch.cat(per_doc) if per_doc else torch.empty(0, self.colbert_config.dim)
+            return (flat, doclens, *extra)
+        D, mask = self._pad_tokens(ids, per_doc)
+        if bsize is None and not return_tokens:
+            return D
+        return (D, mask, *extra)
+
+    def _encode_docs(self, ids: list[list[int]], bsize: int, to_cpu: bool, showprogress: bool) -> list[Tensor]:
+        """Each document's kept vectors, in input order; batches sorted by length."""
+        out: list[Optional[Tensor]] = [None] * len(ids)
+        batches = length_sorted_batches([len(x) for x in ids], bsize)
+        show = showprogress or (self.verbose > 0 and len(ids) > 4 * bsize)
+        for batch in progress(batches, desc="Encoding documents", enabled=show):
+            input_ids, attention_mask = self.doc_tokenizer.pad([ids[i] for i in batch])
+            D, keep = self.doc(input_ids, attention_mask, keep_dims="return_mask", to_cpu=to_cpu)
+            for row, i in enumerate(batch):
+                out[i] = D[row][keep[row]]
+        return out  # type: ignore[return-value]
+
+    def _pad_tokens(self, ids: list[list[int]], per_doc: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Per-document kept vectors back into token positions. Shapes: -> D (n, L, d), mask (n, L)."""
+        input_ids, _ = self.doc_tokenizer.pad(ids)
+        keep = (input_ids != self.pad_token) & ~torch.isin(input_ids, self.skiplist_ids.cpu())  # (n, L)
+        device = per_doc[0].device if per_doc else torch.device("cpu")
+        keep = keep.to(device)
+        D = torch.zeros(*keep.shape, self.colbert_config.dim, dtype=per_doc[0].dtype if per_doc else torch.float32,
+                        device=device)
+        if per_doc:
+            D[keep] = torch.cat(per_doc)
+        return D, keep
+
+    def rerank(self, query: Union[str, Tensor], documents: Any, k: int = 10,
+               bsize: Optional[int] = None) -> list[tuple[int, float]]:
+        """Score documents against a query by MaxSim, without an index.
+
+        Args:
+            query: the query text, or its embeddings (query_maxlen, d).
+            documents: a list of texts, a list of per-document embeddings (n_i, d), or a tuple
+                (flattened embeddings (N, d), doclens).
+            k: how many to return (all when k exceeds the number of documents).
+
+        Returns:
+            Up to k (position in `documents`, score) pairs, best first.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if isinstance(query, str):
+            Q = self.queryFromText([query], bsize=bsize)[0]
+        elif isinstance(query, Tensor):
+            Q = query.squeeze(0) if query.dim() == 3 else query
+        else:
+            raise TypeError(f"query must be a str or a tensor of embeddings, got {type(query).__name__}")
+        D, doclens = self._as_packed(documents, bsize)
+        if not doclens.numel():
+            return []
+        scores = colbert_score_packed(Q.float().cpu(), D.float().cpu(), doclens)
+        top = scores.topk(min(k, scores.numel()))
+        return [(int(i), float(s)) for s, i in zip(top.values, top.indices)]
+
+    def _as_packed(self, documents: Any, bsize: Optional[int]) -> tuple[Tensor, Tensor]:
+        if isinstance(documents, tuple) and len(documents) == 2 and isinstance(documents[0], Tensor):
+            D, doclens = documents
+            return D, torch.as_tensor(doclens, dtype=torch.long)
+        documents = list(documents)
+        if documents and all(isinstance(d, Tensor) for d in documents):
+            return torch.cat(documents), torch.tensor([d.size(0) for d in documents], dtype=torch.long)
+        D, doclens = self.docFromText(check_texts(documents, "document"), bsize=bsize, keep_dims="flatten")[:2]
+        return D, torch.tensor(doclens, dtype=torch.long)
+
+
+def rerank(checkpoint: Checkpoint, query: Union[str, Tensor], documents: Any, k: int = 10) -> list[tuple[int, float]]:
+    """Module-level form of `Checkpoint.rerank`: top-k (position, score) of documents for a query, no index."""
+    return checkpoint.rerank(query, documents, k=k)
+
+
+__all__ = ["Checkpoint", "ColBERTConfig", "length_sorted_batches", "pad_packed", "rerank"]

@@ -1,0 +1,114 @@
+"""Token ids -> embeddings: encoder + linear head + mask + L2 normalisation, the whole forward in one file.
+
+`ColBERT(name, colbert_config)` loads a reference-format or PyLate checkpoint, or a plain backbone (then the head
+is freshly initialised, for training). `colbert_score` and `colbert_score_packed` are re-exported here, where the
+reference keeps them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from colbert.errors import CheckpointError
+from colbert.infra.config import ColBERTConfig
+from colbert.modeling import hf_format
+from colbert.modeling.scoring import colbert_score, colbert_score_packed, colbert_score_reduce  # noqa: F401
+from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer, punctuation_skiplist
+
+logger = logging.getLogger(__name__)
+
+
+class ColBERT(nn.Module):
+    """The model: `query(ids, mask)` and `doc(ids, mask)` give L2-normalised token embeddings.
+
+    Args:
+        name: a checkpoint folder or hub name (reference or PyLate layout), or a backbone name.
+        colbert_config: settings that override the checkpoint's `artifact.metadata`.
+    """
+
+    def __init__(self, name: Union[str, os.PathLike] = "bert-base-uncased",
+                 colbert_config: Optional[ColBERTConfig] = None) -> None:
+        super().__init__()
+        name = str(name)
+        stored = hf_format.load_checkpoint_config(name)
+        self.colbert_config = ColBERTConfig.from_existing(stored, colbert_config)
+        if not self.colbert_config.checkpoint:
+            self.colbert_config.configure(checkpoint=name)
+        self.name = name
+        self.bert = hf_format.load_backbone(name).float()
+        self.raw_tokenizer = hf_format.load_tokenizer(name)
+        hidden = self.bert.config.hidden_size
+        self.linear = nn.Linear(hidden, self.colbert_config.dim, bias=False)
+        head = hf_format.load_head(name)
+        self.has_head = head is not None
+        if head is not None:
+            if tuple(head.shape) != (self.colbert_config.dim, hidden):
+                raise CheckpointError(
+                    f"{name}: linear.weight has shape {tuple(head.shape)} but the config asks for dim="
+                    f"{self.colbert_config.dim} over a hidden size of {hidden}; pass "
+                    f"ColBERTConfig(dim={head.shape[0]}) or fix the checkpoint's artifact.metadata."
+                )
+            with torch.no_grad():
+                self.linear.weight.copy_(head.float())
+        self.query_tokenizer = QueryTokenizer(self.colbert_config, self.raw_tokenizer)
+        self.doc_tokenizer = DocTokenizer(self.colbert_config, self.raw_tokenizer)
+        skiplist = punctuation_skiplist(self.raw_tokenizer) if self.colbert_config.mask_punctuation else []
+        self.register_buffer("skiplist_ids", torch.tensor(skiplist, dtype=torch.long), persistent=False)
+        self.pad_token = self.raw_tokenizer.pad_token_id
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.linear.weight.device
+
+    def query(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Shapes: input_ids, attention_mask (B, Lq) -> Q (B, Lq, d), every position kept."""
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        Q = self.bert(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, Lq, hidden)
+        Q = self.linear(Q)  # (B, Lq, d)
+        keep = input_ids != self.pad_token  # (B, Lq); queries hold no [PAD] after augmentation
+        return F.normalize(Q, p=2, dim=2) * keep.unsqueeze(-1)
+
+    def doc(self, input_ids: Tensor, attention_mask: Tensor, keep_dims: Union[bool, str] = True) -> Any:
+        """Document embeddings, zero where [PAD] or punctuation.
+
+        Shapes: input_ids, attention_mask (B, Ld) -> D (B, Ld, d); with keep_dims='return_mask' also keep
+        (B, Ld) bool; with keep_dims=False a list of B tensors (n_i, d) holding only the kept rows.
+        """
+        if keep_dims not in (True, False, "return_mask"):
+            raise ValueError(f"keep_dims must be True, False or 'return_mask', got {keep_dims!r}")
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        D = self.bert(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, Ld, hidden)
+        D = self.linear(D)  # (B, Ld, d)
+        keep = (input_ids != self.pad_token) & ~torch.isin(input_ids, self.skiplist_ids)  # (B, Ld)
+        D = F.normalize(D, p=2, dim=2) * keep.unsqueeze(-1)  # (B, Ld, d)
+        if keep_dims == "return_mask":
+            return D, keep
+        if keep_dims is False:
+            return [d[k] for d, k in zip(D, keep)]
+        return D
+
+    def forward(self, Q: tuple[Tensor, Tensor], D: tuple[Tensor, Tensor]) -> Tensor:
+        """Training forward of the reference: each query scored against its `nway` documents.
+
+        Shapes: Q ids/mask (B, Lq); D ids/mask (B * nway, Ld) -> scores (B * nway,).
+        """
+        Q_emb = self.query(*Q)
+        D_emb, D_mask = self.doc(*D, keep_dims="return_mask")
+        Q_rep = Q_emb.repeat_interleave(self.colbert_config.nway, dim=0)  # (B * nway, Lq, d)
+        return colbert_score(Q_rep, D_emb, D_mask, config=self.colbert_config)
+
+    def score(self, Q: Tensor, D_padded: Tensor, D_mask: Tensor) -> Tensor:
+        return colbert_score(Q, D_padded, D_mask, config=self.colbert_config)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Save in the reference's checkpoint layout (loadable by colbert-ai and by this library)."""
+        if str(path).endswith(".dnn"):
+            raise ValueError(f"{path}: *.dnn names are the deprecated checkpoint format; save to a folder")
+        hf_format.save_checkpoint(path, self.bert, self.linear.weight, self.raw_tokenizer, self.colbert_config)

@@ -1,0 +1,253 @@
+"""The only module that knows checkpoint layouts on disk.
+
+Two layouts load:
+
+* **The reference's** (colbert-ai `BaseColBERT.save`, e.g. colbert-ir/colbertv2.0): `config.json` (the backbone's
+  config, `architectures: ["HF_ColBERT"]`), `model.safetensors` or `pytorch_model.bin` holding the backbone's
+  tensors under its `base_model_prefix` (`bert.`, `roberta.`, `electra.`, `deberta.`, `model.`) plus
+  `linear.weight` [dim, hidden], the tokenizer files, and `artifact.metadata` (the ColBERTConfig as JSON).
+* **PyLate / sentence-transformers**: `modules.json` listing a Transformer module (the backbone, usually at the
+  root) and a Dense module (e.g. `1_Dense/`, its `linear.weight` [dim, hidden]); the ColBERT settings come from
+  `config_sentence_transformers.json` (`query_prefix`, `document_prefix`, `query_length`, `document_length`,
+  `attend_to_expansion_tokens`).
+
+A plain backbone (`bert-base-uncased`, a sentence-transformers model without a Dense module) loads too, with no
+head: callers that need one (training) initialise it. We save in the reference's layout only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+
+from colbert.errors import CheckpointError
+from colbert.infra.config import ColBERTConfig
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+METADATA_FILE = "artifact.metadata"
+SAFETENSORS_FILE = "model.safetensors"
+SAFETENSORS_INDEX_FILE = "model.safetensors.index.json"
+TORCH_FILE = "pytorch_model.bin"
+MODULES_FILE = "modules.json"
+ST_CONFIG_FILE = "config_sentence_transformers.json"
+HEAD_KEY = "linear.weight"
+
+
+def resolve_file(name_or_path: str, filename: str) -> Optional[str]:
+    """Local path of `filename` in a checkpoint folder or hub repo, or None when it has no such file."""
+    if os.path.isdir(name_or_path):
+        path = os.path.join(name_or_path, filename)
+        return path if os.path.isfile(path) else None
+    try:
+        from transformers.utils import cached_file
+
+        return cached_file(
+            name_or_path,
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except (OSError, ValueError) as e:  # unknown repo, offline without a cache, bad name
+        logger.debug("Could not resolve %s in %s: %s", filename, name_or_path, e)
+        return None
+
+
+def _read_json(path: str, what: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} ({what}) is not valid JSON: {e}. Re-download or re-save the checkpoint.") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} ({what}) does not hold a JSON object. Re-download or re-save the checkpoint.")
+    return data
+
+
+def _dense_module_dir(name_or_path: str) -> Optional[str]:
+    """The folder (relative) of a sentence-transformers Dense module, or None."""
+    modules_path = resolve_file(name_or_path, MODULES_FILE)
+    if modules_path is None:
+        return None
+    with open(modules_path, encoding="utf-8") as f:
+        modules = json.load(f)
+    for module in modules:
+        if str(module.get("type", "")).endswith("Dense"):
+            return module.get("path") or None
+    return None
+
+
+def load_checkpoint_config(name_or_path: str) -> Optional[ColBERTConfig]:
+    """The ColBERTConfig stored with a checkpoint, or None for a plain backbone.
+
+    Fields read from the checkpoint count as assigned, so they override defaults but not explicit arguments.
+    """
+    name_or_path = str(name_or_path)
+    metadata = resolve_file(name_or_path, METADATA_FILE)
+    if metadata is not None:
+        config = ColBERTConfig.from_dict(_read_json(metadata, "ColBERT config"))
+        config.configure(checkpoint=name_or_path)
+        return config
+    dense = _dense_module_dir(name_or_path)
+    if dense is not None:
+        return _pylate_config(name_or_path, dense)
+    return None
+
+
+def _pylate_config(name_or_path: str, dense: str) -> ColBERTConfig:
+    settings: dict[str, Any] = {"checkpoint": name_or_path}
+    st_path = resolve_file(name_or_path, ST_CONFIG_FILE)
+    st = _read_json(st_path, "sentence-transformers config") if st_path else {}
+    if st.get("query_prefix"):
+        settings["query_token_id"] = st["query_prefix"].strip()
+    if st.get("document_prefix"):
+        settings["doc_token_id"] = st["document_prefix"].strip()
+    if st.get("query_length"):
+        settings["query_maxlen"] = int(st["query_length"])
+    if st.get("document_length"):
+        settings["doc_maxlen"] = int(st["document_length"])
+    if "attend_to_expansion_tokens" in st:
+        settings["attend_to_mask_tokens"] = bool(st["attend_to_expansion_tokens"])
+    dense_config = resolve_file(name_or_path, f"{dense}/{CONFIG_FILE}")
+    if dense_config:
+        settings["dim"] = int(_read_json(dense_config, "Dense module config")["out_features"])
+    return ColBERTConfig(**settings)
+
+
+def _load_tensor(path: str, key: str) -> Optional[torch.Tensor]:
+    """One tensor from a .safetensors or torch file, or None when the file lacks it."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt") as f:
+                return f.get_tensor(key) if key in f.keys() else None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors and torch raise many types for a damaged file
+        raise CheckpointError(f"Could not read {path}: {e}. The file is corrupt or incomplete; re-download it.") from e
+    return state.get(key) if isinstance(state, dict) else None
+
+
+def load_head(name_or_path: str) -> Optional[torch.Tensor]:
+    """The linear head `linear.weight` [dim, hidden] of a checkpoint, or None for a plain backbone."""
+    name_or_path = str(name_or_path)
+    dense = _dense_module_dir(name_or_path)
+    folders = [f"{dense}/"] if dense else [""]
+    for folder in folders:
+        index = resolve_file(name_or_path, folder + SAFETENSORS_INDEX_FILE)
+        if index is not None:
+            shard = _read_json(index, "safetensors index").get("weight_map", {}).get(HEAD_KEY)
+            path = resolve_file(name_or_path, folder + shard) if shard else None
+            if path:
+                return _load_tensor(path, HEAD_KEY)
+        for filename in (SAFETENSORS_FILE, TORCH_FILE):
+            path = resolve_file(name_or_path, folder + filename)
+            if path is not None:
+                head = _load_tensor(path, HEAD_KEY)
+                if head is not None:
+                    return head
+    return None
+
+
+def load_backbone(name_or_path: str) -> torch.nn.Module:
+    """The transformer encoder of a checkpoint or backbone, through transformers' Auto classes.
+
+    Raises CheckpointError when the folder lacks config or weights, or when encoder weights are missing (which
+    would otherwise leave them randomly initialised).
+    """
+    from transformers import AutoConfig, AutoModel
+
+    name_or_path = str(name_or_path)
+    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, CONFIG_FILE)):
+        raise CheckpointError(
+            f"{name_or_path} has no {CONFIG_FILE}; it is not a checkpoint folder. Pass the folder that holds "
+            "config.json, the weights and the tokenizer files."
+        )
+    try:
+        hf_config = AutoConfig.from_pretrained(name_or_path)
+    except ValueError as e:  # unknown model_type
+        raise CheckpointError(f"{name_or_path}: unsupported backbone ({e}). Use a BERT-family encoder.") from e
+    except OSError as e:
+        raise CheckpointError(f"Could not load the config of {name_or_path}: {e}") from e
+    kwargs: dict[str, Any] = {}
+    if hf_config.model_type in ("bert", "roberta", "xlm-roberta"):
+        kwargs["add_pooling_layer"] = False  # ColBERT uses token states only
+    try:
+        with _quiet_transformers():
+            model, info = AutoModel.from_pretrained(name_or_path, config=hf_config, output_loading_info=True,
+                                                    **kwargs)
+    except Exception as e:  # missing file (OSError), damaged file (SafetensorError, RuntimeError, pickle errors)
+        raise CheckpointError(
+            f"Could not load the weights of {name_or_path}: {e}. It needs a complete model.safetensors or "
+            "pytorch_model.bin; re-download or re-save the checkpoint."
+        ) from e
+    missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k and "pooler" not in k]
+    if missing:
+        raise CheckpointError(
+            f"{name_or_path}: {len(missing)} encoder weights are missing from its weight file (first: {missing[0]}); "
+            "the file is incomplete or belongs to another architecture. Re-download or re-save the checkpoint."
+        )
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' load report and weight-loading bar: a ColBERT checkpoint always has 'unexpected'
+    keys (linear.weight, the pooler), and we check the missing ones ourselves."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(name_or_path))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(
+            f"Could not load the tokenizer of {name_or_path}: {e}. The folder needs tokenizer.json or vocab.txt "
+            "with tokenizer_config.json."
+        ) from e
+
+
+def save_checkpoint(path: str | os.PathLike, backbone: torch.nn.Module, linear_weight: torch.Tensor,
+                    tokenizer: Any, config: ColBERTConfig) -> None:
+    """Write the reference's layout: config.json, model.safetensors (prefixed backbone + linear.weight),
+    tokenizer files and artifact.metadata, so that colbert-ai's `Checkpoint(path)` loads it."""
+    from safetensors.torch import save_file
+
+    from colbert.utils.io import atomic_write
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    prefix = getattr(backbone, "base_model_prefix", "bert") or "bert"
+    tensors = {f"{prefix}.{k}": v.detach().cpu().contiguous().clone() for k, v in backbone.state_dict().items()
+               if not k.endswith("position_ids")}
+    tensors[HEAD_KEY] = linear_weight.detach().cpu().float().contiguous().clone()
+    tmp = path / f".{SAFETENSORS_FILE}.{os.getpid()}.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path / SAFETENSORS_FILE)
+    hf_config = backbone.config.to_dict()
+    hf_config["architectures"] = ["HF_ColBERT"]
+    with atomic_write(path / CONFIG_FILE) as f:
+        f.write(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    tokenizer.save_pretrained(str(path))
+    config = ColBERTConfig.from_existing(config)
+    config.configure(checkpoint=str(path.resolve()), model_name=str(path.resolve()))  # as the reference's save
+    config.save_for_checkpoint(path)  # written last: a folder with artifact.metadata is complete

@@ -1,0 +1,166 @@
+"""Text -> token ids, exactly as the reference: [Q]/[D] markers after [CLS], [MASK] query augmentation, truncation.
+
+Query (query_maxlen Lq): the tokenizer pads to `Lq - 1` with truncation, the [Q] marker is inserted at position 1
+(attention 1), then every [PAD] becomes [MASK]; the attention mask stays 0 on those [MASK]s unless
+`attend_to_mask_tokens`. Document (doc_maxlen Ld): truncation to `Ld - 1`, the [D] marker inserted at position 1.
+Document vectors drop [PAD] and the punctuation skiplist (the first id of each `string.punctuation` character).
+
+Empty or whitespace-only texts are accepted, as in the reference: a query becomes [CLS] [Q] [SEP] + [MASK]s, a
+document [CLS] [D] [SEP] (three vectors). Non-string inputs raise TypeError naming the position.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from colbert.infra.config import ColBERTConfig
+
+MAX_FULL_LENGTH_QUERY = 500  # the reference's cap for full_length_search
+
+
+def check_texts(texts: Any, what: str) -> list[str]:
+    """Return `texts` as a list of str, or raise TypeError naming the first bad item and its position."""
+    if isinstance(texts, str):
+        raise TypeError(f"Expected a list of {what}s, got a single str; wrap it in a list: [text]")
+    if not isinstance(texts, (list, tuple)):
+        try:
+            texts = list(texts)
+        except TypeError:
+            raise TypeError(f"Expected a list of {what}s, got {type(texts).__name__}") from None
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{what} at position {i} is {type(text).__name__} ({text!r:.40}), not str")
+    return list(texts)
+
+
+def _load(config: ColBERTConfig) -> Any:
+    """The tokenizer of `config.checkpoint` (the reference's tokenizers take only a config)."""
+    from colbert.modeling.hf_format import load_tokenizer
+
+    if not config.checkpoint:
+        raise ValueError("Pass a tokenizer, or a config whose `checkpoint` names the model to take it from")
+    return load_tokenizer(config.checkpoint)
+
+
+def insert_prefix_token(tensor: Tensor, prefix: int) -> Tensor:
+    """Insert one column after the first: [CLS] x y -> [CLS] prefix x y.
+
+    Shapes: tensor (B, L) -> (B, L + 1).
+    """
+    column = torch.full((tensor.size(0), 1), prefix, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([tensor[:, :1], column, tensor[:, 1:]], dim=1)
+
+
+def marker_id(tok: Any, token: str, what: str) -> int:
+    token_id = tok.convert_tokens_to_ids(token)
+    if token_id is None or (token_id == tok.unk_token_id and token != tok.unk_token):
+        raise ValueError(
+            f"The tokenizer has no token {token!r} for the {what} marker; set ColBERTConfig({what}_token_id=...) "
+            "to a token of its vocabulary (the reference uses [unused0] and [unused1])."
+        )
+    return int(token_id)
+
+
+def punctuation_skiplist(tok: Any) -> list[int]:
+    """The ids masked out of document vectors: the first id of each punctuation character."""
+    ids = []
+    for symbol in string.punctuation:
+        encoded = tok.encode(symbol, add_special_tokens=False)
+        if encoded:
+            ids.append(int(encoded[0]))
+    return ids
+
+
+class QueryTokenizer:
+    """The reference's QueryTokenizer: `tensorize(texts)` -> (ids, mask), both (n, query_maxlen)."""
+
+    def __init__(self, config: ColBERTConfig, tokenizer: Any = None, verbose: int = 3) -> None:
+        self.tok = tokenizer if tokenizer is not None else _load(config)
+        self.config = config
+        self.query_maxlen = config.query_maxlen
+        self.background_maxlen = 512 - self.query_maxlen + 1
+        self.Q_marker_token_id = marker_id(tokenizer, config.query_token_id, "query")
+        self.mask_token_id = tokenizer.mask_token_id
+        self.pad_token_id = tokenizer.pad_token_id
+        if self.mask_token_id is None:
+            raise ValueError("The tokenizer has no mask token, which query augmentation needs.")
+
+    def max_len(self, length: int) -> int:
+        return min(MAX_FULL_LENGTH_QUERY, max(self.query_maxlen, length))
+
+    def tensorize(self, batch_text: Sequence[str], bsize: Optional[int] = None, context: Optional[Sequence[str]] = None,
+                  full_length_search: bool = False) -> Any:
+        """Token ids and attention mask of queries; with `bsize`, a list of (ids, mask) batches."""
+        batch_text = check_texts(batch_text, "query")
+        max_length = self.query_maxlen
+        if full_length_search:
+            if len(batch_text) != 1:
+                raise ValueError("full_length_search encodes one query at a time; pass a list of one query")
+            untruncated = self.tok(batch_text, add_special_tokens=False)["input_ids"]
+            max_length = self.max_len(max(len(x) for x in untruncated))
+        obj = self.tok(batch_text, padding="max_length", truncation=True, return_tensors="pt",
+                       max_length=max_length - 1)
+        ids = insert_prefix_token(obj["input_ids"], self.Q_marker_token_id)  # (n, Lq)
+        mask = insert_prefix_token(obj["attention_mask"], 1)  # (n, Lq)
+        ids[ids == self.pad_token_id] = self.mask_token_id  # query augmentation
+        if context is not None:
+            context = check_texts(context, "context")
+            if len(context) != len(batch_text):
+                raise ValueError(f"{len(context)} contexts for {len(batch_text)} queries; pass one per query")
+            obj2 = self.tok(context, padding="longest", truncation=True, return_tensors="pt",
+                            max_length=self.background_maxlen)
+            ids = torch.cat((ids, obj2["input_ids"][:, 1:]), dim=-1)
+            mask = torch.cat((mask, obj2["attention_mask"][:, 1:]), dim=-1)
+        if self.config.attend_to_mask_tokens:
+            mask[ids == self.mask_token_id] = 1
+        if bsize:
+            return [(ids[i:i + bsize], mask[i:i + bsize]) for i in range(0, ids.size(0), bsize)]
+        return ids, mask
+
+
+class DocTokenizer:
+    """The reference's DocTokenizer: `tensorize(texts)` pads to the longest; `encode_unpadded` for our batching."""
+
+    def __init__(self, config: ColBERTConfig, tokenizer: Any = None) -> None:
+        self.tok = tokenizer if tokenizer is not None else _load(config)
+        self.config = config
+        self.doc_maxlen = config.doc_maxlen
+        self.D_marker_token_id = marker_id(tokenizer, config.doc_token_id, "doc")
+        self.pad_token_id = tokenizer.pad_token_id
+
+    def encode_unpadded(self, batch_text: Sequence[str]) -> list[list[int]]:
+        """Token ids of each document with markers, truncated to doc_maxlen, without padding."""
+        batch_text = check_texts(batch_text, "document")
+        if not batch_text:
+            return []
+        ids = self.tok(batch_text, padding=False, truncation="longest_first", max_length=self.doc_maxlen - 1,
+                       return_attention_mask=False)["input_ids"]
+        return [x[:1] + [self.D_marker_token_id] + x[1:] for x in ids]
+
+    def pad(self, ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+        """Right-pad a batch to its longest member. Shapes: -> ids (B, L), mask (B, L)."""
+        length = max(len(x) for x in ids)
+        out = torch.full((len(ids), length), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), length), dtype=torch.long)
+        for row, x in enumerate(ids):
+            out[row, : len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[row, : len(x)] = 1
+        return out, mask
+
+    def tensorize(self, batch_text: Sequence[str], bsize: Optional[int] = None) -> Any:
+        """As the reference: (ids, mask) padded to the longest; with `bsize`, (batches, reverse_indices) sorted by
+        length."""
+        ids, mask = self.pad(self.encode_unpadded(batch_text))
+        if not bsize:
+            return ids, mask
+        if ids.size(0) <= bsize:
+            order = torch.arange(ids.size(0))
+        else:
+            order = mask.sum(-1).sort().indices
+        ids, mask = ids[order], mask[order]
+        batches = [(ids[i:i + bsize], mask[i:i + bsize]) for i in range(0, ids.size(0), bsize)]
+        return batches, order.sort().indices
