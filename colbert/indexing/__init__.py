@@ -1,0 +1,201 @@
+"""build_index(): the indexing pipeline as a short list of calls to the modules of this package.
+
+1. encode each chunk of passages once, to a build-time file beside the index (fp16);
+2. rank 0 fits centroids (fastkmeans) on a bounded sample of those embeddings, and the residual codec;
+3. each chunk is compressed into codes + packed residuals and written; its build-time file is deleted;
+4. rank 0 writes the IVF, the document ids and, last, metadata.json, which marks the index complete.
+
+Memory holds one chunk of embeddings, the k-means sample and the centroids, whatever the collection size. With
+`resume=True`, chunks already written are kept and encoded chunks are not encoded again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from colbert.data import Collection
+from colbert.indexing import format as index_format
+from colbert.indexing.codec import ResidualCodec, check_nbits
+from colbert.indexing.encoder import encode_passages
+from colbert.indexing.ivf import build_ivf
+from colbert.indexing.kmeans import train_centroids
+from colbert.indexing.plan import (HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, Plan, kmeans_sample_size, make_plan,
+                                   num_partitions_for)
+from colbert.infra.config import ColBERTConfig
+from colbert.modeling.checkpoint import Checkpoint
+from colbert.utils.progress import progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexStats:
+    """What a build did and where its time went (seconds), for logs and benchmarks."""
+
+    num_passages: int = 0
+    num_embeddings: int = 0
+    num_partitions: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: {"encode": 0.0, "kmeans": 0.0, "compress": 0.0,
+                                                               "write": 0.0})
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig,
+                rank: int = 0, nranks: int = 1, resume: bool = False, show_progress: bool = True) -> IndexStats:
+    """Build a PLAID index of `collection` in `index_dir` (which must exist). Every rank calls this.
+
+    Args:
+        index_dir: the folder to write; the facade makes it and moves it into place afterwards.
+        collection: the passages, with their ids.
+        checkpoint: the encoder, already on its device.
+        config: the resolved config (nbits, kmeans_niters, index_bsize, ...); written into plan.json and
+            metadata.json.
+        rank, nranks: this process among those building the index (torch.distributed initialised when > 1).
+        resume: keep what an interrupted build with the same settings already wrote.
+    """
+    check_nbits(config.nbits)
+    stats = IndexStats(num_passages=len(collection))
+    plan = _load_or_make_plan(index_dir, collection, config, nranks, resume)
+    mine = [k for k in range(plan.num_chunks) if k % nranks == rank]
+    resume_codec = resume and index_format.codec_is_complete(index_dir)
+    for k in progress(mine, desc="Encoding chunks", enabled=show_progress and len(mine) > 1, unit="chunk"):
+        if not (resume_codec and index_format.chunk_is_complete(index_dir, k)):
+            _encode_chunk(index_dir, k, plan, collection, checkpoint, config, stats, show_progress, resume)
+    _barrier()
+    if rank == 0 and not resume_codec:
+        _train_codec(index_dir, plan, config, stats)
+    _barrier()
+    codec = _read_codec(index_dir, config)
+    for k in mine:
+        if not (resume and index_format.chunk_is_complete(index_dir, k)):
+            _compress_chunk(index_dir, k, plan, codec, stats)
+    _barrier()
+    if rank == 0:
+        _finalize(index_dir, plan, collection, config, codec, stats)
+    _barrier()
+    return stats
+
+
+def _load_or_make_plan(index_dir: Path, collection: Collection, config: ColBERTConfig, nranks: int,
+                       resume: bool) -> Plan:
+    plan = make_plan(len(collection), nranks, config.doc_maxlen, seed=SAMPLE_SEED)
+    if resume and (index_dir / index_format.PLAN_FILE).is_file():
+        stored = index_format.read_plan(index_dir)
+        if stored.get("num_passages", len(collection)) != len(collection):
+            raise ValueError(f"Cannot resume {index_dir}: it was started on {stored['num_passages']:,} passages, "
+                             f"not {len(collection):,}. Use overwrite=True to start over.")
+        chunksize = int(stored.get("chunksize", plan.chunksize))
+        plan = Plan(plan.num_passages, chunksize, plan.sampled_pids)
+    return plan
+
+
+def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, checkpoint: Checkpoint,
+                  config: ColBERTConfig, stats: IndexStats, show_progress: bool, resume: bool) -> None:
+    if resume and index_format.read_chunk_embeddings(index_dir, k) is not None:
+        return
+    start, end = plan.chunk_range(k)
+    t0 = time.perf_counter()
+    embeddings, doclens = encode_passages(checkpoint, collection.data[start:end], config.index_bsize,
+                                          show_progress=show_progress, first_pid=start)
+    t1 = time.perf_counter()
+    index_format.write_chunk_embeddings(index_dir, k, embeddings, doclens)
+    stats.seconds["encode"] += t1 - t0
+    stats.seconds["write"] += time.perf_counter() - t1
+
+
+def _sampled_rows(plan: Plan, k: int, doclens: list[int]) -> Tensor:
+    """Rows of chunk k's embeddings that belong to the sampled passages. Shapes: -> (rows,) int64."""
+    start, end = plan.chunk_range(k)
+    sampled = torch.tensor(plan.sampled_pids, dtype=torch.long)
+    keep = torch.zeros(end - start, dtype=torch.bool)  # (passages,)
+    keep[sampled[(sampled >= start) & (sampled < end)] - start] = True
+    return torch.repeat_interleave(keep, torch.tensor(doclens)).nonzero().squeeze(1)  # (rows,)
+
+
+def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats) -> None:
+    """Centroids from a bounded sample of the sampled passages' embeddings, then the residual buckets from a
+    held-out part of it (the reference's 5 %, at most 50k)."""
+    t0 = time.perf_counter()
+    chunks = [index_format.read_chunk_embeddings(index_dir, k) for k in range(plan.num_chunks)]
+    rows = [_sampled_rows(plan, k, doclens) for k, (_, doclens) in enumerate(chunks)]
+    num_embeddings = sum(sum(doclens) for _, doclens in chunks)
+    num_partitions = num_partitions_for(num_embeddings)
+    available = sum(r.numel() for r in rows)
+    num_points = kmeans_sample_size(available, num_partitions)
+    heldout = int(min(HELDOUT_FRACTION * num_points, HELDOUT_MAX, available - num_points))
+    generator = torch.Generator().manual_seed(SAMPLE_SEED)
+    chosen = torch.randperm(available, generator=generator)[: num_points + heldout]  # random order = the split
+    flat_rows = torch.cat(rows)
+    owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([r.numel() for r in rows]))
+    sample = torch.empty(chosen.numel(), config.dim, dtype=torch.float16)
+    for k, (embeddings, _) in enumerate(chunks):
+        where = (owner[chosen] == k).nonzero().squeeze(1)  # positions in `sample` drawn from chunk k
+        sample[where] = embeddings[flat_rows[chosen[where]]]
+    heldout_sample, sample = sample[:heldout], sample[heldout:]
+    num_partitions = min(num_partitions, sample.size(0))
+    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"))
+    codec = ResidualCodec.fit(centroids, heldout_sample if heldout else sample, config.nbits)
+    stats.seconds["kmeans"] += time.perf_counter() - t0
+    t1 = time.perf_counter()
+    index_format.write_plan(index_dir, {
+        "config": config, "num_chunks": plan.num_chunks, "num_partitions": num_partitions,
+        "num_embeddings_est": float(num_embeddings), "avg_doclen_est": num_embeddings / plan.num_passages,
+        "num_passages": plan.num_passages, "chunksize": plan.chunksize})
+    index_format.write_codec(index_dir, codec.centroids, codec.bucket_cutoffs, codec.bucket_weights,
+                             codec.avg_residual)
+    stats.seconds["write"] += time.perf_counter() - t1
+
+
+def _read_codec(index_dir: Path, config: ColBERTConfig) -> ResidualCodec:
+    plan = index_format.read_plan(index_dir)
+    codec = index_format.read_codec(index_dir, config.dim, config.nbits, plan["num_partitions"])
+    return ResidualCodec(codec.centroids, codec.bucket_cutoffs, codec.bucket_weights, codec.avg_residual,
+                         config.nbits)
+
+
+def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, stats: IndexStats) -> None:
+    stored = index_format.read_chunk_embeddings(index_dir, k)
+    if stored is None:
+        raise RuntimeError(f"chunk {k} of {index_dir} was not encoded; rebuild with overwrite=True")
+    embeddings, doclens = stored
+    t0 = time.perf_counter()
+    codes, residuals = codec.compress(embeddings)
+    t1 = time.perf_counter()
+    index_format.write_chunk(index_dir, k, codes, residuals, doclens, passage_offset=plan.chunk_range(k)[0])
+    del embeddings, stored
+    index_format.remove_chunk_embeddings(index_dir, k)
+    stats.seconds["compress"] += t1 - t0
+    stats.seconds["write"] += time.perf_counter() - t1
+
+
+def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBERTConfig, codec: ResidualCodec,
+              stats: IndexStats) -> None:
+    t0 = time.perf_counter()
+    num_embeddings = index_format.write_embedding_offsets(index_dir, plan.num_chunks)
+    chunks = [index_format.read_chunk(index_dir, k, config.dim, config.nbits, mmap=True)
+              for k in range(plan.num_chunks)]
+    codes = torch.cat([c.codes for c in chunks]) if len(chunks) > 1 else chunks[0].codes
+    doclens = torch.cat([c.doclens for c in chunks])
+    num_partitions = codec.centroids.size(0)
+    ivf, ivf_lengths = build_ivf(codes, doclens, num_partitions)
+    index_format.write_ivf(index_dir, ivf, ivf_lengths)
+    index_format.write_doc_ids(index_dir, collection.ids)
+    index_format.write_metadata(index_dir, {
+        "config": config, "num_chunks": plan.num_chunks, "num_partitions": num_partitions,
+        "num_embeddings": num_embeddings, "avg_doclen": num_embeddings / plan.num_passages})
+    stats.num_embeddings, stats.num_partitions = num_embeddings, num_partitions
+    stats.seconds["write"] += time.perf_counter() - t0
+
+
+__all__ = ["IndexStats", "build_index"]

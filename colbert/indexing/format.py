@@ -56,7 +56,8 @@ CHUNK_KEYS = ("passage_offset", "num_passages", "num_embeddings", "embedding_off
 
 REBUILD = "Rebuild it with Indexer.index(name, collection, overwrite=True)."
 # Files we may delete when an index is overwritten; ivf.pt is the reference's pre-optimisation IVF.
-_INDEX_FILE = re.compile(r"^(\d+\.(codes|residuals)\.pt|doclens\.\d+\.json|\d+\.metadata\.json|ivf\.pt)$")
+_INDEX_FILE = re.compile(
+    r"^(\d+\.(codes|residuals|embeddings\.build)\.pt|doclens\.\d+\.json|\d+\.metadata\.json|ivf\.pt)$")
 _TEMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")
 
 
@@ -74,6 +75,11 @@ def doclens_file(chunk_idx: int) -> str:
 
 def chunk_metadata_file(chunk_idx: int) -> str:
     return f"{chunk_idx}.metadata.json"
+
+
+def embeddings_file(chunk_idx: int) -> str:
+    """Build-time only: a chunk's fp16 embeddings between encoding and compression (deleted after)."""
+    return f"{chunk_idx}.embeddings.build.pt"
 
 
 def packed_dim(dim: int, nbits: int) -> int:
@@ -247,6 +253,40 @@ def write_doc_ids(index_dir: PathLike, doc_ids: Sequence[int | str] | None) -> N
         path.unlink(missing_ok=True)
         return
     _write_json(path, list(doc_ids), indent=None)
+
+
+def write_chunk_embeddings(index_dir: PathLike, chunk_idx: int, embeddings: Tensor, doclens: Sequence[int]) -> None:
+    """Build-time: a chunk's embeddings (fp16) and doclens, kept on disk until the codec exists to compress them.
+
+    Shapes: embeddings (sum(doclens), d).
+    """
+    doclens = [int(x) for x in doclens]
+    if sum(doclens) != embeddings.size(0):
+        raise ValueError(f"doclens sum to {sum(doclens):,} but chunk {chunk_idx} has {embeddings.size(0):,} embeddings")
+    atomic_torch_save({"embeddings": _compact(embeddings.half()), "doclens": doclens},
+                      Path(index_dir) / embeddings_file(chunk_idx))
+
+
+def read_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> tuple[Tensor, list[int]] | None:
+    """What write_chunk_embeddings wrote (embeddings memory-mapped), or None when it is absent or unreadable."""
+    path = Path(index_dir) / embeddings_file(chunk_idx)
+    if not path.is_file():
+        return None
+    try:
+        data = _read_pt(path, mmap=True)
+        return data["embeddings"], list(data["doclens"])
+    except (IndexFormatError, KeyError, TypeError):
+        return None
+
+
+def remove_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> None:
+    (Path(index_dir) / embeddings_file(chunk_idx)).unlink(missing_ok=True)
+
+
+def codec_is_complete(index_dir: PathLike) -> bool:
+    """Whether the codec files and plan.json were written (a resumed build can skip k-means)."""
+    index_dir = Path(index_dir)
+    return all((index_dir / n).is_file() for n in (PLAN_FILE, CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE))
 
 
 # --------------------------------------------------------------------------------------------------- reading

@@ -1,0 +1,142 @@
+"""Indexer: resolve the config once, choose the index path and overwrite policy, call build_index.
+
+An index is built in a hidden sibling folder (`.NAME.building`) and moved into place when complete, so an
+interrupted build or a failed overwrite never leaves a half-written index under NAME, and the old index keeps
+serving until the new one is whole. `overwrite='resume'` continues an interrupted build from its last complete
+chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from colbert.data import Collection
+from colbert.errors import IndexExistsError
+from colbert.indexing import format as index_format
+from colbert.infra.config import ColBERTConfig
+from colbert.infra.run import Run
+
+logger = logging.getLogger(__name__)
+
+OVERWRITE_VALUES = (True, False, "reuse", "resume", "force_silent_overwrite")
+CollectionLike = Union[str, os.PathLike, Sequence[str], Mapping[Any, str], Collection]
+
+
+def staging_path(index_path: Path) -> Path:
+    """Where an index is built before it is moved into place (also what 'resume' continues)."""
+    return index_path.with_name(f".{index_path.name}.building")
+
+
+def check_index_name(name: str) -> str:
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or name.startswith("."):
+        raise ValueError(f"Index name {name!r} must be a plain folder name (no path separators, not starting with "
+                         "'.'); to put an index elsewhere, set ColBERTConfig(index_root=...) or index_path=...")
+    return name
+
+
+class Indexer:
+    """Build PLAID indexes with a ColBERT checkpoint (the reference's Indexer).
+
+    Args:
+        checkpoint: checkpoint folder or hub name.
+        config: settings such as nbits, doc_maxlen, index_bsize, kmeans_niters; they override the checkpoint's.
+        verbose: 0 silent, 1 progress bars, 2 config summary, 3 debug.
+    """
+
+    def __init__(self, checkpoint: Union[str, os.PathLike], config: Optional[ColBERTConfig] = None,
+                 verbose: int = 3) -> None:
+        self.index_path: Optional[str] = None
+        self.verbose = verbose
+        self.checkpoint = str(checkpoint)
+        self.checkpoint_config = ColBERTConfig.load_from_checkpoint(self.checkpoint)
+        self.config = ColBERTConfig.from_existing(self.checkpoint_config, config, Run().config)
+        self.config.configure(checkpoint=self.checkpoint)
+        self.stats: Any = None
+
+    def configure(self, **kwargs: Any) -> None:
+        self.config.configure(**kwargs)
+
+    def get_index(self) -> Optional[str]:
+        return self.index_path
+
+    def index(self, name: str, collection: CollectionLike, overwrite: Union[bool, str] = False) -> str:
+        """Index `collection` (a TSV path, a list of texts, a dict {id: text} or a Collection) as `name`.
+
+        Args:
+            overwrite: False raises if the index exists; True rebuilds it (the old one serves until the new one is
+                complete); 'reuse' keeps an existing complete index; 'resume' continues an interrupted build.
+
+        Returns:
+            The index folder.
+        """
+        if overwrite not in OVERWRITE_VALUES or (overwrite is not True and overwrite is not False
+                                                 and not isinstance(overwrite, str)):
+            raise ValueError(f"overwrite must be one of {OVERWRITE_VALUES}, got {overwrite!r}")
+        check_index_name(name)
+        collection = Collection.cast(collection)
+        described = collection.path or f"<{len(collection):,} passages given in memory>"
+        self.configure(collection=described, index_name=name, resume=overwrite == "resume")
+        index_path = Path(self.config.index_path_)
+        self.index_path = str(index_path)
+        if index_format.is_complete(index_path) and overwrite in ("reuse", "resume"):
+            logger.info("Index %s exists and is complete; reusing it", index_path)
+            return self.index_path
+        if index_path.exists() and any(index_path.iterdir()) and overwrite is False:
+            raise IndexExistsError(f"An index already exists at {index_path}. Pass overwrite=True to rebuild it, "
+                                   "overwrite='reuse' to keep it, or choose another name.")
+        self._build(index_path, collection, resume=overwrite == "resume")
+        return self.index_path
+
+    def _build(self, index_path: Path, collection: Collection, resume: bool) -> None:
+        from colbert.infra.launcher import launch
+
+        staging = staging_path(index_path)
+        if staging.exists() and not resume:
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, exist_ok=True)
+        backend = "nccl" if self.config.gpus != 0 and _cuda_count() >= self.config.nranks else "gloo"
+        self.stats = launch(_index_rank, str(staging), collection, self.config, resume, self.verbose,
+                            nranks=self.config.nranks, backend=backend)
+        publish(staging, index_path)
+        logger.info("Index written to %s", index_path)
+
+
+def _cuda_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, config: ColBERTConfig,
+                resume: bool, verbose: int) -> Any:
+    """One rank's share of a build: load the checkpoint on this rank's device, then build_index."""
+    import torch
+
+    from colbert.indexing import build_index
+    from colbert.modeling.checkpoint import Checkpoint
+
+    device = None
+    if config.gpus != 0 and torch.cuda.is_available():
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    checkpoint = Checkpoint(config.checkpoint, colbert_config=config, verbose=verbose, device=device)
+    return build_index(Path(staging), collection, checkpoint, checkpoint.colbert_config, rank=rank, nranks=nranks,
+                       resume=resume, show_progress=verbose > 0)
+
+
+def publish(staging: Path, index_path: Path) -> None:
+    """Move a complete build into place. An old index at `index_path` is renamed aside first and deleted after,
+    so at every moment `index_path` holds the whole old index, nothing, or the whole new one."""
+    if not index_format.is_complete(staging):
+        raise RuntimeError(f"The build in {staging} is incomplete; run again with overwrite='resume'")
+    if index_path.exists():
+        old = index_path.with_name(f".{index_path.name}.old-{os.getpid()}")
+        os.replace(index_path, old)
+        os.replace(staging, index_path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, index_path)

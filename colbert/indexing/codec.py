@@ -1,0 +1,77 @@
+"""ResidualCodec: embeddings <-> centroid codes + packed residual bucket ids (the reference's scheme).
+
+Each embedding is stored as the id of its nearest centroid (int32) and, per dimension, the bucket of its residual
+(embedding - centroid) among 2**nbits buckets (nbits bits, packed). Bucket cutoffs and the value each bucket stands
+for (its weight) are quantiles of held-out residuals. Decompression is centroid + bucket weights, L2-normalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from colbert import kernels
+from colbert.indexing.kmeans import nearest_centroids
+
+VALID_NBITS = (1, 2, 4)
+COMPRESS_BATCH = 1 << 14  # embeddings compressed at once (their residuals: 2**14 x 128 x fp32 = 8 MiB)
+
+
+def check_nbits(nbits: int) -> int:
+    if nbits not in VALID_NBITS:
+        raise ValueError(f"nbits must be 1, 2 or 4 (bits per residual dimension), got {nbits!r}")
+    return nbits
+
+
+@dataclass
+class ResidualCodec:
+    """Shapes: centroids (C, d) fp16; bucket_cutoffs (2**nbits - 1,) and bucket_weights (2**nbits,) fp32."""
+
+    centroids: Tensor
+    bucket_cutoffs: Tensor
+    bucket_weights: Tensor
+    avg_residual: Tensor
+    nbits: int
+
+    @property
+    def dim(self) -> int:
+        return self.centroids.size(1)
+
+    @classmethod
+    def fit(cls, centroids: Tensor, heldout: Tensor, nbits: int) -> "ResidualCodec":
+        """Bucket cutoffs and weights from the residuals of held-out embeddings (the reference's quantiles).
+
+        Shapes: centroids (C, d) fp16, heldout (n, d).
+        """
+        check_nbits(nbits)
+        heldout = heldout.float()
+        residuals = heldout - centroids.float()[nearest_centroids(heldout, centroids).long()]  # (n, d)
+        options = 2**nbits
+        quantiles = torch.arange(options, dtype=torch.float32) / options  # (options,)
+        flat = residuals.flatten()
+        if flat.numel() > 1 << 24:  # torch.quantile's input limit; a strided subsample keeps the distribution
+            flat = flat[:: flat.numel() // (1 << 23) + 1]
+        cutoffs = torch.quantile(flat, quantiles[1:])  # (options - 1,)
+        weights = torch.quantile(flat, quantiles + 0.5 / options)  # (options,)
+        avg_residual = residuals.abs().mean(dim=0).mean()
+        return cls(centroids.half(), cutoffs, weights, avg_residual, nbits)
+
+    def compress(self, embeddings: Tensor) -> tuple[Tensor, Tensor]:
+        """Shapes: embeddings (n, d) -> codes (n,) int32, residuals (n, d * nbits / 8) uint8."""
+        codes = torch.empty(embeddings.size(0), dtype=torch.int32)
+        packed = torch.empty(embeddings.size(0), self.dim * self.nbits // 8, dtype=torch.uint8)
+        C = self.centroids.float()
+        for start in range(0, embeddings.size(0), COMPRESS_BATCH):
+            block = embeddings[start:start + COMPRESS_BATCH].float()  # (b, d)
+            block_codes = nearest_centroids(block, self.centroids)  # (b,)
+            residuals = block - C[block_codes.long()]  # (b, d)
+            codes[start:start + block.size(0)] = block_codes
+            packed[start:start + block.size(0)] = kernels.compress_residuals(residuals, self.bucket_cutoffs,
+                                                                             self.nbits)
+        return codes, packed
+
+    def decompress(self, codes: Tensor, residuals: Tensor) -> Tensor:
+        """Shapes: codes (n,), residuals (n, d * nbits / 8) uint8 -> (n, d) float32, L2-normalised."""
+        return kernels.decompress_residuals(codes, residuals, self.centroids, self.bucket_weights, self.nbits)

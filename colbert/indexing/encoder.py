@@ -1,0 +1,51 @@
+"""One chunk of passages -> fp16 embeddings laid end to end + doclens, with bounded memory.
+
+Token ids come first; the number of vectors of each passage follows from its ids alone (tokens that are neither
+[PAD] nor punctuation), so the output is allocated once and each length-sorted batch writes its rows in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from colbert.modeling.checkpoint import Checkpoint, length_sorted_batches
+from colbert.utils.progress import progress
+
+logger = logging.getLogger(__name__)
+
+
+def kept_lengths(checkpoint: Checkpoint, ids: list[list[int]]) -> list[int]:
+    """Vectors each passage will have: its tokens minus [PAD] and the punctuation skiplist."""
+    skip = set(checkpoint.skiplist_ids.tolist()) | {checkpoint.pad_token}
+    return [sum(1 for t in x if t not in skip) for x in ids]
+
+
+def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
+                    show_progress: bool = True, first_pid: int = 0) -> tuple[Tensor, list[int]]:
+    """Embeddings of `passages` (fp16, CPU) laid end to end in passage order, and their doclens.
+
+    Raises ValueError naming the passage when one has no vector at all (cannot happen with [CLS]/[D]/[SEP]
+    markers, but a tokenizer without them could produce it).
+
+    Shapes: -> (sum(doclens), d) float16, doclens list of len(passages).
+    """
+    ids = checkpoint.doc_tokenizer.encode_unpadded(passages)
+    doclens = kept_lengths(checkpoint, ids)
+    empty = next((i for i, n in enumerate(doclens) if n == 0), None)
+    if empty is not None:
+        raise ValueError(f"passage {first_pid + empty} has no token left after tokenization; remove it or give it text")
+    offsets = [0]
+    for n in doclens:
+        offsets.append(offsets[-1] + n)
+    out = torch.empty(offsets[-1], checkpoint.colbert_config.dim, dtype=torch.float16)
+    batches = length_sorted_batches([len(x) for x in ids], bsize)
+    for batch in progress(batches, desc="Encoding passages", enabled=show_progress, unit="batch"):
+        input_ids, attention_mask = checkpoint.doc_tokenizer.pad([ids[i] for i in batch])
+        D, keep = checkpoint.doc(input_ids, attention_mask, keep_dims="return_mask", to_cpu=True)
+        for row, i in enumerate(batch):
+            out[offsets[i]:offsets[i + 1]] = D[row][keep[row]].half()
+    return out, doclens

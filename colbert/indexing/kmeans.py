@@ -1,0 +1,46 @@
+"""Centroids through fastkmeans (no faiss): seeded, deterministic on CPU, L2-normalised, fp16 as stored."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+KMEANS_SEED = 123  # the reference's faiss seed
+
+
+def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: torch.device,
+                    seed: int = KMEANS_SEED) -> Tensor:
+    """k-means on the sample; returns L2-normalised centroids rounded to fp16 (what the index stores and search
+    uses), as float16.
+
+    Shapes: sample (n, d) -> (num_partitions, d).
+    """
+    from fastkmeans import FastKMeans
+
+    n, dim = sample.shape
+    if n < num_partitions:
+        raise ValueError(f"k-means needs at least as many sample embeddings ({n:,}) as centroids ({num_partitions:,})")
+    logger.info("Clustering %s embeddings into %s centroids (%d iterations)", f"{n:,}", f"{num_partitions:,}", niters)
+    kmeans = FastKMeans(d=dim, k=num_partitions, niter=niters, gpu=device.type == "cuda", seed=seed,
+                        max_points_per_centroid=1 << 30, verbose=False, device=device if device.type == "cuda" else None)
+    kmeans.train(sample.float().cpu().numpy())
+    centroids = torch.from_numpy(kmeans.centroids).float()  # (C, d)
+    return F.normalize(centroids, dim=-1).half()
+
+
+def nearest_centroids(embeddings: Tensor, centroids: Tensor, batch: int = 1 << 12) -> Tensor:
+    """Code of each embedding: argmax of centroid dot products, in batches (batch x C fp32 scores at a time).
+
+    Shapes: embeddings (n, d), centroids (C, d) -> (n,) int32.
+    """
+    C = centroids.float()
+    codes = torch.empty(embeddings.size(0), dtype=torch.int32, device=embeddings.device)
+    for start in range(0, embeddings.size(0), batch):
+        block = embeddings[start:start + batch].to(C.device).float()  # (b, d)
+        codes[start:start + batch] = (block @ C.T).argmax(dim=1).to(torch.int32)  # (b, C) -> (b,)
+    return codes
