@@ -1,0 +1,300 @@
+"""The compute kernels of indexing and search, one typed function each: native when loaded for the device, else the
+PyTorch reference twin in `colbert.kernels.reference`.
+
+Each docstring is the contract; native and reference agree on it (to float rounding) and raise the same ValueError /
+TypeError on misuse. Loading is lazy (`colbert.kernels.native`): importing this module builds nothing and queries no
+GPU. `python -m colbert.kernels` prints `backend_info()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from colbert.kernels import native, reference
+
+__all__ = [
+    "backend_info",
+    "centroid_maxsim",
+    "compress_residuals",
+    "decompress_maxsim",
+    "decompress_residuals",
+    "gather_segments",
+    "segmented_maxsim",
+]
+
+FLOATS = (torch.float16, torch.bfloat16, torch.float32)
+INDEXES = (torch.int32, torch.int64)
+NBITS = (1, 2, 4)
+
+
+def _tensor(name: str, value: Any, ndim: int, dtypes: tuple[torch.dtype, ...] | None = None) -> Tensor:
+    """Check that `value` is a tensor with `ndim` dims (at least 1 when ndim is -1) and one of `dtypes`."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if (ndim >= 0 and value.dim() != ndim) or (ndim < 0 and value.dim() == 0):
+        wanted = f"{ndim}-D" if ndim >= 0 else "at least 1-D"
+        raise ValueError(f"{name} must be {wanted}, got shape {tuple(value.shape)}")
+    if dtypes is not None and value.dtype not in dtypes:
+        names = ", ".join(str(t).removeprefix("torch.") for t in dtypes)
+        raise TypeError(f"{name} must have dtype {names}; got {value.dtype}. Convert it with .to(...) first.")
+    return value
+
+
+def _int64(name: str, value: Any) -> Tensor:
+    """A 1-D int32/int64 tensor of ids, offsets or lengths, as int64 (no copy when it already is)."""
+    return _tensor(name, value, 1, INDEXES).long()
+
+
+def _nbits(nbits: Any, dim: int) -> int:
+    if nbits not in NBITS or isinstance(nbits, bool):
+        raise ValueError(f"nbits must be 1, 2 or 4, got {nbits!r}")
+    if dim * nbits % 8:
+        raise ValueError(f"dim * nbits must be a multiple of 8 to pack whole bytes, got dim {dim} and nbits {nbits}")
+    return int(nbits)
+
+
+def _same_device(**tensors: Tensor) -> None:
+    devices = {name: t.device for name, t in tensors.items()}
+    if len(set(devices.values())) > 1:
+        listing = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"all inputs must be on one device, got {listing}")
+
+
+def _lengths(lengths: Tensor, total: int, rows: str) -> None:
+    """Check that `lengths` are >= 0 and add up to the `total` rows of `rows`."""
+    if lengths.numel() and int(lengths.min()) < 0:
+        raise ValueError(f"lengths must be >= 0, got {int(lengths.min())}")
+    if int(lengths.sum()) != total:
+        raise ValueError(f"lengths add up to {int(lengths.sum()):,} but {rows} has {total:,} rows")
+
+
+def _codec(codes: Tensor, packed: Tensor, centroids: Tensor, bucket_weights: Tensor, nbits: int) -> int:
+    """Checks shared by the two decompressing kernels; returns nbits."""
+    _tensor("codes", codes, 1, INDEXES)
+    _tensor("packed", packed, 2, (torch.uint8,))
+    _tensor("centroids", centroids, 2, FLOATS)
+    _tensor("bucket_weights", bucket_weights, 1, (torch.float32,))
+    nbits = _nbits(nbits, centroids.size(1))
+    if len(packed) != len(codes):
+        raise ValueError(f"packed has {len(packed):,} rows but codes has {len(codes):,}")
+    if packed.size(1) != centroids.size(1) * nbits // 8:
+        raise ValueError(
+            f"packed has {packed.size(1)} bytes per row but dim {centroids.size(1)} at nbits {nbits} needs "
+            f"{centroids.size(1) * nbits // 8}; are nbits and the centroids from the same index?"
+        )
+    if bucket_weights.numel() != 1 << nbits:
+        raise ValueError(f"nbits {nbits} needs {1 << nbits} bucket_weights, got {bucket_weights.numel()}")
+    _same_device(codes=codes, packed=packed, centroids=centroids, bucket_weights=bucket_weights)
+    return nbits
+
+
+def compress_residuals(residuals: Tensor, bucket_cutoffs: Tensor, nbits: int) -> Tensor:
+    """Quantise each residual dimension to a bucket id and pack the ids, `nbits` per dimension, into bytes.
+
+    Bucket id = `torch.bucketize(residual.float(), bucket_cutoffs)` (right=False; cutoffs sorted ascending). Each
+    id is written least-significant bit first and each row's bit string is packed MSB first (`numpy.packbits`):
+    exactly the reference's `{chunk}.residuals.pt`.
+
+    Args:
+        residuals: embedding minus its centroid, float16/bfloat16/float32.
+        bucket_cutoffs: the index's cutoffs (`buckets.pt`), float32.
+        nbits: bits per dimension: 1, 2 or 4.
+
+    Returns:
+        The packed residuals, uint8.
+
+    Shapes:
+        residuals (n, d); bucket_cutoffs (2**nbits - 1,); returns (n, d * nbits // 8).
+    """
+    _tensor("residuals", residuals, 2, FLOATS)
+    _tensor("bucket_cutoffs", bucket_cutoffs, 1, (torch.float32,))
+    nbits = _nbits(nbits, residuals.size(1))
+    if bucket_cutoffs.numel() != (1 << nbits) - 1:
+        raise ValueError(f"nbits {nbits} needs {(1 << nbits) - 1} bucket_cutoffs, got {bucket_cutoffs.numel()}")
+    _same_device(residuals=residuals, bucket_cutoffs=bucket_cutoffs)
+    if native.has("compress_residuals", residuals.device):
+        return torch.ops.colbert.compress_residuals(residuals, bucket_cutoffs, nbits)
+    return reference.compress_residuals(residuals, bucket_cutoffs, nbits)
+
+
+def decompress_residuals(
+    codes: Tensor,
+    packed: Tensor,
+    centroids: Tensor,
+    bucket_weights: Tensor,
+    nbits: int,
+    normalize: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Rebuild embeddings from centroid codes and packed residuals.
+
+    Vector = `centroids[code].float() + bucket_weights[bucket id]` per dimension, then L2-normalised if `normalize`
+    (as `torch.nn.functional.normalize`). With normalize=False this equals the reference's CPU decompression bit for
+    bit. A code outside [0, C) raises IndexError.
+
+    Args:
+        codes: centroid id of each embedding, int32/int64.
+        packed: packed residuals (`compress_residuals`), uint8.
+        centroids: float16/bfloat16/float32.
+        bucket_weights: the index's bucket weights (`buckets.pt`), float32.
+        nbits: bits per dimension: 1, 2 or 4.
+        normalize: L2-normalise each vector.
+        dtype: floating dtype of the result (computed in float32).
+
+    Returns:
+        The embeddings.
+
+    Shapes:
+        codes (n,); packed (n, d * nbits // 8); centroids (C, d); bucket_weights (2**nbits,); returns (n, d).
+    """
+    nbits = _codec(codes, packed, centroids, bucket_weights, nbits)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if native.has("decompress_residuals", codes.device):
+        return torch.ops.colbert.decompress_residuals(codes, packed, centroids, bucket_weights, nbits,
+                                                      bool(normalize), dtype)
+    return reference.decompress_residuals(codes, packed, centroids, bucket_weights, nbits, bool(normalize), dtype)
+
+
+def segmented_maxsim(scores: Tensor, lengths: Tensor) -> Tensor:
+    """For each document, the sum over query tokens of the best score among the document's tokens.
+
+    Plain max (no clamping at 0); a document of length 0 scores 0.
+
+    Args:
+        scores: query-token scores of every document token, documents packed in order, float.
+        lengths: tokens per document, int64 (int32 accepted).
+
+    Returns:
+        One float32 score per document.
+
+    Shapes:
+        scores (sum(lengths), Lq); lengths (ndocs,); returns (ndocs,).
+    """
+    _tensor("scores", scores, 2, FLOATS)
+    lengths = _int64("lengths", lengths)
+    _same_device(scores=scores, lengths=lengths)
+    _lengths(lengths, len(scores), "scores")
+    if native.has("segmented_maxsim", scores.device):
+        return torch.ops.colbert.segmented_maxsim(scores, lengths)
+    return reference.segmented_maxsim(scores, lengths)
+
+
+def centroid_maxsim(
+    centroid_scores: Tensor, codes: Tensor, doc_offsets: Tensor, pids: Tensor, keep: Tensor | None = None
+) -> Tensor:
+    """PLAID stages 2-3: approximate each candidate's score from its centroid codes alone.
+
+    Score = Σ_q max over the document's codes c with keep[c] of centroid_scores[c, q]; each column's max starts at
+    -9999, so a query column with no kept code contributes -9999 (the reference's filter_pids.cpp). A pid outside
+    [0, P) raises IndexError.
+
+    Args:
+        centroid_scores: every centroid against every query token, float (used as float32).
+        codes: all documents' centroid codes, in pid order, int32/int64.
+        doc_offsets: document p is codes[doc_offsets[p]:doc_offsets[p + 1]], int64.
+        pids: the candidates to score, int64.
+        keep: which centroids count (stage 2's threshold), bool; None keeps all (stage 3).
+
+    Returns:
+        One float32 score per candidate.
+
+    Shapes:
+        centroid_scores (C, Lq); codes (N,); doc_offsets (P + 1,); pids (n,); keep (C,); returns (n,).
+    """
+    centroid_scores = _tensor("centroid_scores", centroid_scores, 2, FLOATS).float()
+    _tensor("codes", codes, 1, INDEXES)
+    doc_offsets, pids = _int64("doc_offsets", doc_offsets), _int64("pids", pids)
+    if keep is not None and (_tensor("keep", keep, 1, (torch.bool,)).numel() != len(centroid_scores)):
+        raise ValueError(f"keep has {keep.numel():,} values but there are {len(centroid_scores):,} centroids")
+    if doc_offsets.numel() == 0:
+        raise ValueError("doc_offsets must hold P + 1 offsets, got none")
+    extra = {} if keep is None else {"keep": keep}
+    _same_device(centroid_scores=centroid_scores, codes=codes, doc_offsets=doc_offsets, pids=pids, **extra)
+    if native.has("centroid_maxsim", centroid_scores.device):
+        return torch.ops.colbert.centroid_maxsim(centroid_scores, codes, doc_offsets, pids, keep)
+    return reference.centroid_maxsim(centroid_scores, codes, doc_offsets, pids, keep)
+
+
+def gather_segments(values: Tensor, doc_offsets: Tensor, pids: Tensor) -> tuple[Tensor, Tensor]:
+    """The rows of documents `pids`, concatenated in that order, and their lengths (the reference's
+    segmented_lookup). `values` may be a memory-mapped tensor: only the selected rows are read.
+
+    Args:
+        values: per-row data of all documents, any dtype, documents in pid order.
+        doc_offsets: document p is values[doc_offsets[p]:doc_offsets[p + 1]], int64.
+        pids: the documents to gather, int64.
+
+    Returns:
+        (the gathered rows, rows per pid as int64).
+
+    Shapes:
+        values (N, ...); doc_offsets (P + 1,); pids (n,); returns ((sum(lengths), ...), (n,)).
+    """
+    _tensor("values", values, -1)
+    doc_offsets, pids = _int64("doc_offsets", doc_offsets), _int64("pids", pids)
+    if doc_offsets.numel() == 0:
+        raise ValueError("doc_offsets must hold P + 1 offsets, got none")
+    _same_device(values=values, doc_offsets=doc_offsets, pids=pids)
+    if values.is_contiguous() and native.has("gather_segments", values.device):
+        return torch.ops.colbert.gather_segments(values, doc_offsets, pids)
+    return reference.gather_segments(values, doc_offsets, pids)
+
+
+def decompress_maxsim(
+    Q: Tensor,
+    codes: Tensor,
+    packed: Tensor,
+    lengths: Tensor,
+    centroids: Tensor,
+    bucket_weights: Tensor,
+    nbits: int,
+) -> Tensor:
+    """PLAID stage 4, fused: MaxSim of Q against each document's decompressed, L2-normalised embeddings.
+
+    Same result (to float rounding) as `decompress_residuals` -> `@ Q.T` -> `segmented_maxsim`, without holding
+    every decompressed vector at once on the native path. Plain max (no clamping at 0); an empty document scores 0.
+
+    Args:
+        Q: the normalised query embeddings, float (used as float32).
+        codes: centroid id of each document token, int32/int64, documents laid end to end.
+        packed: their packed residuals, uint8.
+        lengths: tokens per document, int64.
+        centroids: float16/bfloat16/float32.
+        bucket_weights: float32.
+        nbits: bits per dimension: 1, 2 or 4.
+
+    Returns:
+        One float32 score per document.
+
+    Shapes:
+        Q (Lq, d); codes (M,); packed (M, d * nbits // 8); lengths (n,); centroids (C, d);
+        bucket_weights (2**nbits,); returns (n,).
+    """
+    nbits = _codec(codes, packed, centroids, bucket_weights, nbits)
+    Q = _tensor("Q", Q, 2, FLOATS).float()
+    lengths = _int64("lengths", lengths)
+    if Q.size(1) != centroids.size(1):
+        raise ValueError(f"Q has dim {Q.size(1)} but the centroids have dim {centroids.size(1)}")
+    _same_device(Q=Q, codes=codes, lengths=lengths)
+    _lengths(lengths, len(codes), "codes")
+    if native.has("decompress_maxsim", codes.device):
+        return torch.ops.colbert.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+    return reference.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+
+
+def backend_info() -> dict[str, Any]:
+    """Where the kernels come from and, for each op, `native` or the reason not, per device type.
+
+    Loads the kernels if that has not happened yet (see `colbert.kernels.native`); queries no GPU.
+
+    Returns:
+        {"mode", "source", "torch", "cuda", "ops": {op: {"cpu": ..., "cuda": ...}}}.
+    """
+    backend = native.load()
+    ops = {op: {dev: backend.reasons[(op, dev)] for dev in native.DEVICE_KEYS} for op in native.OPS}
+    return {"mode": backend.mode, "source": backend.source, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "ops": ops}

@@ -1,0 +1,224 @@
+"""Load the compiled kernels in tiers: prebuilt `colbert._C` -> ninja JIT build of csrc/ -> the PyTorch reference.
+
+Nothing happens at import. The first kernel call (or `load()`, or `backend_info()`) reads `COLBERT_KERNELS`, loads
+once under a lock, and registers `torch.ops.colbert.*`. Call `load()` in the parent process before starting workers
+so that they find the build cached. `has(op, device)` then answers from a dict: is there a native kernel for this op
+on this device type? Everything else falls back to `colbert.kernels.reference`.
+
+`COLBERT_KERNELS`:
+
+| value | meaning |
+|---|---|
+| `auto` (default) | native where it loads, the reference elsewhere; an expected fallback logs INFO, a failed build WARNING |
+| `native` | as auto, but raise RuntimeError if no native library loads |
+| `reference` | never load or build anything |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+MODES = ("auto", "native", "reference")
+OPS = (
+    "compress_residuals",
+    "decompress_residuals",
+    "segmented_maxsim",
+    "centroid_maxsim",
+    "gather_segments",
+    "decompress_maxsim",
+)
+DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the library may register
+EXTENSION_NAME = "colbert_kernels"
+SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
+
+
+@dataclass
+class Backend:
+    """What `load()` found: where the kernels came from and, per (op, device type), native or the reason not."""
+
+    mode: str
+    source: str
+    native: dict[tuple[str, str], bool] = field(default_factory=dict)
+    reasons: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+_lock = threading.Lock()
+_backend: Backend | None = None
+
+
+def kernels_mode() -> str:
+    """`COLBERT_KERNELS`, checked: one of auto, native, reference (default auto)."""
+    raw = os.environ.get("COLBERT_KERNELS", "auto")
+    mode = raw.strip().lower() or "auto"
+    if mode not in MODES:
+        raise ValueError(f"COLBERT_KERNELS={raw!r} is not one of {', '.join(MODES)}; unset it or pick one of these.")
+    return mode
+
+
+def csrc_dir() -> Path | None:
+    """The C++/CUDA sources: `colbert/csrc` in an installed package that ships them, else `csrc/` of the checkout."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "csrc", here.parents[2] / "csrc"):
+        if (candidate / "ops.cpp").is_file():
+            return candidate
+    return None
+
+
+def source_files(csrc: Path, with_cuda: bool) -> list[Path]:
+    """The translation units to compile: ops.cpp, cpu/*.cpp and, with CUDA, cuda/*.cu."""
+    files = [csrc / "ops.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    return files + sorted((csrc / "cuda").glob("*.cu")) if with_cuda else files
+
+
+def hash_sources(csrc: Path) -> str:
+    """A short digest of every source and header under csrc/, so an edit gets a fresh build directory."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in csrc.rglob("*") if p.suffix in SOURCE_SUFFIXES):
+        digest.update(path.relative_to(csrc).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_dir(torch_version: str, cuda_version: str | None, source_hash: str) -> Path:
+    """Build directory keyed by torch, CUDA, Python and the sources: $TORCH_EXTENSIONS_DIR/colbert/... if set, else
+    ~/.cache/colbert/kernels/... (honouring $XDG_CACHE_HOME)."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        root = Path(os.environ["TORCH_EXTENSIONS_DIR"]) / "colbert"
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colbert" / "kernels"
+    cuda = f"cu{cuda_version}" if cuda_version else "cpu"
+    python = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    return root / f"torch{torch_version.replace('+', '_')}-{cuda}-{python}-{source_hash}"
+
+
+def build_with_cuda() -> tuple[bool, str]:
+    """Whether to compile cuda/*.cu, and why not when we don't. Reads torch.version.cuda; never touches a GPU."""
+    if torch.version.cuda is None:
+        return False, "this torch is built without CUDA"
+    from torch.utils import cpp_extension
+
+    if cpp_extension.CUDA_HOME is None:
+        return False, f"torch has CUDA {torch.version.cuda} but no CUDA toolkit (nvcc, CUDA_HOME) was found"
+    return True, ""
+
+
+def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
+    """Compile csrc/ with ninja into `directory` (reused when already built) and load it into this process."""
+    from torch.utils import cpp_extension
+
+    directory.mkdir(parents=True, exist_ok=True)
+    defines = ["-DCOLBERT_WITH_CUDA"] if with_cuda else []
+    cpp_extension.load(
+        name=EXTENSION_NAME,
+        sources=[str(p) for p in source_files(csrc, with_cuda)],
+        extra_cflags=["-O3", *defines],
+        extra_cuda_cflags=["-O3", *defines],
+        extra_include_paths=[str(csrc)],
+        build_directory=str(directory),
+        with_cuda=with_cuda,
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def load_prebuilt() -> bool:
+    """Load the `colbert._C` library built by setup.py, if there is one that loads with this torch."""
+    spec = importlib.util.find_spec("colbert._C")
+    if spec is None or spec.origin is None:
+        logger.info("No prebuilt colbert._C; trying a JIT build of csrc/")
+        return False
+    try:
+        torch.ops.load_library(spec.origin)
+    except OSError as e:  # built against another torch: an ABI mismatch shows up as an undefined symbol
+        logger.warning("Prebuilt %s does not load (%s); rebuild it with `python setup.py build_ext --inplace`. "
+                       "Trying a JIT build of csrc/ instead.", spec.origin, e)
+        return False
+    return True
+
+
+def load_native(mode: str) -> str:
+    """Register torch.ops.colbert.* if we can; return where the kernels came from, for backend_info()."""
+    if mode == "reference":
+        return "reference (COLBERT_KERNELS=reference)"
+    if load_prebuilt():
+        return "prebuilt colbert._C"
+    csrc = csrc_dir()
+    missing = None
+    if csrc is None:
+        missing = "no csrc/ sources beside the package"
+    elif not _ninja_available():
+        missing = "ninja not found (pip install ninja)"
+    elif shutil.which(os.environ.get("CXX", "c++")) is None:
+        missing = "no C++ compiler found (set CXX or install g++/clang++)"
+    if missing is not None:
+        if mode == "native":
+            raise RuntimeError(f"COLBERT_KERNELS=native but the kernels cannot be built: {missing}.")
+        logger.info("%s; using the PyTorch reference kernels", missing)
+        return f"reference ({missing})"
+    with_cuda, why_not = build_with_cuda()
+    if not with_cuda:
+        logger.info("Building the CPU kernels only: %s", why_not)
+    directory = cache_dir(torch.__version__, torch.version.cuda if with_cuda else None, hash_sources(csrc))
+    try:
+        jit_build(csrc, directory, with_cuda)
+    except Exception as e:  # any build failure: logged with the compiler's output, or raised when forced
+        if mode == "native":
+            raise RuntimeError(f"COLBERT_KERNELS=native but csrc/ did not build: {e}") from e
+        logger.warning("Native kernels failed to build; using the slower PyTorch reference:\n%s", e)
+        return "reference (build failed; see the warning logged by colbert.kernels.native)"
+    return f"JIT build of csrc/ in {directory}"
+
+
+def _ninja_available() -> bool:
+    from torch.utils import cpp_extension
+
+    return cpp_extension.is_ninja_available()
+
+
+def _describe(mode: str, source: str) -> Backend:
+    """Ask the dispatcher which (op, device type) pairs have a kernel, and say why the others do not."""
+    backend = Backend(mode=mode, source=source)
+    loaded = not source.startswith("reference")
+    for op in OPS:
+        for device_type, key in DEVICE_KEYS.items():
+            has = loaded and torch._C._dispatch_has_kernel_for_dispatch_key(f"colbert::{op}", key)
+            backend.native[(op, device_type)] = has
+            if has:
+                backend.reasons[(op, device_type)] = "native"
+            elif not loaded:
+                backend.reasons[(op, device_type)] = source
+            elif device_type == "cuda" and torch.version.cuda is None:
+                backend.reasons[(op, device_type)] = "reference (this torch is built without CUDA)"
+            else:
+                backend.reasons[(op, device_type)] = f"reference (the loaded library has no {key} kernel for it)"
+    return backend
+
+
+def load() -> Backend:
+    """Load the kernels once (thread-safe) and return what was found. Raises ValueError for a bad COLBERT_KERNELS
+    and RuntimeError when COLBERT_KERNELS=native cannot be honoured; both are raised again on the next call."""
+    global _backend
+    if _backend is None:
+        with _lock:
+            if _backend is None:
+                mode = kernels_mode()
+                _backend = _describe(mode, load_native(mode))
+    return _backend
+
+
+def has(op: str, device: torch.device) -> bool:
+    """True when `torch.ops.colbert.<op>` has a native kernel for tensors on `device`."""
+    backend = _backend if _backend is not None else load()
+    return backend.native.get((op, device.type), False)

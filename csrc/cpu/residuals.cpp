@@ -1,0 +1,206 @@
+// CPU kernels for the residual codec: compress_residuals, decompress_residuals and the fused decompress_maxsim.
+// Bit layout and the reference behaviour each op matches: csrc/README.md.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../checks.h"
+#include "../kernels.h"
+
+namespace colbert {
+
+namespace {
+
+constexpr int64_t kRowsPerTask = 256;       // parallel_for grain over embeddings
+constexpr int64_t kTokensPerBlock = 1024;   // decompress_maxsim: rows decoded per thread at once (512 KiB at d=128)
+constexpr float kNormEps = 1e-12f;          // as torch.nn.functional.normalize
+
+// table[b * (8 / nbits) + k] = the bucket weight stored in slot k of a packed byte whose value is b.
+std::vector<float> byte_table(const at::Tensor& bucket_weights, int nbits) {
+    const at::Tensor weights = bucket_weights.contiguous();
+    const float* w = weights.data_ptr<float>();
+    const int per_byte = 8 / nbits, mask = (1 << nbits) - 1;
+    std::vector<float> table(256 * per_byte);
+    for (int b = 0; b < 256; ++b) {
+        for (int k = 0; k < per_byte; ++k) {
+            const int field = (b >> (8 - nbits * (k + 1))) & mask;
+            table[b * per_byte + k] = w[reverse_bits(field, nbits)];
+        }
+    }
+    return table;
+}
+
+// out[i] = centroid[i] + bucket weight of dimension i, for one embedding of packed_dim bytes.
+template <int NBITS>
+void decode_row(const uint8_t* bytes, int64_t packed_dim, const float* centroid, const float* table, float* out) {
+    constexpr int kPerByte = 8 / NBITS;
+    for (int64_t j = 0; j < packed_dim; ++j) {
+        const float* w = table + bytes[j] * kPerByte;
+        for (int k = 0; k < kPerByte; ++k) out[j * kPerByte + k] = centroid[j * kPerByte + k] + w[k];
+    }
+}
+
+using DecodeFn = void (*)(const uint8_t*, int64_t, const float*, const float*, float*);
+
+DecodeFn decoder(int64_t nbits) {
+    return nbits == 1 ? &decode_row<1> : nbits == 2 ? &decode_row<2> : &decode_row<4>;
+}
+
+void normalize_row(float* v, int64_t d) {
+    float partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // eight independent sums so the loop vectorises
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        for (int k = 0; k < 8; ++k) partial[k] += v[i + k] * v[i + k];
+    }
+    float sumsq = 0;
+    for (; i < d; ++i) sumsq += v[i] * v[i];
+    for (int k = 0; k < 8; ++k) sumsq += partial[k];
+    const float norm = std::max(std::sqrt(sumsq), kNormEps);
+    for (int64_t j = 0; j < d; ++j) v[j] /= norm;
+}
+
+template <typename index_t>
+int64_t checked_code(const index_t* codes, int64_t i, int64_t num_centroids) {
+    const int64_t code = codes[i];
+    TORCH_CHECK_INDEX(code >= 0 && code < num_centroids, "codes[", i, "] = ", code,
+                      " is not a centroid id in [0, ", num_centroids, ")");
+    return code;
+}
+
+}  // namespace
+
+at::Tensor compress_residuals_cpu(const at::Tensor& residuals, const at::Tensor& bucket_cutoffs, int64_t nbits) {
+    check_compress_inputs(residuals, bucket_cutoffs, nbits);
+    const at::Tensor x = residuals.contiguous(), cuts = bucket_cutoffs.contiguous();
+    const int64_t n = x.size(0), d = x.size(1), packed_dim = d * nbits / 8, ncuts = cuts.numel();
+    const int per_byte = static_cast<int>(8 / nbits);
+    at::Tensor out = at::empty({n, packed_dim}, x.options().dtype(at::kByte));
+    const float* cut = cuts.data_ptr<float>();
+    uint8_t* packed = out.data_ptr<uint8_t>();
+    std::vector<int> reversed(ncuts + 1);
+    for (int64_t id = 0; id <= ncuts; ++id) reversed[id] = reverse_bits(static_cast<int>(id), static_cast<int>(nbits));
+
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "compress_residuals", [&] {
+        const scalar_t* values = x.data_ptr<scalar_t>();
+        at::parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+            for (int64_t row = begin; row < end; ++row) {
+                const scalar_t* v = values + row * d;
+                for (int64_t j = 0; j < packed_dim; ++j) {
+                    int byte = 0;
+                    for (int k = 0; k < per_byte; ++k) {
+                        const float value = static_cast<float>(v[j * per_byte + k]);
+                        int id = 0;  // torch.bucketize(right=False): cutoffs strictly below value; NaN -> last
+                        for (int64_t c = 0; c < ncuts; ++c) id += !(cut[c] >= value);
+                        byte |= reversed[id] << (8 - nbits * (k + 1));
+                    }
+                    packed[row * packed_dim + j] = static_cast<uint8_t>(byte);
+                }
+            }
+        });
+    });
+    return out;
+}
+
+at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& centroids,
+                                    const at::Tensor& bucket_weights, int64_t nbits, bool normalize,
+                                    at::ScalarType dtype) {
+    check_decompress_inputs(codes, packed, centroids, bucket_weights, nbits);
+    TORCH_CHECK(at::isFloatingType(dtype), "decompress_residuals: dtype must be a floating type, got ", dtype);
+    const at::Tensor cent = centroids.to(at::kFloat).contiguous(), bytes = packed.contiguous();
+    const at::Tensor code_t = codes.contiguous();
+    const int64_t n = code_t.size(0), d = cent.size(1), num_centroids = cent.size(0), packed_dim = bytes.size(1);
+    at::Tensor out = at::empty({n, d}, cent.options().dtype(dtype));
+    const std::vector<float> table = byte_table(bucket_weights, static_cast<int>(nbits));
+    const DecodeFn decode = decoder(nbits);
+    const float* cent_p = cent.data_ptr<float>();
+    const uint8_t* bytes_p = bytes.data_ptr<uint8_t>();
+
+    AT_DISPATCH_INDEX_TYPES(code_t.scalar_type(), "decompress_residuals", [&] {
+        const index_t* code_p = code_t.data_ptr<index_t>();
+        AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "decompress_residuals_out", [&] {
+            scalar_t* out_p = out.data_ptr<scalar_t>();
+            at::parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+                std::vector<float> row(d);
+                for (int64_t i = begin; i < end; ++i) {
+                    const int64_t code = checked_code(code_p, i, num_centroids);
+                    decode(bytes_p + i * packed_dim, packed_dim, cent_p + code * d, table.data(), row.data());
+                    if (normalize) normalize_row(row.data(), d);
+                    std::copy(row.begin(), row.end(), out_p + i * d);  // converts to the output dtype
+                }
+            });
+        });
+    });
+    return out;
+}
+
+at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
+                                 const at::Tensor& lengths, const at::Tensor& centroids,
+                                 const at::Tensor& bucket_weights, int64_t nbits) {
+    check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
+    check_lengths_sum(lengths, codes.size(0), "decompress_maxsim");
+    const at::Tensor cent = centroids.to(at::kFloat).contiguous(), bytes = packed.contiguous();
+    const at::Tensor code_t = codes.contiguous(), lens = lengths.contiguous();
+    const at::Tensor Qt = Q.contiguous().t();  // (d, Lq)
+    const int64_t ndocs = lens.size(0), d = cent.size(1), Lq = Q.size(0);
+    const int64_t num_centroids = cent.size(0), packed_dim = bytes.size(1);
+    at::Tensor out = at::zeros({ndocs}, Q.options());
+    if (ndocs == 0 || Lq == 0) return out;
+
+    std::vector<int64_t> offsets(ndocs + 1, 0);  // doc i is rows [offsets[i], offsets[i + 1])
+    const int64_t* len_p = lens.data_ptr<int64_t>();
+    for (int64_t i = 0; i < ndocs; ++i) offsets[i + 1] = offsets[i] + len_p[i];
+    const std::vector<float> table = byte_table(bucket_weights, static_cast<int>(nbits));
+    const DecodeFn decode = decoder(nbits);
+    const float* cent_p = cent.data_ptr<float>();
+    const uint8_t* bytes_p = bytes.data_ptr<uint8_t>();
+    float* out_p = out.data_ptr<float>();
+
+    AT_DISPATCH_INDEX_TYPES(code_t.scalar_type(), "decompress_maxsim", [&] {
+        const index_t* code_p = code_t.data_ptr<index_t>();
+        // Each task owns docs [begin, end), i.e. the contiguous rows [offsets[begin], offsets[end]); it decodes them
+        // kTokensPerBlock at a time into its own buffer, scores the block with one matmul and folds the rows'
+        // scores into the running per-column maxima of the doc they belong to.
+        at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
+            at::Tensor block = at::empty({kTokensPerBlock, d}, Q.options());    // (B, d)
+            at::Tensor scores = at::empty({kTokensPerBlock, Lq}, Q.options());  // (B, Lq)
+            float* block_p = block.data_ptr<float>();
+            std::vector<float> best(Lq, -std::numeric_limits<float>::infinity());
+            int64_t doc = begin;
+            auto finish_doc = [&]() {
+                float total = 0;
+                for (int64_t q = 0; q < Lq; ++q) total += best[q];
+                out_p[doc] = offsets[doc + 1] > offsets[doc] ? total : 0.0f;  // an empty doc scores 0
+                std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+                ++doc;
+            };
+            for (int64_t start = offsets[begin]; start < offsets[end]; start += kTokensPerBlock) {
+                const int64_t rows = std::min(kTokensPerBlock, offsets[end] - start);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const int64_t code = checked_code(code_p, start + r, num_centroids);
+                    float* v = block_p + r * d;
+                    decode(bytes_p + (start + r) * packed_dim, packed_dim, cent_p + code * d, table.data(), v);
+                    normalize_row(v, d);
+                }
+                at::Tensor s = scores.narrow(0, 0, rows);
+                at::mm_out(s, block.narrow(0, 0, rows), Qt);  // (rows, d) @ (d, Lq) -> (rows, Lq)
+                const float* s_p = s.data_ptr<float>();
+                for (int64_t r = 0; r < rows; ++r) {
+                    while (start + r >= offsets[doc + 1]) finish_doc();
+                    for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], s_p[r * Lq + q]);
+                }
+            }
+            while (doc < end) finish_doc();
+        });
+    });
+    return out;
+}
+
+}  // namespace colbert

@@ -1,0 +1,49 @@
+// Declarations shared by ops.cpp (the registrations), cpu/*.cpp and cuda/*.cu.
+// The contract of each op is in colbert/kernels/__init__.py; csrc/README.md maps it to the reference.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/ScalarType.h>
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+#include <optional>
+#include <tuple>
+
+namespace colbert {
+
+// ---- bit layout of the packed residuals (see csrc/README.md) ----
+// The bucket id of dimension i is written LSB first, and bytes are filled MSB first (numpy.packbits), so inside a
+// byte the k-th dimension occupies bits [8 - nbits*(k+1), 8 - nbits*k) with its bits in reversed order.
+C10_HOST_DEVICE inline int reverse_bits(int value, int nbits) {
+    int out = 0;
+    for (int b = 0; b < nbits; ++b) out |= ((value >> b) & 1) << (nbits - 1 - b);
+    return out;
+}
+
+// ---- CPU (cpu/*.cpp) ----
+at::Tensor compress_residuals_cpu(const at::Tensor& residuals, const at::Tensor& bucket_cutoffs, int64_t nbits);
+at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& centroids,
+                                    const at::Tensor& bucket_weights, int64_t nbits, bool normalize,
+                                    at::ScalarType dtype);
+at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
+                                 const at::Tensor& lengths, const at::Tensor& centroids,
+                                 const at::Tensor& bucket_weights, int64_t nbits);
+at::Tensor segmented_maxsim_cpu(const at::Tensor& scores, const at::Tensor& lengths);
+at::Tensor centroid_maxsim_cpu(const at::Tensor& centroid_scores, const at::Tensor& codes,
+                               const at::Tensor& doc_offsets, const at::Tensor& pids,
+                               const std::optional<at::Tensor>& keep);
+std::tuple<at::Tensor, at::Tensor> gather_segments_cpu(const at::Tensor& values, const at::Tensor& doc_offsets,
+                                                       const at::Tensor& pids);
+
+// ---- CUDA (cuda/*.cu), compiled only with COLBERT_WITH_CUDA ----
+at::Tensor compress_residuals_cuda(const at::Tensor& residuals, const at::Tensor& bucket_cutoffs, int64_t nbits);
+at::Tensor decompress_residuals_cuda(const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& centroids,
+                                     const at::Tensor& bucket_weights, int64_t nbits, bool normalize,
+                                     at::ScalarType dtype);
+at::Tensor decompress_maxsim_cuda(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
+                                  const at::Tensor& lengths, const at::Tensor& centroids,
+                                  const at::Tensor& bucket_weights, int64_t nbits);
+at::Tensor segmented_maxsim_cuda(const at::Tensor& scores, const at::Tensor& lengths);
+
+}  // namespace colbert
