@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from colbert.data import Collection
 from colbert.errors import IndexExistsError
 from colbert.indexing import format as index_format
+from colbert.indexing.codec import check_nbits
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.run import Run
 
@@ -99,8 +100,12 @@ class Indexer:
         if staging.exists() and not resume:
             shutil.rmtree(staging)
         staging.mkdir(parents=True, exist_ok=True)
+        from colbert.indexing import load_or_make_plan
+
+        check_nbits(self.config.nbits)
+        plan = load_or_make_plan(staging, collection, self.config, self.config.nranks, resume)
         backend = "nccl" if self.config.gpus != 0 and _cuda_count() >= self.config.nranks else "gloo"
-        self.stats = launch(_index_rank, str(staging), collection, self.config, resume, self.verbose,
+        self.stats = launch(_index_rank, str(staging), collection, self.config, plan, resume, self.verbose,
                             nranks=self.config.nranks, backend=backend)
         publish(staging, index_path)
         logger.info("Index written to %s", index_path)
@@ -112,7 +117,7 @@ def _cuda_count() -> int:
     return torch.cuda.device_count()
 
 
-def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, config: ColBERTConfig,
+def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, config: ColBERTConfig, plan: Any,
                 resume: bool, verbose: int) -> Any:
     """One rank's share of a build: load the checkpoint on this rank's device, then build_index."""
     import torch
@@ -124,8 +129,8 @@ def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, co
     if config.gpus != 0 and torch.cuda.is_available():
         device = torch.device("cuda", rank % torch.cuda.device_count())
     checkpoint = Checkpoint(config.checkpoint, colbert_config=config, verbose=verbose, device=device)
-    return build_index(Path(staging), collection, checkpoint, checkpoint.colbert_config, rank=rank, nranks=nranks,
-                       resume=resume, show_progress=verbose > 0)
+    return build_index(Path(staging), collection, checkpoint, checkpoint.colbert_config, plan, rank=rank,
+                       nranks=nranks, resume=resume, show_progress=verbose > 0)
 
 
 def publish(staging: Path, index_path: Path) -> None:

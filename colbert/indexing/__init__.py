@@ -51,7 +51,7 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig,
+def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig, plan: Plan,
                 rank: int = 0, nranks: int = 1, resume: bool = False, show_progress: bool = True) -> IndexStats:
     """Build a PLAID index of `collection` in `index_dir` (which must exist). Every rank calls this.
 
@@ -61,12 +61,12 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
         checkpoint: the encoder, already on its device.
         config: the resolved config (nbits, kmeans_niters, index_bsize, ...); written into plan.json and
             metadata.json.
+        plan: the chunking and sample, from `load_or_make_plan` (decided once, by the caller).
         rank, nranks: this process among those building the index (torch.distributed initialised when > 1).
         resume: keep what an interrupted build with the same settings already wrote.
     """
     check_nbits(config.nbits)
     stats = IndexStats(num_passages=len(collection))
-    plan = _load_or_make_plan(index_dir, collection, config, nranks, resume)
     mine = [k for k in range(plan.num_chunks) if k % nranks == rank]
     resume_codec = resume and index_format.codec_is_complete(index_dir)
     for k in progress(mine, desc="Encoding chunks", enabled=show_progress and len(mine) > 1, unit="chunk"):
@@ -87,8 +87,9 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
     return stats
 
 
-def _load_or_make_plan(index_dir: Path, collection: Collection, config: ColBERTConfig, nranks: int,
-                       resume: bool) -> Plan:
+def load_or_make_plan(index_dir: Path, collection: Collection, config: ColBERTConfig, nranks: int,
+                      resume: bool) -> Plan:
+    """A fresh plan, or with `resume` the chunking an interrupted build in `index_dir` started with."""
     plan = make_plan(len(collection), nranks, config.doc_maxlen, seed=SAMPLE_SEED)
     if resume and (index_dir / index_format.PLAN_FILE).is_file():
         stored = index_format.read_plan(index_dir)
@@ -198,4 +199,4 @@ def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBE
     stats.seconds["write"] += time.perf_counter() - t0
 
 
-__all__ = ["IndexStats", "build_index"]
+__all__ = ["IndexStats", "build_index", "load_or_make_plan"]

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from colbert import ColBERTConfig, Indexer, Run, RunConfig
+from colbert.errors import IndexExistsError
+from colbert.indexing import format as index_format
+from colbert.indexing import plan as index_plan
+from colbert.indexing.codec import ResidualCodec
+from colbert.indexing.plan import make_plan, num_partitions_for
+from colbert.modeling.checkpoint import Checkpoint
+from colbert.search.index import LoadedIndex
+
+WORDS = "protein cell gene cancer therapy immune virus brain heart blood drug trial risk patient mouse".split()
+
+
+def texts(n: int, seed: int = 0) -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    return [" ".join(WORDS[int(i)] for i in torch.randint(len(WORDS), (int(l),), generator=g))
+            for l in torch.randint(3, 30, (n,), generator=g)]
+
+
+def build(checkpoint: Path, root: Path, collection, name: str = "idx", overwrite=False, **config) -> Path:
+    with Run().context(RunConfig(nranks=config.pop("nranks", 1), root=str(root), experiment="test")):
+        indexer = Indexer(str(checkpoint), config=ColBERTConfig(**{"nbits": 2, **config}), verbose=0)
+        return Path(indexer.index(name, collection, overwrite=overwrite))
+
+
+def test_index_layout_is_the_references(tiny_checkpoint, tmp_path):
+    path = build(tiny_checkpoint, tmp_path, texts(40))
+    names = {p.name for p in path.iterdir()}
+    assert names == {"plan.json", "metadata.json", "centroids.pt", "buckets.pt", "avg_residual.pt", "ivf.pid.pt",
+                     "0.codes.pt", "0.residuals.pt", "doclens.0.json", "0.metadata.json"}
+    meta = json.loads((path / "metadata.json").read_text())
+    assert list(meta) == ["config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"]
+    assert meta["num_partitions"] == num_partitions_for(meta["num_embeddings"])
+    centroids = torch.load(path / "centroids.pt")
+    assert centroids.dtype == torch.float16 and centroids.shape == (meta["num_partitions"], 16)
+    cutoffs, weights = torch.load(path / "buckets.pt")
+    assert cutoffs.shape == (3,) and weights.shape == (4,) and torch.all(cutoffs[1:] >= cutoffs[:-1])
+    residuals = torch.load(path / "0.residuals.pt")
+    assert residuals.dtype == torch.uint8 and residuals.shape == (meta["num_embeddings"], 16 * 2 // 8)
+    assert torch.load(path / "0.codes.pt").dtype == torch.int32
+    index = LoadedIndex.open(path)
+    assert index.num_passages == 40 and index.doc_ids is None
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_decompressed_embeddings_approximate_the_originals(tiny_checkpoint, tmp_path, nbits):
+    docs = texts(60, seed=nbits)
+    path = build(tiny_checkpoint, tmp_path, docs, nbits=nbits)
+    index = LoadedIndex.open(path)
+    original, doclens = Checkpoint(str(tiny_checkpoint), verbose=0).docFromText(docs, keep_dims="flatten")
+    assert index.doclens.tolist() == doclens
+    codes, residuals, _ = index.lookup(torch.arange(len(docs)))
+    codec = ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual, nbits)
+    cosine = (codec.decompress(codes, residuals) * original).sum(-1).mean()
+    centroid_only = (index.centroids.float()[codes.long()] * original).sum(-1).mean()
+    assert cosine > {1: 0.85, 2: 0.9, 4: 0.95}[nbits]
+    assert cosine > centroid_only  # the residuals carry information
+
+
+def test_string_ids_are_kept_in_the_index(tiny_checkpoint, tmp_path):
+    collection = {f"doc-{i}": t for i, t in enumerate(texts(25))}
+    path = build(tiny_checkpoint, tmp_path, collection)
+    index = LoadedIndex.open(path)
+    assert index.doc_ids == list(collection) and index.pid_of("doc-7") == 7
+
+
+def test_tsv_with_string_ids(tiny_checkpoint, tmp_path):
+    tsv = tmp_path / "c.tsv"
+    tsv.write_text("".join(f"d{i}\t{t}\n" for i, t in enumerate(texts(20))))
+    index = LoadedIndex.open(build(tiny_checkpoint, tmp_path, str(tsv)))
+    assert index.doc_ids[:2] == ["d0", "d1"]
+
+
+def test_overwrite_policies(tiny_checkpoint, tmp_path):
+    path = build(tiny_checkpoint, tmp_path, texts(20))
+    before = (path / "0.codes.pt").stat().st_mtime_ns
+    with pytest.raises(IndexExistsError, match="overwrite=True"):
+        build(tiny_checkpoint, tmp_path, texts(20))
+    build(tiny_checkpoint, tmp_path, texts(30), overwrite="reuse")
+    assert (path / "0.codes.pt").stat().st_mtime_ns == before and LoadedIndex.open(path).num_passages == 20
+    build(tiny_checkpoint, tmp_path, texts(30), overwrite=True)
+    assert LoadedIndex.open(path).num_passages == 30
+    assert not any(p.name.startswith(".") for p in path.parent.iterdir())  # no staging or old folders left
+
+
+def test_a_failed_rebuild_keeps_the_old_index(tiny_checkpoint, tmp_path, monkeypatch):
+    path = build(tiny_checkpoint, tmp_path, texts(20))
+    import colbert.indexing as indexing
+
+    monkeypatch.setattr(indexing, "_finalize", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        build(tiny_checkpoint, tmp_path, texts(30), overwrite=True)
+    assert LoadedIndex.open(path).num_passages == 20
+
+
+def test_resume_continues_from_the_last_complete_chunk(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 16 * 64)  # 16 passages a chunk at doc_maxlen 64
+    docs = texts(50)
+    import colbert.indexing as indexing
+
+    real = indexing._compress_chunk
+    calls = []
+
+    def crash_on_third(index_dir, k, *args):
+        calls.append(k)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        real(index_dir, k, *args)
+
+    monkeypatch.setattr(indexing, "_compress_chunk", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_checkpoint, tmp_path, docs)
+    monkeypatch.setattr(indexing, "_compress_chunk", real)
+    encoded = []
+    real_encode = indexing.encode_passages
+    monkeypatch.setattr(indexing, "encode_passages", lambda ckpt, p, *a, **k: encoded.append(len(p)) or
+                        real_encode(ckpt, p, *a, **k))
+    path = build(tiny_checkpoint, tmp_path, docs, overwrite="resume")
+    assert encoded == []  # every chunk was encoded before the crash: nothing is encoded twice
+    resumed = LoadedIndex.open(path)
+    assert resumed.config.nbits == 2 and resumed.num_passages == 50 and len(resumed.metadata) >= 1
+    fresh = LoadedIndex.open(build(tiny_checkpoint, tmp_path, docs, name="fresh"))
+    assert torch.equal(resumed.codes, fresh.codes) and torch.equal(resumed.ivf, fresh.ivf)
+
+
+@pytest.mark.parametrize("bad", [{"nbits": 3}, {"nbits": 8}])
+def test_bad_nbits(tiny_checkpoint, tmp_path, bad):
+    with pytest.raises(ValueError, match="nbits must be 1, 2 or 4"):
+        build(tiny_checkpoint, tmp_path, texts(10), **bad)
+
+
+@pytest.mark.parametrize("name", ["a/b", "../x", "", ".hidden"])
+def test_index_names_with_path_separators_are_refused(tiny_checkpoint, tmp_path, name):
+    with pytest.raises(ValueError, match="plain folder name"):
+        build(tiny_checkpoint, tmp_path, texts(5), name=name)
+
+
+def test_empty_collection_and_bad_items(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        build(tiny_checkpoint, tmp_path, [])
+    with pytest.raises(TypeError, match="passage 1"):
+        build(tiny_checkpoint, tmp_path, ["fine", None])
+
+
+def test_duplicate_ids_in_a_tsv_are_refused(tiny_checkpoint, tmp_path):
+    tsv = tmp_path / "dup.tsv"
+    tsv.write_text("a\tone\nb\ttwo\na\tthree\n")
+    with pytest.raises(ValueError, match="repeated"):
+        build(tiny_checkpoint, tmp_path, str(tsv))
+
+
+def test_bad_overwrite_value(tiny_checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="overwrite must be one of"):
+        build(tiny_checkpoint, tmp_path, texts(5), overwrite="yes")
+
+
+def test_plan_follows_the_reference_formulas():
+    plan = make_plan(5183, nranks=1, doc_maxlen=180)
+    assert len(plan.sampled_pids) == 5183 and plan.num_chunks == 1
+    big = make_plan(1_000_000, nranks=2, doc_maxlen=180)
+    assert len(big.sampled_pids) == 1 + int(16 * (120 * 1_000_000) ** 0.5)
+    assert big.chunksize * 180 <= index_plan.CHUNK_EMBEDDINGS_BUDGET
+    assert num_partitions_for(157_337) == 4096
+
+
+def test_two_processes_build_the_same_index_as_one(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 8 * 64)  # several chunks, dealt to both ranks
+    docs = texts(30)
+    one = LoadedIndex.open(build(tiny_checkpoint, tmp_path, docs, name="one"))
+    two = LoadedIndex.open(build(tiny_checkpoint, tmp_path, docs, name="two", nranks=2))
+    assert two.metadata["num_chunks"] == one.metadata["num_chunks"] > 1
+    assert torch.equal(one.doclens, two.doclens) and two.num_embeddings == one.num_embeddings
+    # Ranks run with one thread each, so float sums may differ in the last bits: codes agree almost everywhere.
+    assert (one.codes == two.codes).float().mean() > 0.95
