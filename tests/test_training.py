@@ -113,7 +113,7 @@ def test_colbert_loss_adds_in_batch_loss_and_uses_teacher_scores():
     assert distilled.loss.item() == pytest.approx(distillation_kl(nway_scores, teacher).item())
 
 
-@pytest.mark.parametrize("module", ["colbert.training.losses", "colbert.training.train"])
+@pytest.mark.parametrize("module", ["colbert.training.losses", "colbert.training.train", "colbert.training.bm25"])
 def test_doctests(module):
     import doctest
     import importlib
@@ -158,6 +158,48 @@ def test_mixed_scored_and_plain_triples_raise(toy):
         TrainingData([["q-0", "d0", "d1"], ["q-1", ["d1", 1.0], ["d2", 0.0]]], toy["queries"], toy["collection"], 2)
 
 
+# ----------------------------------------------------------------------------------------------- mining
+
+
+def test_maxsim_all_equals_colbert_score():
+    from colbert.training.mining import maxsim_all
+
+    Q, D, mask = random_embeddings(3, 2, seed=5)  # 3 queries, 6 passages
+    packed, owner = D[mask], torch.arange(6).repeat_interleave(mask.sum(1))
+    expected = torch.stack([colbert_score(Q[i:i + 1], D, mask) for i in range(3)])  # (3, 6)
+    torch.testing.assert_close(maxsim_all(Q, packed, owner, 6), expected)
+
+
+def test_bm25_ranks_term_matches_first():
+    from colbert.training.bm25 import BM25
+
+    bm25 = BM25(["jazz piano chords", "coral reefs and fish", "piano", "reefs reefs reefs coral"])
+    assert bm25.search("coral reefs", k=2) == [3, 1]
+    assert bm25.search("piano", k=4)[:2] == [2, 0] and bm25.scores("unknown words").sum() == 0
+
+
+@pytest.mark.parametrize("use_checkpoint", [False, True])
+def test_mined_triples_drop_positives_and_train(toy, tiny_checkpoint, tmp_path, use_checkpoint):
+    from colbert.training.mining import mine_hard_negatives
+
+    qrels = {f"q-{i}": [f"d{i}", f"d{i + NQ}"] for i in range(NQ - 1)}  # the last query has no positive
+    out = mine_hard_negatives(toy["queries"], qrels, toy["collection"], tmp_path / "mined.jsonl", k=6, negatives=2,
+                              passes=2, checkpoint=tiny_checkpoint if use_checkpoint else None)
+    lines = [json.loads(line) for line in Path(out).read_text().splitlines()]
+    assert len(lines) == 2 * 2 * (NQ - 1)
+    for qid, pos, *negs in lines:
+        assert pos in qrels[qid] and len(negs) == 2 and not set(negs) & set(qrels[qid])
+    assert lines[: len(lines) // 2] != lines[len(lines) // 2:]  # each pass is reshuffled
+    assert len(TrainingData(out, toy["queries"], toy["collection"], nway=3)) == len(lines)
+
+
+def test_mining_rejects_qrels_of_another_collection(toy, tmp_path):
+    from colbert.training.mining import mine_hard_negatives
+
+    with pytest.raises(ValueError, match="'d999'"):
+        mine_hard_negatives(toy["queries"], {"q-0": ["d999"]}, toy["collection"], tmp_path / "x.jsonl")
+
+
 # ----------------------------------------------------------------------------------------------- the loop
 
 
@@ -186,6 +228,26 @@ def test_a_few_steps_lower_the_loss_and_save_a_loadable_checkpoint(toy, tiny_che
     log = [json.loads(line) for line in (toy["root"] / "fit" / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if r["event"] == "step"]
     assert steps[0]["step"] == 1 and steps[-1]["step"] == 8 and all(r["examples_per_s"] > 0 for r in steps)
+
+
+def test_warmup_bert_trains_only_the_head_at_first(toy, tiny_checkpoint):
+    before = weights(tiny_checkpoint)
+    after = run_training(0, 1, job_for(toy, tiny_checkpoint, "warm", maxsteps=2, warmup_bert=2)).model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("bert."))
+    assert not torch.equal(before["linear.weight"], after["linear.weight"])
+
+
+def test_ignore_scores_trains_as_plain_triples(toy, tiny_checkpoint, tmp_path):
+    lines = [json.loads(line) for line in toy["triples"].read_text().splitlines()]
+    scored = tmp_path / "scored.jsonl"
+    scored.write_text("".join(json.dumps([q, *[[p, 10.0 - i] for i, p in enumerate(ps)]]) + "\n" for q, *ps in lines))
+    plain = run_training(0, 1, job_for(toy, tiny_checkpoint, "plain", maxsteps=2)).model.state_dict()
+    job = job_for(toy, tiny_checkpoint, "ignored", maxsteps=2, ignore_scores=True)
+    job.triples = str(scored)
+    assert_same_weights(run_training(0, 1, job).model.state_dict(), plain, atol=0.0)
+    job = job_for(toy, tiny_checkpoint, "distilled", maxsteps=2)
+    job.triples = str(scored)
+    assert not torch.equal(run_training(0, 1, job).model.state_dict()["linear.weight"], plain["linear.weight"])
 
 
 def test_resume_equals_an_uninterrupted_run(toy, tiny_checkpoint):
