@@ -168,7 +168,8 @@ def mine_hard_negatives(queries: Any, qrels: Any, collection: Any, output: str |
 def _positives(qrels: dict[str, set[str]], queries: Queries, collection: Collection) -> dict[Any, set[int]]:
     """{qid as in queries: positions of its relevant passages}, for the queries that have any."""
     position = {str(collection.id_of(pos)): pos for pos in range(len(collection))}
-    missing = sorted({pid for pids in qrels.values() for pid in pids if pid not in position})
+    asked = {str(qid) for qid in queries.keys()}
+    missing = sorted({pid for qid, pids in qrels.items() if qid in asked for pid in pids if pid not in position})
     if missing:
         raise ValueError(f"qrels name {len(missing)} passages that are not in the collection (first: {missing[0]!r}); "
                          "use the qrels of this collection")
