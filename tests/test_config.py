@@ -100,3 +100,9 @@ def test_import_colbert_is_light():
     code = "import sys, colbert; print('transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_docs_config_md_is_generated_from_the_code():
+    from colbert.infra.config import config_markdown
+
+    assert (ROOT / "docs" / "config.md").read_text() == config_markdown(), "run: python -m colbert.infra > docs/config.md"

@@ -317,3 +317,15 @@ class RunConfig(_Assigned):
         return os.path.join(self.root, self.experiment, self.name)
 
 
+
+
+def config_markdown() -> str:
+    """docs/config.md, generated from the field metadata (a test checks the file is up to date)."""
+    lines = ["# ColBERTConfig reference", "",
+             "Generated from `colbert/infra/config.py` by `python -m colbert.infra > docs/config.md`.", "",
+             "| field | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(ColBERTConfig):
+        default = f.default if f.default is not dataclasses.MISSING else "(computed: " + (
+            "./experiments" if f.name == "root" else "a timestamp") + ")"
+        lines.append(f"| `{f.name}` | `{default!r}` | {f.metadata.get('help', '')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,123 @@
+"""Document encoding throughput: length-sorted batches (ours) vs input-order batches, in one run.
+
+    python benchmarks/encode.py --out benchmarks/results/encode.json
+
+Encodes the first --docs SciFact documents with the MiniLM ColBERT checkpoint (built from ../shared/compat if
+--checkpoint is not given), --repeats times per mode, alternating modes, and reports median documents/s.
+With the reference installed (bash ../shared/reference/setup.sh), its Checkpoint.docFromText runs in the same
+run too (--reference-python, default ~/.cache/colbert-reference/venv/bin/python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+
+REFERENCE_SNIPPET = """
+import sys, time, json, torch
+torch.set_num_threads(int(sys.argv[3]))
+from colbert.modeling.checkpoint import Checkpoint
+from colbert.infra import ColBERTConfig
+docs = [l.split('\\t', 1)[1].strip() for l in open(sys.argv[2], encoding='utf-8')][: int(sys.argv[4])]
+ckpt = Checkpoint(sys.argv[1], colbert_config=ColBERTConfig())
+times = []
+for _ in range(int(sys.argv[5])):
+    t = time.perf_counter(); ckpt.docFromText(docs, bsize=64, keep_dims='flatten'); times.append(time.perf_counter() - t)
+print(json.dumps(times))
+"""
+
+
+def load_docs(n: int) -> list[str]:
+    with open(SHARED / "data" / "scifact" / "collection.tsv", encoding="utf-8") as f:
+        return [line.split("\t", 1)[1].strip() for line, _ in zip(f, range(n))]
+
+
+def encode_input_order(ckpt, docs: list[str], bsize: int) -> int:
+    """The baseline: batches in input order, each padded to its own longest document."""
+    ids = ckpt.doc_tokenizer.encode_unpadded(docs)
+    total = 0
+    for start in range(0, len(ids), bsize):
+        input_ids, mask = ckpt.doc_tokenizer.pad(ids[start:start + bsize])
+        D, keep = ckpt.doc(input_ids, mask, keep_dims="return_mask")
+        total += int(keep.sum())
+    return total
+
+
+def run_reference(python: str, checkpoint: str, n: int, repeats: int, threads: int) -> list[float] | None:
+    if not Path(python).exists():
+        return None
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory() as cwd:  # colbert-ai reads git metadata of its working directory
+        out = subprocess.run([python, "-c", REFERENCE_SNIPPET, checkpoint, str(SHARED / "data/scifact/collection.tsv"),
+                              str(threads), str(n), str(repeats)], capture_output=True, text=True, env=env, cwd=cwd)
+    if out.returncode != 0:
+        print("reference failed:", out.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--bsize", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--reference-python", default=os.path.expanduser("~/.cache/colbert-reference/venv/bin/python"))
+    parser.add_argument("--out", default=str(HERE / "results" / "encode.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from colbert import Checkpoint
+
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        checkpoint = tempfile.mkdtemp(prefix="minilm-colbert-")
+        subprocess.run([sys.executable, str(SHARED / "compat" / "build_checkpoint.py"), checkpoint], check=True,
+                       capture_output=True)
+    docs = load_docs(args.docs)
+    ckpt = Checkpoint(checkpoint, verbose=0)
+    ckpt.docFromText(docs[:64], bsize=args.bsize)  # warm-up
+    times: dict[str, list[float]] = {"sorted": [], "input_order": []}
+    for _ in range(args.repeats):
+        for mode in times:
+            start = time.perf_counter()
+            if mode == "sorted":
+                ckpt.docFromText(docs, bsize=args.bsize, keep_dims="flatten")
+            else:
+                encode_input_order(ckpt, docs, args.bsize)
+            times[mode].append(time.perf_counter() - start)
+    reference = run_reference(args.reference_python, checkpoint, args.docs, args.repeats, args.threads)
+    if reference:
+        times["reference_docFromText"] = reference
+    result = {
+        "benchmark": "encode", "docs": len(docs), "bsize": args.bsize, "threads": args.threads,
+        "torch": torch.__version__, "device": "cpu",
+        "seconds": times,
+        "docs_per_s_median": {m: len(docs) / statistics.median(t) for m, t in times.items()},
+    }
+    result["speedup_sorted_vs_input_order"] = (result["docs_per_s_median"]["sorted"]
+                                               / result["docs_per_s_median"]["input_order"])
+    if reference:
+        result["speedup_sorted_vs_reference"] = (result["docs_per_s_median"]["sorted"]
+                                                 / result["docs_per_s_median"]["reference_docFromText"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["docs_per_s_median"], indent=2), f"\nspeedup sorted/input-order: "
+          f"{result['speedup_sorted_vs_input_order']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
