@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Optional
@@ -29,8 +29,8 @@ from colbert.modeling.colbert import ColBERT
 from colbert.training import distributed
 from colbert.training.batcher import Batch, TrainingData, tensorize
 from colbert.training.losses import LossParts, colbert_loss
-from colbert.training.state import LOG_FILE, STATE_FILE, read_state, save_checkpoint, set_rng_state, step_dir, \
-    rng_state
+from colbert.training.state import (LOG_FILE, STATE_FILE, read_state, rng_state, save_checkpoint, set_rng_state,
+                                   step_dir)
 from colbert.utils.progress import is_main_process, progress
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,58 @@ def _set_encoder_trainable(model: ColBERT, trainable: bool) -> None:
         p.requires_grad_(trainable)
 
 
+class Optimisation:
+    """AdamW, the linear warmup/decay schedule and the AMP gradient scaler: one step, and their state for resume."""
+
+    def __init__(self, model: nn.Module, config: ColBERTConfig, device: torch.device) -> None:
+        self.params = list(model.parameters())
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.lr, eps=ADAM_EPS)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, partial(linear_schedule, warmup=config.warmup, total=config.maxsteps))
+        self.use_amp = config.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
+
+    @property
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def backward(self, loss: Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def step(self) -> float:
+        """Clip (after unscaling), step the optimizer and the schedule, clear gradients; return the grad norm."""
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+def _restore(job: TrainingJob, rank: int, device: torch.device, optimisation: Optimisation) -> int:
+    """Load the optimisation state and this rank's RNG from the checkpoint being resumed; return its step."""
+    if not job.resume_from:
+        return 0
+    state = read_state(Path(job.resume_from) / STATE_FILE, mmap=False)
+    optimisation.load_state_dict(state)
+    set_rng_state(state["rng"][rank], device)
+    logger.info("Resuming from %s at step %d", job.resume_from, state["step"])
+    return int(state["step"])
+
+
 def run_training(rank: int, nranks: int, job: TrainingJob) -> TrainingOutcome:
     """Train on this rank's shard until maxsteps or until the shortest shard runs out; save and return.
 
@@ -137,22 +189,9 @@ def run_training(rank: int, nranks: int, job: TrainingJob) -> TrainingOutcome:
     torch.manual_seed(SEED)  # the same fresh head on every rank
     model = _load_model(job, device)
     encoder = distributed.wrap(_Encoder(model), device, find_unused_parameters=config.warmup_bert is not None)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=ADAM_EPS)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(linear_schedule, warmup=config.warmup, total=config.maxsteps))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    autocast = partial(torch.autocast, "cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext
-    start = 0
+    optimisation = Optimisation(model, config, device)
     torch.manual_seed(SEED + rank)  # dropout differs between ranks
-    if job.resume_from:
-        state = read_state(Path(job.resume_from) / STATE_FILE, mmap=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][rank], device)
-        start = int(state["step"])
-        logger.info("Resuming from %s at step %d", job.resume_from, start)
+    start = _restore(job, rank, device, optimisation)
     teacher = data.has_scores and not config.ignore_scores
     shard = data.shard(rank, nranks)
     log = TrainingLog(Path(job.run_dir), job.log_every, config.bsize, device)
@@ -161,8 +200,7 @@ def run_training(rank: int, nranks: int, job: TrainingJob) -> TrainingOutcome:
 
     def save(path: Path, step: int) -> None:
         rngs = distributed.all_gather_object(rng_state(device))  # every rank takes part
-        state = {"step": step, "settings": job.settings, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rngs}
+        state = {"step": step, "settings": job.settings, "rng": rngs, **optimisation.state_dict()}
         save_checkpoint(model, path, state if rank == 0 else None)
         log.event("checkpoint", step=step, path=str(path))
         distributed.barrier()
@@ -171,22 +209,16 @@ def run_training(rank: int, nranks: int, job: TrainingJob) -> TrainingOutcome:
         _set_encoder_trainable(model, config.warmup_bert is None or step >= config.warmup_bert)
         indices = shard[step * rank_bsize:(step + 1) * rank_bsize]
         batches = tensorize(data, indices, model.query_tokenizer, model.doc_tokenizer, config.accumsteps)
-        lr = scheduler.get_last_lr()[0]
-        parts = []
+        lr, parts = optimisation.lr, []
         for i, batch in enumerate(batches):
-            with distributed.no_sync(encoder, skip=i < len(batches) - 1):
-                with autocast():
+            with distributed.no_sync(encoder, skip=i < len(batches) - 1):  # all-reduce after the last only
+                with optimisation.autocast():
                     Q, D, keep = encoder(batch.q_ids, batch.q_mask, batch.d_ids, batch.d_mask)
                 part = _loss(Q, D, keep, batch, config, model.colbert_config, teacher, device)
-                scaler.scale(part.loss / config.accumsteps).backward()
-            parts.append(part)
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        log.step(step + 1, total, parts, lr, float(grad_norm))
+                optimisation.backward(part.loss / config.accumsteps)
+            parts.append(replace(part, loss=part.loss.detach()))
+        grad_norm = optimisation.step()
+        log.step(step + 1, total, parts, lr, grad_norm)
         if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < total:
             save(step_dir(job.run_dir, step + 1), step + 1)
 
