@@ -11,6 +11,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 KMEANS_SEED = 123  # the reference's faiss seed
+CPU_CHUNKS = {"chunk_size_data": 1 << 14, "chunk_size_centroids": 1 << 12}  # 2**14 x 2**12 fp32 distances = 256 MiB
 
 
 def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: torch.device,
@@ -27,7 +28,8 @@ def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: to
         raise ValueError(f"k-means needs at least as many sample embeddings ({n:,}) as centroids ({num_partitions:,})")
     logger.info("Clustering %s embeddings into %s centroids (%d iterations)", f"{n:,}", f"{num_partitions:,}", niters)
     kmeans = FastKMeans(d=dim, k=num_partitions, niter=niters, gpu=device.type == "cuda", seed=seed,
-                        max_points_per_centroid=1 << 30, verbose=False, device=device if device.type == "cuda" else None)
+                        max_points_per_centroid=1 << 30, verbose=False,
+                        **({"device": device} if device.type == "cuda" else CPU_CHUNKS))
     kmeans.train(sample.float().cpu().numpy())
     centroids = torch.from_numpy(kmeans.centroids).float()  # (C, d)
     return F.normalize(centroids, dim=-1).half()

@@ -11,6 +11,7 @@ MAX_CHUNK_PASSAGES = 25_000  # the reference's chunk size cap
 CHUNK_EMBEDDINGS_BUDGET = 1 << 20  # token embeddings encoded per chunk: 2**20 x 128 dims x fp16 = 256 MiB
 KMEANS_POINTS_PER_CENTROID = 32  # k-means sample cap: enough for 4 Lloyd iterations, bounded time and memory
 KMEANS_MIN_POINTS = 1 << 16  # but never fewer points than this (when the collection has them)
+KMEANS_MAX_POINTS = 1 << 18  # nor more: 2**18 x 128 dims x fp32 = 128 MiB, whatever the collection size
 HELDOUT_FRACTION, HELDOUT_MAX = 0.05, 50_000  # sample share kept out of k-means to fit the residual buckets
 SAMPLE_SEED = 12345  # the reference's seed for the passage sample
 
@@ -61,5 +62,5 @@ def num_partitions_for(num_embeddings: float) -> int:
 
 def kmeans_sample_size(num_sample_embeddings: int, num_partitions: int) -> int:
     """How many of the sampled passages' embeddings k-means sees (the rest of them are not loaded)."""
-    cap = max(KMEANS_POINTS_PER_CENTROID * num_partitions, KMEANS_MIN_POINTS)
+    cap = min(max(KMEANS_POINTS_PER_CENTROID * num_partitions, KMEANS_MIN_POINTS), KMEANS_MAX_POINTS)
     return min(num_sample_embeddings, cap)

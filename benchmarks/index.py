@@ -1,0 +1,159 @@
+"""Indexing benchmark: ours (nbits 2 and 4) vs pure encoding vs the reference, each in its own process, one run.
+
+    python benchmarks/index.py --out benchmarks/results/index.json
+    python benchmarks/index.py --synthetic 100000 --synthetic-base 5000 --nbits 2 --no-reference \
+        --out benchmarks/results/index_synthetic.json
+
+Per configuration: wall time, documents/s, peak RSS (VmHWM of the process), bytes per embedding (all index files /
+embeddings), our time split (encode / kmeans / compress / write). "encode_only" runs our length-sorted encoder over
+the same documents and nothing else (model loading included, as in every run): the baseline for the "indexing <= 1.2x encoding" target. The reference runs
+from its venv (bash ../shared/reference/setup.sh) when present, on the same documents with ids 0..N-1.
+--synthetic N builds indexes of N short synthetic documents (and of --synthetic-base documents) to show that peak
+memory does not grow with the collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared"
+WORK = HERE / "_work"
+
+CHILD = r"""
+import json, os, sys, time, resource
+import torch
+torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+mode, checkpoint, tsv, root, nbits, doc_maxlen = sys.argv[1:7]
+def peak_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM"):
+            return int(line.split()[1]) / 1024
+out = {}
+t = time.perf_counter()
+if mode == "ours":
+    from colbert import ColBERTConfig, Indexer, Run, RunConfig
+    with Run().context(RunConfig(nranks=1, root=root, experiment="bench")):
+        indexer = Indexer(checkpoint, config=ColBERTConfig(nbits=int(nbits), doc_maxlen=int(doc_maxlen)), verbose=0)
+        path = indexer.index("idx", tsv, overwrite=True)
+    out["split_seconds"] = indexer.stats.seconds
+elif mode == "encode_only":
+    from colbert.data import Collection
+    from colbert.indexing.encoder import encode_passages
+    from colbert.modeling.checkpoint import Checkpoint
+    from colbert import ColBERTConfig
+    ckpt = Checkpoint(checkpoint, colbert_config=ColBERTConfig(doc_maxlen=int(doc_maxlen)), verbose=0)
+    docs = Collection(path=tsv).data
+    embs, doclens = encode_passages(ckpt, docs, 64, show_progress=False)
+    out["num_embeddings"] = int(embs.shape[0])
+    path = None
+else:  # the reference, run from its own venv
+    from colbert import Indexer
+    from colbert.infra import ColBERTConfig, Run, RunConfig
+    with Run().context(RunConfig(nranks=1, root=root, experiment="bench", avoid_fork_if_possible=True)):
+        indexer = Indexer(checkpoint=checkpoint, config=ColBERTConfig(nbits=int(nbits), doc_maxlen=int(doc_maxlen)))
+        path = indexer.index(name="idx", collection=tsv, overwrite="force_silent_overwrite")
+out["seconds"] = time.perf_counter() - t
+if path:
+    meta = json.load(open(os.path.join(path, "metadata.json")))
+    size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
+    out.update(num_embeddings=meta["num_embeddings"], num_partitions=meta["num_partitions"], index_bytes=size,
+               bytes_per_embedding=size / meta["num_embeddings"])
+out["peak_rss_mib"] = peak_mib()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def run_child(python: str, args: list[str], threads: int, cwd: str) -> dict:
+    env = {**os.environ, "BENCH_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": "" if "reference" in python else str(HERE.parent)}
+    proc = subprocess.run([python, "-c", CHILD, *args], capture_output=True, text=True, env=env, cwd=cwd)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {"error": proc.stderr[-3000:]}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def scifact_tsv(n: int | None, work: Path) -> tuple[Path, int]:
+    """The first n SciFact documents with ids 0..n-1 (the reference needs line-number ids)."""
+    lines = (SHARED / "data" / "scifact" / "collection.tsv").read_text(encoding="utf-8").splitlines()[:n]
+    path = work / f"scifact-{len(lines)}.tsv"
+    path.write_text("".join(f"{i}\t{line.split(chr(9), 1)[1]}\n" for i, line in enumerate(lines)), encoding="utf-8")
+    return path, len(lines)
+
+
+def synthetic_tsv(n: int, work: Path, seed: int = 0) -> Path:
+    """n documents of 10 to 40 words drawn from SciFact's vocabulary."""
+    words = sorted({w for line in (SHARED / "data/scifact/collection.tsv").read_text(encoding="utf-8").splitlines()
+                    [:2000] for w in line.split("\t", 1)[1].split() if w.isalpha()})
+    rng = random.Random(seed)
+    path = work / f"synthetic-{n}.tsv"
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            f.write(f"{i}\t{' '.join(rng.choice(words) for _ in range(rng.randint(10, 40)))}\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--docs", type=int, default=None, help="first N SciFact documents (default: all 5,183)")
+    parser.add_argument("--nbits", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--doc-maxlen", type=int, default=180)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--synthetic", type=int, default=0)
+    parser.add_argument("--synthetic-base", type=int, default=5000)
+    parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--reference-python", default=os.path.expanduser("~/.cache/colbert-reference/venv/bin/python"))
+    parser.add_argument("--out", default=str(HERE / "results" / "index.json"))
+    args = parser.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    checkpoint = args.checkpoint or str(WORK / "minilm-colbert")
+    if not Path(checkpoint, "artifact.metadata").exists():
+        subprocess.run([sys.executable, str(SHARED / "compat" / "build_checkpoint.py"), checkpoint], check=True)
+    reference = None if args.no_reference or not Path(args.reference_python).exists() else args.reference_python
+    result: dict = {"benchmark": "index", "threads": args.threads, "doc_maxlen": args.doc_maxlen, "runs": {}}
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        tmp_path = Path(tmp)
+        if args.synthetic:
+            inputs = {f"synthetic-{n}": (synthetic_tsv(n, tmp_path), n) for n in (args.synthetic_base, args.synthetic)}
+        else:
+            inputs = {"scifact": scifact_tsv(args.docs, tmp_path)}
+        for name, (tsv, n) in inputs.items():
+            result["runs"][f"{name}/encode_only"] = run_child(
+                sys.executable, ["encode_only", checkpoint, str(tsv), str(tmp_path), "2", str(args.doc_maxlen)],
+                args.threads, str(tmp_path))
+            for nbits in args.nbits:
+                for who, python in (("ours", sys.executable), ("reference", reference)):
+                    if python is None:
+                        continue
+                    run = run_child(python, [who, checkpoint, str(tsv), str(tmp_path / who), str(nbits),
+                                             str(args.doc_maxlen)], args.threads, str(tmp_path))
+                    if "seconds" in run:
+                        run["docs_per_s"] = n / run["seconds"]
+                    result["runs"][f"{name}/{who}/nbits{nbits}"] = run
+                    print(name, who, nbits, {k: v for k, v in run.items() if k != "error"}, flush=True)
+            encode = result["runs"][f"{name}/encode_only"].get("seconds")
+            for nbits in args.nbits:
+                ours = result["runs"][f"{name}/ours/nbits{nbits}"]
+                ref = result["runs"].get(f"{name}/reference/nbits{nbits}", {})
+                if encode and "seconds" in ours:
+                    ours["total_over_encode_only"] = ours["seconds"] / encode
+                if "seconds" in ref and "seconds" in ours:
+                    ours["speedup_vs_reference"] = ref["seconds"] / ours["seconds"]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
