@@ -1,5 +1,6 @@
-"""colbert.kernels: reference twins against brute force, native ops against their twins, the loader's tiers, parity
-with the reference's decompression (../shared/compat) and, slow, that the CUDA sources compile with nvcc."""
+"""colbert.kernels: each op, run through its reference twin and through the native kernel, against brute force (and
+native against the twin); input checks; the loader's tiers; parity with the reference implementation's decompression
+(../shared/compat); and, slow, that the CUDA sources compile with nvcc."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import Mock
 
 import numpy as np
 import pytest
@@ -22,24 +24,49 @@ from colbert.kernels import native, reference
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 INDEX = SHARED / "compat" / "index-scifact1k-nbits2"
+IMPLS = ["reference", pytest.param("native", marks=pytest.mark.native)]
+
+
+def need_native(op: str, device: str = "cpu") -> None:
+    backend = native.load()
+    if not backend.native[(op, device)]:
+        pytest.skip(f"no native {device} kernel for {op}: {backend.reasons[(op, device)]}")
+
+
+def run(impl: str, op: str, *args, **kwargs):
+    """`op` through the reference twin, or through colbert.kernels with its native kernel (skipping when it is not
+    loaded); a native result must also equal the twin's (to float rounding)."""
+    if impl == "reference":
+        return getattr(reference, op)(*args, **kwargs)
+    need_native(op)
+    got, want = getattr(kernels, op)(*args, **kwargs), getattr(reference, op)(*args, **kwargs)
+    torch.testing.assert_close(got, want)
+    return got
 
 
 # ---------------------------------------------------------------- random inputs and brute-force oracles
 
 
-def make_codec(g: torch.Generator, nbits: int, d: int = 32, C: int = 16, dtype=torch.float16):
-    """Normalised centroids, sorted cutoffs, one weight per bucket (inside its bucket)."""
+def make_codec(g: torch.Generator, nbits: int, d: int = 128, C: int = 64, dtype=torch.float16):
+    """Normalised centroids, sorted cutoffs, the bucket edges, one weight per bucket (mid-bucket)."""
     centroids = F.normalize(torch.randn(C, d, generator=g), dim=-1).to(dtype)
     cutoffs = torch.sort(torch.randn((1 << nbits) - 1, generator=g) * 0.05).values
     edges = torch.cat([cutoffs[:1] - 0.05, cutoffs, cutoffs[-1:] + 0.05])
-    weights = (edges[:-1] + edges[1:]) / 2
-    return centroids, cutoffs, weights.float()
+    return centroids, cutoffs, edges, (edges[:-1] + edges[1:]) / 2
 
 
-def random_packed(g: torch.Generator, n: int, d: int, nbits: int, C: int):
-    codes = torch.randint(0, C, (n,), generator=g, dtype=torch.int32)
-    packed = torch.randint(0, 256, (n, d * nbits // 8), generator=g, dtype=torch.uint8)
-    return codes, packed
+def random_packed(g: torch.Generator, n: int, d: int, nbits: int, C: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.randint(0, C, (n,), generator=g, dtype=torch.int32),
+            torch.randint(0, 256, (n, d * nbits // 8), generator=g, dtype=torch.uint8))
+
+
+def random_docs(g: torch.Generator, ndocs: int, maxlen: int = 9, extra: tuple[int, ...] = ()) -> torch.Tensor:
+    """(ndocs + len(extra),) document lengths: random ones (some 0), then the `extra` edge cases."""
+    return torch.cat([torch.randint(0, maxlen, (ndocs,), generator=g), torch.tensor(extra, dtype=torch.int64)])
+
+
+def offsets_of(lengths: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
 
 
 def brute_compress(residuals: torch.Tensor, cutoffs: torch.Tensor, nbits: int) -> torch.Tensor:
@@ -48,14 +75,11 @@ def brute_compress(residuals: torch.Tensor, cutoffs: torch.Tensor, nbits: int) -
     return torch.from_numpy(np.packbits(bits.reshape(len(ids), -1).astype(np.uint8), axis=1))
 
 
-def brute_bucket_ids(packed: torch.Tensor, d: int, nbits: int) -> torch.Tensor:
-    bits = np.unpackbits(packed.numpy(), axis=1).reshape(len(packed), d, nbits)
-    return torch.from_numpy((bits * (1 << np.arange(nbits))).sum(-1))  # (n, d)
-
-
-def brute_decompress(codes, packed, centroids, weights, nbits, normalize):
-    vectors = centroids[codes.long()].float() + weights[brute_bucket_ids(packed, centroids.size(1), nbits)]
-    return torch.stack([v / max(float(v.norm()), 1e-12) for v in vectors]) if normalize else vectors
+def brute_decompress(codes, packed, centroids, weights, nbits, normalize=True) -> torch.Tensor:
+    bits = np.unpackbits(packed.numpy(), axis=1).reshape(len(packed), -1, nbits)  # (n, d, nbits)
+    ids = torch.from_numpy((bits * (1 << np.arange(nbits))).sum(-1))  # (n, d)
+    vectors = centroids[codes.long()].float() + weights[ids]
+    return vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12) if normalize else vectors
 
 
 def brute_maxsim(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -63,113 +87,106 @@ def brute_maxsim(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.tensor([float(doc.amax(dim=0).sum()) if len(doc) else 0.0 for doc in docs])
 
 
-def random_docs(g: torch.Generator, ndocs: int, maxlen: int = 9, empty: bool = True) -> torch.Tensor:
-    lengths = torch.randint(0 if empty else 1, maxlen, (ndocs,), generator=g)
-    return lengths
+def brute_centroid_maxsim(cs, codes, offsets, pids, keep) -> torch.Tensor:
+    docs = [codes[offsets[p]:offsets[p + 1]].long() for p in pids.tolist()]
+    kept = [doc[keep[doc]] if keep is not None else doc for doc in docs]
+    best = [cs[k].amax(dim=0) if len(k) else torch.full((cs.size(1),), -9999.0) for k in kept]
+    return torch.stack([b.clamp_min(-9999.0).sum() for b in best]) if best else torch.zeros(0)
 
 
-def offsets_of(lengths: torch.Tensor) -> torch.Tensor:
-    return torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+# ---------------------------------------------------------------- each op against brute force, reference and native
 
 
-def need_native(op: str) -> None:
-    backend = native.load()
-    if not backend.native[(op, "cpu")]:
-        pytest.skip(f"no native CPU kernel for {op}: {backend.reasons[(op, 'cpu')]}")
-
-
-# ---------------------------------------------------------------- reference twins against brute force
-
-
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("nbits", [1, 2, 4])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-@pytest.mark.parametrize("seed", range(3))
-def test_compress_packs_like_numpy_packbits(nbits, dtype, seed):
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("seed", range(2))
+def test_compress_packs_like_numpy_packbits(impl, nbits, dtype, seed):
     g = torch.Generator().manual_seed(seed)
-    _, cutoffs, _ = make_codec(g, nbits)
-    residuals = (torch.randn(37, 32, generator=g) * 0.05).to(dtype)
-    residuals[0, :len(cutoffs)] = cutoffs.to(dtype)  # values on a cutoff go to the lower bucket (right=False)
-    assert torch.equal(reference.compress_residuals(residuals, cutoffs, nbits), brute_compress(residuals, cutoffs, nbits))
+    cutoffs = make_codec(g, nbits)[1]
+    residuals = (torch.randn(300, 128, generator=g) * 0.05).to(dtype)
+    residuals[0, :len(cutoffs)] = cutoffs.to(dtype)  # a value on a cutoff goes to the lower bucket (right=False)
+    residuals[1, :3] = torch.tensor([float("inf"), float("-inf"), float("nan")])  # nan -> last bucket, as bucketize
+    for x in (residuals, residuals[:, :64], residuals[:1]):  # a strided view, one embedding
+        assert torch.equal(run(impl, "compress_residuals", x, cutoffs, nbits), brute_compress(x, cutoffs, nbits))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("nbits", [1, 2, 4])
+@pytest.mark.parametrize("centroid_dtype", [torch.float16, torch.float32])
 @pytest.mark.parametrize("normalize", [False, True])
-@pytest.mark.parametrize("seed", range(3))
-def test_decompress_equals_unpackbits_lookup(nbits, normalize, seed):
-    g = torch.Generator().manual_seed(seed)
-    centroids, _, weights = make_codec(g, nbits)
-    codes, packed = random_packed(g, 41, 32, nbits, len(centroids))
-    got = reference.decompress_residuals(codes, packed, centroids, weights, nbits, normalize)
-    want = brute_decompress(codes, packed, centroids, weights, nbits, normalize)
-    torch.testing.assert_close(got, want, rtol=0, atol=0 if not normalize else 1e-6)
+def test_decompress_equals_unpackbits_lookup(impl, nbits, centroid_dtype, normalize):
+    g = torch.Generator().manual_seed(nbits)
+    centroids, _, _, weights = make_codec(g, nbits, dtype=centroid_dtype)
+    codes, packed = random_packed(g, 777, 128, nbits, len(centroids))
+    for codes_, dtype in ((codes, torch.float32), (codes.long(), torch.float16), (codes[:1], torch.float32)):
+        packed_ = packed[:len(codes_)]
+        got = run(impl, "decompress_residuals", codes_, packed_, centroids, weights, nbits, normalize, dtype)
+        want = brute_decompress(codes_, packed_, centroids, weights, nbits, normalize).to(dtype)
+        assert got.dtype == dtype
+        atol = 0 if not normalize else 1e-6 if dtype == torch.float32 else 1e-3
+        torch.testing.assert_close(got, want, rtol=0, atol=atol)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("nbits", [1, 2, 4])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-def test_compress_decompress_round_trip_within_bucket_width(nbits, dtype):
+def test_compress_decompress_round_trip_within_bucket_width(impl, nbits, dtype):
     g = torch.Generator().manual_seed(nbits)
-    centroids, cutoffs, weights = make_codec(g, nbits, dtype=dtype)
-    edges = torch.cat([cutoffs[:1] - 0.05, cutoffs, cutoffs[-1:] + 0.05])
-    residuals = torch.rand(64, 32, generator=g) * (edges[-1] - edges[0]) + edges[0]  # inside the outer edges
+    centroids, cutoffs, edges, weights = make_codec(g, nbits, dtype=dtype)
+    residuals = (torch.rand(64, 128, generator=g) * (edges[-1] - edges[0]) + edges[0]).to(dtype)  # inside the edges
     codes = torch.randint(0, len(centroids), (64,), generator=g)
-    packed = reference.compress_residuals(residuals.to(dtype), cutoffs, nbits)
-    rebuilt = reference.decompress_residuals(codes, packed, centroids, weights, nbits, normalize=False)
-    error = (rebuilt - centroids[codes].float() - residuals.to(dtype).float()).abs()
-    width = (edges[1:] - edges[:-1]).max()
-    assert float(error.max()) <= float(width) + 1e-3
+    packed = run(impl, "compress_residuals", residuals, cutoffs, nbits)
+    rebuilt = run(impl, "decompress_residuals", codes, packed, centroids, weights, nbits, normalize=False)
+    error = (rebuilt - centroids[codes].float() - residuals.float()).abs()  # (64, d)
+    half_width = (edges[1:] - edges[:-1])[torch.bucketize(residuals.float(), cutoffs)] / 2  # (64, d)
+    assert bool((error <= half_width + 1e-4).all())  # weights sit mid-bucket; 1e-4 covers fp16 rounding
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_segmented_maxsim_equals_per_document_maxsim(seed):
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("seed", range(5))
+def test_segmented_maxsim_equals_per_document_maxsim(impl, dtype, seed):
     g = torch.Generator().manual_seed(seed)
-    lengths = random_docs(g, 6, empty=seed % 2 == 0)
-    scores = torch.randn(int(lengths.sum()), 4, generator=g)
-    torch.testing.assert_close(reference.segmented_maxsim(scores, lengths), brute_maxsim(scores, lengths))
+    lengths = random_docs(g, 50, maxlen=40, extra=(0, 1, 3000))  # an empty, a one-token and a long document
+    scores = torch.randn(int(lengths.sum()), 32, generator=g).to(dtype)
+    torch.testing.assert_close(run(impl, "segmented_maxsim", scores, lengths), brute_maxsim(scores, lengths))
 
 
-def test_segmented_maxsim_edge_cases():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_segmented_maxsim_edge_cases(impl):
     one = torch.tensor([[-0.5, -2.0]])  # one token: plain max, negative kept (no clamping at 0)
-    assert reference.segmented_maxsim(one, torch.tensor([1])).tolist() == [-2.5]
-    assert reference.segmented_maxsim(torch.zeros(0, 3), torch.tensor([0, 0])).tolist() == [0.0, 0.0]
-    assert reference.segmented_maxsim(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)).shape == (0,)
-    long = torch.randn(5000, 8)
-    torch.testing.assert_close(reference.segmented_maxsim(long.half(), torch.tensor([5000])),
-                               long.half().float().amax(0).sum()[None])
+    assert run(impl, "segmented_maxsim", one, torch.tensor([1])).tolist() == [-2.5]
+    assert run(impl, "segmented_maxsim", torch.zeros(0, 3), torch.tensor([0, 0])).tolist() == [0.0, 0.0]
+    assert run(impl, "segmented_maxsim", torch.zeros(0, 3), torch.zeros(0, dtype=torch.long)).shape == (0,)
 
 
-def brute_centroid_maxsim(cs, codes, offsets, pids, keep):
-    out = []
-    for pid in pids.tolist():
-        doc = codes[offsets[pid]:offsets[pid + 1]].long()
-        kept = doc[keep[doc]] if keep is not None else doc
-        best = cs[kept].amax(dim=0) if len(kept) else torch.full((cs.size(1),), -9999.0)
-        out.append(float(torch.clamp_min(best, -9999.0).sum()))
-    return torch.tensor(out)
-
-
-@pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("with_keep", [False, True])
-def test_centroid_maxsim_equals_brute_force(seed, with_keep):
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("keep_fraction", [None, 0.1, 0.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_centroid_maxsim_equals_brute_force(impl, keep_fraction, seed):
     g = torch.Generator().manual_seed(seed)
-    C, Lq = 12, 5
-    lengths = random_docs(g, 20)
-    codes = torch.randint(0, C, (int(lengths.sum()),), generator=g, dtype=torch.int32)
-    cs = torch.randn(C, Lq, generator=g)
-    keep = torch.rand(C, generator=g) < 0.3 if with_keep else None
-    pids = torch.randint(0, 20, (15,), generator=g)
-    got = reference.centroid_maxsim(cs, codes, offsets_of(lengths), pids, keep)
-    torch.testing.assert_close(got, brute_centroid_maxsim(cs, codes, offsets_of(lengths), pids, keep))
+    lengths, cs = random_docs(g, 299, maxlen=120, extra=(0,)), torch.randn(256, 32, generator=g)  # C 256, Lq 32
+    codes = torch.randint(0, 256, (int(lengths.sum()),), generator=g, dtype=torch.int32)
+    keep = None if keep_fraction is None else torch.rand(256, generator=g) < keep_fraction
+    pids, offsets = torch.randint(0, 300, (200,), generator=g), offsets_of(lengths)
+    pids[0] = 299  # the empty document: -9999 per column
+    for codes_, pids_ in ((codes, pids), (codes.long(), pids[:1]), (codes, pids[:0])):
+        got = run(impl, "centroid_maxsim", cs, codes_, offsets, pids_, keep)
+        torch.testing.assert_close(got, brute_centroid_maxsim(cs, codes_, offsets, pids_, keep))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_gather_segments_equals_concatenation(seed):
-    g = torch.Generator().manual_seed(seed)
-    lengths = random_docs(g, 10)
-    values = torch.randint(0, 255, (int(lengths.sum()), 3), generator=g, dtype=torch.uint8)
-    offsets, pids = offsets_of(lengths), torch.randint(0, 10, (7,), generator=g)
-    rows, got_lengths = reference.gather_segments(values, offsets, pids)
-    assert torch.equal(rows, torch.cat([values[offsets[p]:offsets[p + 1]] for p in pids.tolist()]))
-    assert torch.equal(got_lengths, lengths[pids])
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.float16, torch.float32])
+def test_gather_segments_equals_concatenation(impl, dtype):
+    g = torch.Generator().manual_seed(0)
+    lengths = random_docs(g, 99, maxlen=50, extra=(0,))
+    values = torch.randint(0, 100, (int(lengths.sum()), 16), generator=g).to(dtype)
+    offsets, pids = offsets_of(lengths), torch.randint(0, 100, (64,), generator=g)
+    for v, p in ((values, pids), (values[:, 0].contiguous(), pids), (values.view(-1, 4, 4), pids), (values, pids[:0])):
+        rows, got_lengths = run(impl, "gather_segments", v, offsets, p)
+        assert torch.equal(rows, torch.cat([v[offsets[i]:offsets[i + 1]] for i in p.tolist()] or [v[:0]]))
+        assert torch.equal(got_lengths, lengths[p])
 
 
 def test_gather_segments_reads_a_memory_mapped_tensor(tmp_path):
@@ -180,20 +197,50 @@ def test_gather_segments_reads_a_memory_mapped_tensor(tmp_path):
     assert torch.equal(rows, torch.cat([values[5:], values[5:], values[:5]])) and lengths.tolist() == [15, 15, 5]
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("nbits", [1, 2, 4])
-@pytest.mark.parametrize("seed", range(3))
-def test_decompress_maxsim_equals_per_document_maxsim(nbits, seed):
-    g = torch.Generator().manual_seed(seed)
-    centroids, _, weights = make_codec(g, nbits)
-    lengths = torch.cat([random_docs(g, 8), torch.tensor([1, 0])])  # a one-token and an empty document
-    codes, packed = random_packed(g, int(lengths.sum()), 32, nbits, len(centroids))
-    Q = F.normalize(torch.randn(6, 32, generator=g), dim=-1)
-    D = brute_decompress(codes, packed, centroids, weights, nbits, normalize=True)
-    got = reference.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits)
+@pytest.mark.parametrize("centroid_dtype", [torch.float16, torch.float32])
+def test_decompress_maxsim_equals_per_document_maxsim(impl, nbits, centroid_dtype):
+    g = torch.Generator().manual_seed(nbits)
+    centroids, _, _, weights = make_codec(g, nbits, dtype=centroid_dtype)
+    # an empty, a one-token document, and one longer than a native decode block (1,024 tokens)
+    lengths = random_docs(g, 100, maxlen=200, extra=(0, 1, 2500, 0))
+    codes, packed = random_packed(g, int(lengths.sum()), 128, nbits, len(centroids))
+    Q = F.normalize(torch.randn(32, 128, generator=g), dim=-1)
+    D = brute_decompress(codes, packed, centroids, weights, nbits)
+    got = run(impl, "decompress_maxsim", Q, codes.long(), packed, lengths, centroids, weights, nbits)
     torch.testing.assert_close(got, brute_maxsim(D @ Q.T, lengths), rtol=0, atol=1e-5)
+    assert got[-4] == 0.0 and got[-1] == 0.0
+    no_docs = run(impl, "decompress_maxsim", Q, codes[:0], packed[:0], lengths[:0], centroids, weights, nbits)
+    assert no_docs.shape == (0,)
 
 
-# ---------------------------------------------------------------- the public functions: validation
+@pytest.mark.gpu
+@pytest.mark.native
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_cuda_kernels_equal_reference(nbits):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cuda, g = torch.device("cuda"), torch.Generator().manual_seed(nbits)
+    centroids, cutoffs, _, weights = make_codec(g, nbits)
+    lengths = random_docs(g, 200, maxlen=200, extra=(0, 1, 2500))
+    codes, packed = random_packed(g, int(lengths.sum()), 128, nbits, len(centroids))
+    residuals, scores = torch.randn(len(codes), 128, generator=g) * 0.05, torch.randn(len(codes), 32, generator=g)
+    Q = F.normalize(torch.randn(32, 128, generator=g), dim=-1)
+    c_, cut_, w_, len_, codes_, packed_, res_, s_, Q_ = (
+        t.to(cuda) for t in (centroids, cutoffs, weights, lengths, codes, packed, residuals, scores, Q))
+    calls = {
+        "compress_residuals": (lambda m: m.compress_residuals(res_, cut_, nbits), 0),
+        "decompress_residuals": (lambda m: m.decompress_residuals(codes_, packed_, c_, w_, nbits), 1e-6),
+        "segmented_maxsim": (lambda m: m.segmented_maxsim(s_, len_), 1e-5),
+        "decompress_maxsim": (lambda m: m.decompress_maxsim(Q_, codes_, packed_, len_, c_, w_, nbits), 1e-4),
+    }
+    for op, (call, atol) in calls.items():
+        need_native(op, "cuda")
+        torch.testing.assert_close(call(kernels).cpu(), call(reference).cpu(), rtol=0, atol=atol)
+
+
+# ---------------------------------------------------------------- input checks
 
 
 def test_public_functions_reject_misuse_clearly():
@@ -218,119 +265,16 @@ def test_public_functions_reject_misuse_clearly():
                                 torch.tensor([0]), torch.ones(3, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("mode", ["public", "reference"])
-def test_out_of_range_ids_raise_index_error(mode):
-    fn = kernels.decompress_residuals if mode == "public" else reference.decompress_residuals
+@pytest.mark.parametrize("module", [kernels, reference], ids=["public", "reference"])
+def test_out_of_range_ids_raise_index_error(module):
     with pytest.raises(IndexError):
-        fn(torch.tensor([7], dtype=torch.int32), torch.zeros(1, 1, dtype=torch.uint8), torch.zeros(4, 8),
-           torch.zeros(2), 1)
-    gather = kernels.gather_segments if mode == "public" else reference.gather_segments
+        module.decompress_residuals(torch.tensor([7], dtype=torch.int32), torch.zeros(1, 1, dtype=torch.uint8),
+                                    torch.zeros(4, 8), torch.zeros(2), 1)
     with pytest.raises(IndexError):
-        gather(torch.zeros(3), torch.tensor([0, 3]), torch.tensor([1]))
-
-
-# ---------------------------------------------------------------- native kernels against their reference twins
-
-
-@pytest.mark.native
-@pytest.mark.parametrize("nbits", [1, 2, 4])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
-def test_native_compress_equals_reference(nbits, dtype):
-    need_native("compress_residuals")
-    g = torch.Generator().manual_seed(nbits)
-    _, cutoffs, _ = make_codec(g, nbits, d=128)
-    residuals = (torch.randn(1000, 128, generator=g) * 0.05).to(dtype)
-    residuals[0, :len(cutoffs)] = cutoffs.to(dtype)
-    residuals[1, :3] = torch.tensor([float("nan"), float("inf"), float("-inf")]).to(dtype)
-    want = reference.compress_residuals(residuals, cutoffs, nbits)
-    assert torch.equal(kernels.compress_residuals(residuals, cutoffs, nbits), want)
-    assert torch.equal(kernels.compress_residuals(residuals[:, :64].contiguous(), cutoffs, nbits),
-                       reference.compress_residuals(residuals[:, :64], cutoffs, nbits))
-
-
-@pytest.mark.native
-@pytest.mark.parametrize("nbits", [1, 2, 4])
-@pytest.mark.parametrize("centroid_dtype", [torch.float16, torch.float32])
-@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float16])
-@pytest.mark.parametrize("normalize", [False, True])
-def test_native_decompress_equals_reference(nbits, centroid_dtype, out_dtype, normalize):
-    need_native("decompress_residuals")
-    g = torch.Generator().manual_seed(nbits)
-    centroids, _, weights = make_codec(g, nbits, d=128, C=64, dtype=centroid_dtype)
-    codes, packed = random_packed(g, 777, 128, nbits, 64)
-    for codes_ in (codes, codes.long(), codes[:1]):
-        packed_ = packed[: len(codes_)]
-        got = kernels.decompress_residuals(codes_, packed_, centroids, weights, nbits, normalize, out_dtype)
-        want = reference.decompress_residuals(codes_, packed_, centroids, weights, nbits, normalize, out_dtype)
-        assert got.dtype == out_dtype
-        tol = 0 if not normalize else (1e-6 if out_dtype == torch.float32 else 1e-3)
-        torch.testing.assert_close(got, want, rtol=0, atol=tol)
-
-
-@pytest.mark.native
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-def test_native_segmented_maxsim_equals_reference(seed, dtype):
-    need_native("segmented_maxsim")
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.cat([random_docs(g, 50, maxlen=40), torch.tensor([0, 1, 3000])])  # empty, one token, long
-    scores = torch.randn(int(lengths.sum()), 32, generator=g).to(dtype)
-    torch.testing.assert_close(kernels.segmented_maxsim(scores, lengths), reference.segmented_maxsim(scores, lengths))
-    empty = torch.zeros(0, dtype=torch.long)
-    assert kernels.segmented_maxsim(torch.zeros(0, 32, dtype=dtype), empty).shape == (0,)
-
-
-@pytest.mark.native
-@pytest.mark.parametrize("seed", range(5))
-def test_native_centroid_maxsim_equals_reference(seed):
-    need_native("centroid_maxsim")
-    g = torch.Generator().manual_seed(seed)
-    C, Lq, P = 256, 32, 300
-    lengths = torch.cat([random_docs(g, P - 1, maxlen=120), torch.tensor([0])])
-    codes = torch.randint(0, C, (int(lengths.sum()),), generator=g, dtype=torch.int32)
-    cs = torch.randn(C, Lq, generator=g)
-    offsets, pids = offsets_of(lengths), torch.randint(0, P, (200,), generator=g)
-    pids[0] = P - 1  # the empty document: -9999 per column
-    for keep in (None, torch.rand(C, generator=g) < 0.1, torch.zeros(C, dtype=torch.bool)):
-        for codes_ in (codes, codes.long()):
-            want = reference.centroid_maxsim(cs, codes_, offsets, pids, keep)
-            torch.testing.assert_close(kernels.centroid_maxsim(cs, codes_, offsets, pids, keep), want)
-    assert kernels.centroid_maxsim(cs, codes, offsets, pids[:0]).shape == (0,)
+        module.gather_segments(torch.zeros(3), torch.tensor([0, 3]), torch.tensor([1]))
     with pytest.raises(IndexError):
-        kernels.centroid_maxsim(cs, codes, offsets, torch.tensor([P]))
-
-
-@pytest.mark.native
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.float16, torch.float32, torch.int64])
-def test_native_gather_segments_equals_reference(dtype):
-    need_native("gather_segments")
-    g = torch.Generator().manual_seed(0)
-    lengths = torch.cat([random_docs(g, 99, maxlen=50), torch.tensor([0])])
-    values = torch.randint(0, 100, (int(lengths.sum()), 16), generator=g).to(dtype)
-    offsets, pids = offsets_of(lengths), torch.randint(0, 100, (64,), generator=g)
-    for v in (values, values[:, 0].contiguous(), values.reshape(-1, 4, 4)):
-        got, want = kernels.gather_segments(v, offsets, pids), reference.gather_segments(v, offsets, pids)
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    rows, got_lengths = kernels.gather_segments(values, offsets, pids[:0])
-    assert rows.shape == (0, 16) and got_lengths.shape == (0,)
-
-
-@pytest.mark.native
-@pytest.mark.parametrize("nbits", [1, 2, 4])
-@pytest.mark.parametrize("centroid_dtype", [torch.float16, torch.float32])
-def test_native_decompress_maxsim_equals_reference(nbits, centroid_dtype):
-    need_native("decompress_maxsim")
-    g = torch.Generator().manual_seed(nbits)
-    centroids, _, weights = make_codec(g, nbits, d=128, C=64, dtype=centroid_dtype)
-    # many short docs, an empty one, a one-token one, and one longer than a native decode block (1024 tokens)
-    lengths = torch.cat([random_docs(g, 300, maxlen=200), torch.tensor([0, 1, 2500, 0])])
-    codes, packed = random_packed(g, int(lengths.sum()), 128, nbits, 64)
-    Q = F.normalize(torch.randn(32, 128, generator=g), dim=-1)
-    want = reference.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits)
-    got = kernels.decompress_maxsim(Q, codes.long(), packed, lengths, centroids, weights, nbits)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-    assert got[-4:-2].tolist()[0] == 0.0 and got[-1] == 0.0
-    assert kernels.decompress_maxsim(Q, codes[:0], packed[:0], lengths[:0], centroids, weights, nbits).shape == (0,)
+        module.centroid_maxsim(torch.zeros(4, 2), torch.zeros(3, dtype=torch.int32), torch.tensor([0, 3]),
+                               torch.tensor([1]))
 
 
 # ---------------------------------------------------------------- the loader
@@ -343,8 +287,7 @@ def run_kernels(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def test_forced_reference_mode_uses_no_native_kernel():
-    result = run_kernels({"COLBERT_KERNELS": "reference"}, "--json")
-    info = json.loads(result.stdout)
+    info = json.loads(run_kernels({"COLBERT_KERNELS": "reference"}, "--json").stdout)
     assert info["mode"] == "reference"
     assert all(where.startswith("reference") for op in info["ops"].values() for where in op.values())
 
@@ -372,17 +315,14 @@ def test_no_compiler_falls_back_at_info_or_raises_when_forced(monkeypatch, caplo
         native.load_native("native")
 
 
-def test_failed_build_warns_with_the_compiler_output(monkeypatch, caplog):
-    def broken_build(*args):
-        raise RuntimeError("ops.cpp:1:1: error: expected unqualified-id")
-
+def test_failed_build_warns_once_with_the_compiler_output(monkeypatch, caplog):
     monkeypatch.setattr(native, "load_prebuilt", lambda: False)
     monkeypatch.setattr(native, "_ninja_available", lambda: True)
-    monkeypatch.setattr(native, "jit_build", broken_build)
+    monkeypatch.setattr(native, "jit_build", Mock(side_effect=RuntimeError("ops.cpp:1:1: error: expected id")))
     with caplog.at_level(logging.INFO, logger="colbert.kernels.native"):
         assert native.load_native("auto").startswith("reference (build failed")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "expected unqualified-id" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "ops.cpp:1:1: error: expected id" in warnings[0].getMessage()
     with pytest.raises(RuntimeError, match="did not build"):
         native.load_native("native")
 
@@ -404,22 +344,19 @@ def test_importing_colbert_builds_nothing():
 
 
 @pytest.mark.compat
-@pytest.mark.parametrize("mode", ["public", "reference"])
-def test_decompression_matches_the_reference_exactly(mode):
+@pytest.mark.parametrize("module", [kernels, reference], ids=["public", "reference"])
+def test_decompression_matches_the_reference_exactly(module):
     if not INDEX.is_dir():
         pytest.skip(f"{INDEX} is missing: the compatibility fixtures live in ../shared beside the checkout")
     stages = np.load(SHARED / "compat" / "plaid_stages.npz")
-    doclens = torch.tensor(json.loads((INDEX / "doclens.0.json").read_text()))
+    offsets = offsets_of(torch.tensor(json.loads((INDEX / "doclens.0.json").read_text())))
     codes, residuals = torch.load(INDEX / "0.codes.pt"), torch.load(INDEX / "0.residuals.pt")
-    centroids = torch.load(INDEX / "centroids.pt")
-    _, bucket_weights = torch.load(INDEX / "buckets.pt")
-    gather = kernels.gather_segments if mode == "public" else reference.gather_segments
-    decompress = kernels.decompress_residuals if mode == "public" else reference.decompress_residuals
+    centroids, (_, bucket_weights) = torch.load(INDEX / "centroids.pt"), torch.load(INDEX / "buckets.pt")
     pids = torch.from_numpy(stages["decompressed_pids"]).long()
-    doc_codes, lengths = gather(codes, offsets_of(doclens), pids)
-    doc_packed, _ = gather(residuals, offsets_of(doclens), pids)
+    doc_codes, lengths = module.gather_segments(codes, offsets, pids)
+    doc_packed, _ = module.gather_segments(residuals, offsets, pids)
     assert lengths.tolist() == stages["decompressed_doclens"].tolist()
-    got = decompress(doc_codes, doc_packed, centroids, bucket_weights, 2, normalize=False)
+    got = module.decompress_residuals(doc_codes, doc_packed, centroids, bucket_weights, 2, normalize=False)
     assert torch.equal(got, torch.from_numpy(stages["decompressed_raw"]))
 
 
@@ -439,20 +376,18 @@ def test_cuda_sources_compile(tmp_path):
     if nvcc is None:
         pytest.skip("nvcc is not on PATH")
     includes = [*cpp_extension.include_paths(), str(ROOT / "csrc")]
-    if not any((Path(p) / "c10/cuda/impl/cuda_cmake_macros.h").exists() for p in includes):
-        stub = tmp_path / "stub" / "c10" / "cuda" / "impl"
-        stub.mkdir(parents=True)
-        (stub / "cuda_cmake_macros.h").write_text("#pragma once\n")
-        includes.append(str(tmp_path / "stub"))
     if not any((Path(p) / "c10/cuda/CUDAStream.h").exists() for p in includes):
         pytest.skip("this torch ships no c10/cuda headers")
-    flags = [f"-I{p}" for p in includes] + ["-std=c++20", "-DCOLBERT_WITH_CUDA", "-Xcompiler", "-fPIC"]
+    if not any((Path(p) / "c10/cuda/impl/cuda_cmake_macros.h").exists() for p in includes):
+        (tmp_path / "stub/c10/cuda/impl").mkdir(parents=True)
+        (tmp_path / "stub/c10/cuda/impl/cuda_cmake_macros.h").write_text("#pragma once\n")
+        includes.append(str(tmp_path / "stub"))
+    flags = [f"-I{p}" for p in includes] + ["-std=c++20", "-DCOLBERT_WITH_CUDA"]
     for source in sorted((ROOT / "csrc" / "cuda").glob("*.cu")):
-        cmd = [nvcc, "-c", str(source), "-o", str(tmp_path / f"{source.stem}.o"), *cpp_extension.COMMON_NVCC_FLAGS,
-               *flags]
+        out = str(tmp_path / f"{source.stem}.o")
+        cmd = [nvcc, "-c", str(source), "-o", out, *cpp_extension.COMMON_NVCC_FLAGS, *flags, "-Xcompiler", "-fPIC"]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{source.name} did not compile:\n{result.stderr[-4000:]}"
-    cxx = os.environ.get("CXX", "c++")
-    cmd = [cxx, "-c", str(ROOT / "csrc" / "ops.cpp"), "-o", str(tmp_path / "ops.o"), *flags[:-2], "-fPIC"]
+    cmd = [os.environ.get("CXX", "c++"), "-c", str(ROOT / "csrc" / "ops.cpp"), "-o", str(tmp_path / "ops.o"), *flags]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"ops.cpp with COLBERT_WITH_CUDA did not compile:\n{result.stderr[-4000:]}"

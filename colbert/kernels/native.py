@@ -9,7 +9,7 @@ on this device type? Everything else falls back to `colbert.kernels.reference`.
 
 | value | meaning |
 |---|---|
-| `auto` (default) | native where it loads, the reference elsewhere; an expected fallback logs INFO, a failed build WARNING |
+| `auto` (default) | native where it loads, else the reference; expected fallbacks log INFO, a failed build WARNING |
 | `native` | as auto, but raise RuntimeError if no native library loads |
 | `reference` | never load or build anything |
 """
@@ -193,16 +193,21 @@ def _describe(mode: str, source: str) -> Backend:
     loaded = not source.startswith("reference")
     for op in OPS:
         for device_type, key in DEVICE_KEYS.items():
+            # the dispatcher's own record of registered kernels (what torch.library consults too)
             has = loaded and torch._C._dispatch_has_kernel_for_dispatch_key(f"colbert::{op}", key)
             backend.native[(op, device_type)] = has
-            if has:
-                backend.reasons[(op, device_type)] = "native"
-            elif not loaded:
-                backend.reasons[(op, device_type)] = source
-            elif device_type == "cuda" and torch.version.cuda is None:
-                backend.reasons[(op, device_type)] = "reference (this torch is built without CUDA)"
-            else:
-                backend.reasons[(op, device_type)] = f"reference (the loaded library has no {key} kernel for it)"
+    for (op, device_type), has in backend.native.items():
+        if has:
+            reason = "native"
+        elif not loaded:
+            reason = source
+        elif device_type == "cuda" and torch.version.cuda is None:
+            reason = "reference (this torch is built without CUDA)"
+        elif any(backend.native[(other, device_type)] for other in OPS):
+            reason = f"reference (csrc/ has no {DEVICE_KEYS[device_type]} kernel for this op)"
+        else:
+            reason = f"reference (the library was built without {DEVICE_KEYS[device_type]} sources, e.g. no nvcc)"
+        backend.reasons[(op, device_type)] = reason
     return backend
 
 

@@ -54,7 +54,8 @@ DecodeFn decoder(int64_t nbits) {
     return nbits == 1 ? &decode_row<1> : nbits == 2 ? &decode_row<2> : &decode_row<4>;
 }
 
-void normalize_row(float* v, int64_t d) {
+// max(||v||, eps), the divisor of torch.nn.functional.normalize.
+float row_norm(const float* v, int64_t d) {
     float partial[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // eight independent sums so the loop vectorises
     int64_t i = 0;
     for (; i + 8 <= d; i += 8) {
@@ -63,8 +64,7 @@ void normalize_row(float* v, int64_t d) {
     float sumsq = 0;
     for (; i < d; ++i) sumsq += v[i] * v[i];
     for (int k = 0; k < 8; ++k) sumsq += partial[k];
-    const float norm = std::max(std::sqrt(sumsq), kNormEps);
-    for (int64_t j = 0; j < d; ++j) v[j] /= norm;
+    return std::max(std::sqrt(sumsq), kNormEps);
 }
 
 template <typename index_t>
@@ -132,8 +132,8 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
                 for (int64_t i = begin; i < end; ++i) {
                     const int64_t code = checked_code(code_p, i, num_centroids);
                     decode(bytes_p + i * packed_dim, packed_dim, cent_p + code * d, table.data(), row.data());
-                    if (normalize) normalize_row(row.data(), d);
-                    std::copy(row.begin(), row.end(), out_p + i * d);  // converts to the output dtype
+                    const float norm = normalize ? row_norm(row.data(), d) : 1.0f;
+                    for (int64_t k = 0; k < d; ++k) out_p[i * d + k] = static_cast<scalar_t>(row[k] / norm);
                 }
             });
         });
@@ -171,6 +171,7 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
         at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
             at::Tensor block = at::empty({kTokensPerBlock, d}, Q.options());    // (B, d)
             at::Tensor scores = at::empty({kTokensPerBlock, Lq}, Q.options());  // (B, Lq)
+            std::vector<float> norms(kTokensPerBlock);  // normalising the scores, not the vectors, saves a pass
             float* block_p = block.data_ptr<float>();
             std::vector<float> best(Lq, -std::numeric_limits<float>::infinity());
             int64_t doc = begin;
@@ -187,14 +188,15 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
                     const int64_t code = checked_code(code_p, start + r, num_centroids);
                     float* v = block_p + r * d;
                     decode(bytes_p + (start + r) * packed_dim, packed_dim, cent_p + code * d, table.data(), v);
-                    normalize_row(v, d);
+                    norms[r] = row_norm(v, d);
                 }
                 at::Tensor s = scores.narrow(0, 0, rows);
                 at::mm_out(s, block.narrow(0, 0, rows), Qt);  // (rows, d) @ (d, Lq) -> (rows, Lq)
                 const float* s_p = s.data_ptr<float>();
                 for (int64_t r = 0; r < rows; ++r) {
                     while (start + r >= offsets[doc + 1]) finish_doc();
-                    for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], s_p[r * Lq + q]);
+                    const float* row = s_p + r * Lq;
+                    for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], row[q] / norms[r]);
                 }
             }
             while (doc < end) finish_doc();
