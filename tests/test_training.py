@@ -263,6 +263,18 @@ def test_resume_equals_an_uninterrupted_run(toy, tiny_checkpoint):
     assert_same_weights(weights(step_dir(run_dir)), expected)
 
 
+def test_latest_state_is_the_highest_complete_step(tmp_path):
+    from colbert.training.state import latest_state
+    from colbert.utils.io import atomic_torch_save
+
+    assert latest_state(tmp_path) is None
+    for step, folder in [(4, step_dir(tmp_path, 4)), (12, step_dir(tmp_path, 12)), (8, step_dir(tmp_path))]:
+        folder.mkdir(parents=True)
+        atomic_torch_save({"version": 1, "step": step}, folder / STATE_FILE)
+    step_dir(tmp_path, 16).mkdir()  # a model folder whose state was never written: incomplete, ignored
+    assert latest_state(tmp_path) == step_dir(tmp_path, 12)
+
+
 def test_resume_through_the_trainer_extends_maxsteps_exactly(toy, tiny_checkpoint):
     def train(maxsteps: int, name: str, resume: bool) -> str:
         with Run().context(RunConfig(root=str(toy["root"]), experiment="e", name=name)):
