@@ -106,3 +106,12 @@ def test_docs_config_md_is_generated_from_the_code():
     from colbert.infra.config import config_markdown
 
     assert (ROOT / "docs" / "config.md").read_text() == config_markdown(), "run: python -m colbert.infra > docs/config.md"
+
+
+def test_llms_ctx_is_up_to_date():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_llms_ctx", ROOT / "docs" / "make_llms_ctx.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "llms_ctx.txt").read_text(encoding="utf-8") == module.build(), "run: python docs/make_llms_ctx.py"
