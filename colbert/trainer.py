@@ -75,19 +75,20 @@ class Trainer:
         config = copy.copy(self.config)  # settings resolved for this call only
         resume = config.resume if resume is None else resume
         nranks = _nranks(config)
+        config.configure(nranks=nranks)
         device = resolve_device(config)
         check_settings(config, nranks, device.type)
         run_dir = os.path.join(config.root, config.experiment, config.name)
         resume_from = _resume_point(run_dir, config) if resume else None
         sources = {"triples": describe_source(self.triples), "queries": describe_source(self.queries),
                    "collection": describe_source(self.collection)}
-        start = checkpoint
+        start = None if checkpoint is None else str(checkpoint)
         if resume_from is not None:
             saved = read_state(resume_from / STATE_FILE)["settings"]
-            start = checkpoint or saved["checkpoint"]
+            start = start or saved["checkpoint"]
             check_resumable(saved, resume_settings(config, start, sources), resume_from)
-        start = str(start or DEFAULT_CHECKPOINT)
-        config.configure(nranks=nranks, checkpoint=start, **{k: v for k, v in sources.items() if v is not None})
+        start = start or DEFAULT_CHECKPOINT
+        config.configure(checkpoint=start, **{k: v for k, v in sources.items() if v is not None})
         logger.debug("Training config:\n%s", config)
         job = TrainingJob(config, self.triples, self.queries, self.collection, start, run_dir,
                           resume_settings(config, start, sources), device.type,
