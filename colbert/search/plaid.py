@@ -1,0 +1,253 @@
+"""PLAID stages 2-4 (prune by centroids, decompress, exact MaxSim, top-k), exhaustive search, filtering.
+
+Letters: C centroids, d dim, P passages, Lq query vectors, n candidates, M embeddings of the documents at hand.
+
+One query runs `plaid_search`:
+  1. candidates: the pids of the `ncells` best centroids of every query vector (colbert.search.candidates);
+  2. approximate score from centroid codes only, counting centroids whose best score over the query vectors is
+     >= centroid_score_threshold; keep the top `ndocs`;
+  3. the same score over all codes; keep the top `ndocs // 4`;
+  4. decompress those documents' residuals and rank them by exact MaxSim.
+Ties in stages 2-3 go to the larger pid, as in the reference's priority queue, so the survivors equal the
+reference's. `exhaustive_search` scores every document (or a given list) by MaxSim over decompressed embeddings,
+a block of documents at a time. Everything here works on pids (0..P-1); the Searcher maps the user's ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from colbert import kernels
+from colbert.search.candidates import generate_candidates
+from colbert.search.index import LoadedIndex
+from colbert.search.params import SearchParams
+
+logger = logging.getLogger(__name__)
+
+FilterFn = Callable[[Tensor], Tensor]
+
+EXACT_BLOCK_TOKENS = 1 << 16  # embeddings decompressed at once by exhaustive search: 2**16 x 128 dims x 4 B = 32 MiB
+EXACT_SCORES_BYTES = 1 << 26  # one block's (M, B * Lq) float32 scores when B queries share a pass: 64 MiB
+
+
+@dataclass(eq=False)
+class SearchIndex:
+    """The tensors search reads, on the search device (on CPU they are the LoadedIndex's own, memory-mapped or not).
+
+    Attributes:
+        loaded: the index as opened. centroids: float32 (C, d). bucket_weights: float32 (2**nbits,).
+        ivf, ivf_offsets: inverted lists. codes: int32 (N,). doc_offsets: int64 (P + 1,).
+        residuals: uint8 (N, d * nbits / 8) when the index is one tensor, else None (read through loaded.lookup).
+    """
+
+    loaded: LoadedIndex
+    centroids: Tensor
+    bucket_weights: Tensor
+    ivf: Tensor
+    ivf_offsets: Tensor
+    codes: Tensor
+    doc_offsets: Tensor
+    residuals: Optional[Tensor]
+
+    @classmethod
+    def from_loaded(cls, index: LoadedIndex, device: torch.device | str = "cpu") -> SearchIndex:
+        """Convert the centroids to float32 once and move what search reads to `device`."""
+        device = torch.device(device)
+        single = len(index.residual_chunks) == 1
+        if device.type != "cpu" and not single:
+            raise ValueError(f"{index.path} was opened memory-mapped with {len(index.residual_chunks)} chunks; "
+                             f"open it with mmap=False to search on {device}")
+        return cls(
+            loaded=index, centroids=index.centroids.to(device, torch.float32),
+            bucket_weights=index.bucket_weights.to(device), ivf=index.ivf.to(device),
+            ivf_offsets=index.ivf_offsets.to(device), codes=index.codes.to(device),
+            doc_offsets=index.doc_offsets.to(device),
+            residuals=index.residual_chunks[0].to(device) if single else None,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.centroids.device
+
+    @property
+    def num_passages(self) -> int:
+        return self.doc_offsets.numel() - 1
+
+    def gather(self, pids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Codes, packed residuals and lengths of `pids`, laid end to end in that order.
+
+        Shapes: pids (n,) int64; returns ((M,) int32, (M, d * nbits / 8) uint8, (n,) int64).
+        """
+        if self.residuals is None:
+            return self.loaded.lookup(pids.cpu())
+        codes, lengths = kernels.gather_segments(self.codes, self.doc_offsets, pids)  # (M,), (n,)
+        packed, _ = kernels.gather_segments(self.residuals, self.doc_offsets, pids)  # (M, d * nbits / 8)
+        return codes, packed, lengths
+
+    def maxsim(self, Q: Tensor, pids: Tensor) -> Tensor:
+        """MaxSim of one query against the decompressed embeddings of `pids`. Shapes: Q (Lq, d); pids (n,) -> (n,)."""
+        codes, packed, lengths = self.gather(pids)
+        return kernels.decompress_maxsim(Q, codes, packed, lengths, self.centroids, self.bucket_weights,
+                                         self.loaded.nbits)
+
+
+def top_by_score(pids: Tensor, scores: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """The `n` best (pid, score) pairs, by score then by pid, both descending (the reference's priority queue).
+
+    Shapes: pids (m,) int64, unique; scores (m,); returns ((min(n, m),), (min(n, m),)).
+
+    Example:
+        >>> top_by_score(torch.tensor([4, 7, 9, 2]), torch.tensor([1.0, 3.0, 1.0, 2.0]), 3)
+        (tensor([7, 2, 9]), tensor([3., 2., 1.]))
+    """
+    if n < len(scores):
+        cutoff = scores.topk(n, sorted=False).values.min()
+        keep = scores >= cutoff  # (>= n,) the n best and any ties with the n-th
+        pids, scores = pids[keep], scores[keep]
+    by_pid = pids.argsort(descending=True)  # ties on score go to the larger pid
+    pids, scores = pids[by_pid], scores[by_pid]
+    order = scores.argsort(descending=True, stable=True)[:n]
+    return pids[order], scores[order]
+
+
+def apply_filter(filter_fn: FilterFn, pids: Tensor, num_passages: int) -> Tensor:
+    """Call the user's `filter_fn` on candidate pids and check what it returns.
+
+    filter_fn takes the candidates (int32, as in the reference) and returns the pids to keep as an integer tensor
+    (a bool mask over its input is accepted too). Pids it returns that were not candidates are scored as well, as in
+    the reference.
+
+    Returns:
+        The kept pids, sorted and unique, int64.
+    """
+    kept = filter_fn(pids)
+    if not isinstance(kept, Tensor):
+        raise TypeError(f"filter_fn must return a torch.Tensor of pids, got {type(kept).__name__}")
+    if kept.dtype == torch.bool and kept.shape == pids.shape:
+        kept = pids[kept.to(pids.device)]
+    if kept.dim() != 1 or kept.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"filter_fn must return a 1-D int32/int64 tensor of pids (or a bool mask over its input), "
+                        f"got {kept.dtype} of shape {tuple(kept.shape)}")
+    kept = kept.to(pids.device).long()
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= num_passages):
+        raise ValueError(f"filter_fn returned pids in [{int(kept.min())}, {int(kept.max())}], outside the index's "
+                         f"[0, {num_passages:,})")
+    return torch.unique(kept)
+
+
+def prune(index: SearchIndex, scores: Tensor, pids: Tensor, params: SearchParams) -> Tensor:
+    """PLAID stages 2-3: the `params.nfinal` candidates with the best centroid-only scores, best first.
+
+    Shapes: scores (C, Lq) centroid scores; pids (n,) int64; returns (<= ndocs // 4,) int64.
+    """
+    keep = scores.amax(dim=1) >= params.centroid_score_threshold  # (C,) centroids that count in stage 2
+    approx = kernels.centroid_maxsim(scores, index.codes, index.doc_offsets, pids, keep)  # (n,)
+    pids, _ = top_by_score(pids, approx, params.ndocs)
+    approx = kernels.centroid_maxsim(scores, index.codes, index.doc_offsets, pids)  # (<= ndocs,)
+    pids, _ = top_by_score(pids, approx, params.nfinal)
+    return pids
+
+
+def rank(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """PLAID stage 4: exact MaxSim over decompressed embeddings, top k, best first.
+
+    Shapes: Q (Lq, d); pids (n,) int64; returns ((min(k, n),) int64, (min(k, n),) float32).
+    """
+    scores = index.maxsim(Q, pids)  # (n,)
+    order = scores.argsort(descending=True, stable=True)[:k]
+    return pids[order], scores[order]
+
+
+def plaid_search(index: SearchIndex, Q: Tensor, params: SearchParams, k: int, probe_tokens: Optional[int] = None,
+                 filter_fn: Optional[FilterFn] = None) -> tuple[Tensor, Tensor]:
+    """One query through the four PLAID stages.
+
+    Args:
+        index: the index on the search device.
+        Q: the query's embeddings, float32.
+        params: ncells, centroid_score_threshold, ndocs (`search_params(k, config)`).
+        k: results wanted; at most `params.ndocs // 4` come back.
+        probe_tokens: only the first this many query vectors probe centroids and score stages 2-3 (the reference
+            uses query_maxlen, which matters for full_length_search); None: all.
+        filter_fn: applied to the stage-1 candidates (see `apply_filter`).
+
+    Returns:
+        (pids, scores), best first.
+
+    Shapes:
+        Q (Lq, d); returns ((<= k,) int64, (<= k,) float32).
+    """
+    probe = Q if probe_tokens is None else Q[:probe_tokens]  # (Lq', d)
+    pids, scores = generate_candidates(probe, index.centroids, index.ivf, index.ivf_offsets, params.ncells)
+    if filter_fn is not None:
+        pids = apply_filter(filter_fn, pids, index.num_passages)
+    pids = prune(index, scores, pids.long(), params)
+    return rank(index, Q, pids, k)
+
+
+def _blocks(lengths: Tensor, budget: int) -> list[tuple[int, int]]:
+    """Split documents laid end to end into runs of about `budget` embeddings (a run exceeds it by at most one
+    document). Returns [(first document, end document), ...]."""
+    if lengths.numel() == 0:
+        return []
+    ends = lengths.cumsum(0)  # (n,)
+    block_of = torch.div((ends - 1).clamp(min=0), budget, rounding_mode="floor")  # (n,) by each doc's last token
+    _, counts = torch.unique_consecutive(block_of, return_counts=True)
+    bounds = [0, *counts.cumsum(0).tolist()]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _merge_top(best: tuple[Tensor, Tensor], pids: Tensor, scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    pids, scores = torch.cat([best[0], pids]), torch.cat([best[1], scores])
+    if len(scores) > k:
+        top = scores.topk(k, sorted=False).indices
+        pids, scores = pids[top], scores[top]
+    return pids, scores
+
+
+def exhaustive_search(index: SearchIndex, Qs: Tensor, k: int, pids: Optional[Tensor] = None) -> list[tuple[Tensor,
+                                                                                                         Tensor]]:
+    """MaxSim of every query against every document of `pids` (default: the whole index), decompressed a block at
+    a time so memory stays bounded; the top k per query, best first.
+
+    Args:
+        index: the index on the search device.
+        Qs: the queries' embeddings, float32; queries share each block's decompression.
+        k: results per query.
+        pids: the documents to score, int64, unique; None scores all.
+
+    Returns:
+        One (pids, scores) pair per query.
+
+    Shapes:
+        Qs (B, Lq, d); pids (n,); returns B x ((min(k, n),) int64, (min(k, n),) float32).
+    """
+    B, Lq, _ = Qs.shape
+    if pids is None:
+        pids = torch.arange(index.num_passages, device=index.device)
+    lengths = index.doc_offsets[pids + 1] - index.doc_offsets[pids]  # (n,)
+    budget = max(1, min(EXACT_BLOCK_TOKENS, EXACT_SCORES_BYTES // (4 * B * Lq)))
+    empty = (pids.new_empty(0), Qs.new_empty(0))
+    best = [empty] * B
+    for start, end in _blocks(lengths, budget):
+        block = pids[start:end]
+        if B == 1:
+            best[0] = _merge_top(best[0], block, index.maxsim(Qs[0], block), k)
+            continue
+        codes, packed, block_lengths = index.gather(block)
+        D = kernels.decompress_residuals(codes, packed, index.centroids, index.bucket_weights,
+                                         index.loaded.nbits)  # (M, d)
+        S = D @ Qs.reshape(B * Lq, -1).T  # (M, B * Lq)
+        for b in range(B):
+            scores = kernels.segmented_maxsim(S[:, b * Lq:(b + 1) * Lq].contiguous(), block_lengths)  # (n_block,)
+            best[b] = _merge_top(best[b], block, scores, k)
+    out = []
+    for top_pids, top_scores in best:
+        order = top_scores.argsort(descending=True, stable=True)
+        out.append((top_pids[order], top_scores[order]))
+    return out
