@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -26,6 +27,14 @@ from colbert.kernels import native, reference
 DIM, NBITS, NUM_CENTROIDS, LQ = 128, 2, 4096, 32
 INDEX_EMBEDDINGS = 157_337  # the compat index: 1,000 SciFact documents
 CORPUS_DOCS, DOC_TOKENS = 25_000, 150  # a corpus large enough to draw 4,096 candidates from
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -103,6 +112,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = kernels.backend_info()
+    load_before = os.getloadavg()  # other work on the machine inflates wall times; recorded for the reader
     rows = []
     for op, size, native_fn, reference_fn in cases(make_inputs()):
         native_ms = median_ms(native_fn, args.repeats) if native.has(op, torch.device("cpu")) else None
@@ -116,8 +126,10 @@ def main() -> None:
               flush=True)
     result = {
         "command": "python benchmarks/kernels.py --out " + str(args.out),
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version()},
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
+                    "threads": torch.get_num_threads(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         "backend": info["source"],
         "repeats": args.repeats,
         "statistic": "median wall ms after one warm-up",

@@ -22,6 +22,8 @@ C10_HOST_DEVICE inline int reverse_bits(int value, int nbits) {
 }
 
 // ---- CPU (cpu/*.cpp) ----
+// out (rows, Lq) = v (rows, d) @ Qt (d, Lq), all row-major float32 (cpu/scores.cpp).
+void score_rows(const float* v, int64_t rows, int64_t d, const float* Qt, int64_t Lq, float* out);
 at::Tensor compress_residuals_cpu(const at::Tensor& residuals, const at::Tensor& bucket_cutoffs, int64_t nbits);
 at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& centroids,
                                     const at::Tensor& bucket_weights, int64_t nbits, bool normalize,

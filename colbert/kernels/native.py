@@ -42,6 +42,7 @@ OPS = (
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the library may register
 EXTENSION_NAME = "colbert_kernels"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
+FAILED_MARKER = "BUILD_FAILED.txt"  # written into the build directory with the compiler's output
 
 
 @dataclass
@@ -155,29 +156,50 @@ def load_native(mode: str) -> str:
     if load_prebuilt():
         return "prebuilt colbert._C"
     csrc = csrc_dir()
-    missing = None
-    if csrc is None:
-        missing = "no csrc/ sources beside the package"
-    elif not _ninja_available():
-        missing = "ninja not found (pip install ninja)"
-    elif shutil.which(os.environ.get("CXX", "c++")) is None:
-        missing = "no C++ compiler found (set CXX or install g++/clang++)"
-    if missing is not None:
+    missing = missing_toolchain(csrc)
+    if missing is not None:  # expected on many laptops, so INFO rather than WARNING
         if mode == "native":
             raise RuntimeError(f"COLBERT_KERNELS=native but the kernels cannot be built: {missing}.")
         logger.info("%s; using the PyTorch reference kernels", missing)
         return f"reference ({missing})"
+    assert csrc is not None  # missing_toolchain said so otherwise
+    return build_tier(mode, csrc)
+
+
+def missing_toolchain(csrc: Path | None) -> str | None:
+    """Why a JIT build cannot even start (no sources, no ninja, no compiler), or None."""
+    if csrc is None:
+        return "no csrc/ sources beside the package"
+    if not _ninja_available():
+        return "ninja not found (pip install ninja)"
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return "no C++ compiler found (set CXX or install g++/clang++)"
+    return None
+
+
+def build_tier(mode: str, csrc: Path) -> str:
+    """JIT-build csrc/ (or reuse the cached build); on failure log one WARNING with the compiler's output, leave a
+    marker so that later processes do not rebuild in vain, and fall back (or raise when COLBERT_KERNELS=native)."""
     with_cuda, why_not = build_with_cuda()
     if not with_cuda:
         logger.info("Building the CPU kernels only: %s", why_not)
     directory = cache_dir(torch.__version__, torch.version.cuda if with_cuda else None, hash_sources(csrc))
+    failed = directory / FAILED_MARKER
+    if failed.is_file():
+        if mode == "native":
+            raise RuntimeError(f"COLBERT_KERNELS=native but csrc/ did not build before; see {failed} (delete it "
+                               "to retry)")
+        logger.info("csrc/ failed to build before (see %s; delete it to retry); using the reference kernels", failed)
+        return f"reference (build failed before, see {failed})"
     try:
         jit_build(csrc, directory, with_cuda)
     except Exception as e:  # any build failure: logged with the compiler's output, or raised when forced
         if mode == "native":
             raise RuntimeError(f"COLBERT_KERNELS=native but csrc/ did not build: {e}") from e
         logger.warning("Native kernels failed to build; using the slower PyTorch reference:\n%s", e)
-        return "reference (build failed; see the warning logged by colbert.kernels.native)"
+        directory.mkdir(parents=True, exist_ok=True)
+        failed.write_text(f"{e}\n")
+        return f"reference (build failed, see {failed})"
     return f"JIT build of csrc/ in {directory}"
 
 

@@ -3,7 +3,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
@@ -20,7 +19,7 @@ namespace colbert {
 namespace {
 
 constexpr int64_t kRowsPerTask = 256;       // parallel_for grain over embeddings
-constexpr int64_t kTokensPerBlock = 1024;   // decompress_maxsim: rows decoded per thread at once (512 KiB at d=128)
+constexpr int64_t kTokensPerBlock = 256;    // decompress_maxsim: rows decoded per thread at once (128 KiB at d=128)
 constexpr float kNormEps = 1e-12f;          // as torch.nn.functional.normalize
 
 // table[b * (8 / nbits) + k] = the bucket weight stored in slot k of a packed byte whose value is b.
@@ -148,7 +147,7 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
     check_lengths_sum(lengths, codes.size(0), "decompress_maxsim");
     const at::Tensor cent = centroids.to(at::kFloat).contiguous(), bytes = packed.contiguous();
     const at::Tensor code_t = codes.contiguous(), lens = lengths.contiguous();
-    const at::Tensor Qt = Q.contiguous().t();  // (d, Lq)
+    const at::Tensor Qt = Q.t().contiguous();  // (d, Lq)
     const int64_t ndocs = lens.size(0), d = cent.size(1), Lq = Q.size(0);
     const int64_t num_centroids = cent.size(0), packed_dim = bytes.size(1);
     at::Tensor out = at::zeros({ndocs}, Q.options());
@@ -161,45 +160,36 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
     const DecodeFn decode = decoder(nbits);
     const float* cent_p = cent.data_ptr<float>();
     const uint8_t* bytes_p = bytes.data_ptr<uint8_t>();
+    const float* Qt_p = Qt.data_ptr<float>();
     float* out_p = out.data_ptr<float>();
 
+    // Each task owns documents [begin, end). It decodes a document kTokensPerBlock rows at a time into its own
+    // buffer, scores the block against Q (score_rows: no BLAS call, so no thread pool nested inside parallel_for)
+    // and keeps the per-column maxima. Dividing the scores by the norms, not the vectors, saves a pass.
     AT_DISPATCH_INDEX_TYPES(code_t.scalar_type(), "decompress_maxsim", [&] {
         const index_t* code_p = code_t.data_ptr<index_t>();
-        // Each task owns docs [begin, end), i.e. the contiguous rows [offsets[begin], offsets[end]); it decodes them
-        // kTokensPerBlock at a time into its own buffer, scores the block with one matmul and folds the rows'
-        // scores into the running per-column maxima of the doc they belong to.
         at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
-            at::Tensor block = at::empty({kTokensPerBlock, d}, Q.options());    // (B, d)
-            at::Tensor scores = at::empty({kTokensPerBlock, Lq}, Q.options());  // (B, Lq)
-            std::vector<float> norms(kTokensPerBlock);  // normalising the scores, not the vectors, saves a pass
-            float* block_p = block.data_ptr<float>();
-            std::vector<float> best(Lq, -std::numeric_limits<float>::infinity());
-            int64_t doc = begin;
-            auto finish_doc = [&]() {
-                float total = 0;
-                for (int64_t q = 0; q < Lq; ++q) total += best[q];
-                out_p[doc] = offsets[doc + 1] > offsets[doc] ? total : 0.0f;  // an empty doc scores 0
+            std::vector<float> block(kTokensPerBlock * d), scores(kTokensPerBlock * Lq), norms(kTokensPerBlock);
+            std::vector<float> best(Lq);
+            for (int64_t doc = begin; doc < end; ++doc) {
                 std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-                ++doc;
-            };
-            for (int64_t start = offsets[begin]; start < offsets[end]; start += kTokensPerBlock) {
-                const int64_t rows = std::min(kTokensPerBlock, offsets[end] - start);
-                for (int64_t r = 0; r < rows; ++r) {
-                    const int64_t code = checked_code(code_p, start + r, num_centroids);
-                    float* v = block_p + r * d;
-                    decode(bytes_p + (start + r) * packed_dim, packed_dim, cent_p + code * d, table.data(), v);
-                    norms[r] = row_norm(v, d);
+                for (int64_t start = offsets[doc]; start < offsets[doc + 1]; start += kTokensPerBlock) {
+                    const int64_t rows = std::min(kTokensPerBlock, offsets[doc + 1] - start);
+                    for (int64_t r = 0; r < rows; ++r) {
+                        const int64_t code = checked_code(code_p, start + r, num_centroids);
+                        float* v = block.data() + r * d;
+                        decode(bytes_p + (start + r) * packed_dim, packed_dim, cent_p + code * d, table.data(), v);
+                        norms[r] = row_norm(v, d);
+                    }
+                    score_rows(block.data(), rows, d, Qt_p, Lq, scores.data());  // (rows, d) @ (d, Lq)
+                    for (int64_t r = 0; r < rows; ++r) {
+                        for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], scores[r * Lq + q] / norms[r]);
+                    }
                 }
-                at::Tensor s = scores.narrow(0, 0, rows);
-                at::mm_out(s, block.narrow(0, 0, rows), Qt);  // (rows, d) @ (d, Lq) -> (rows, Lq)
-                const float* s_p = s.data_ptr<float>();
-                for (int64_t r = 0; r < rows; ++r) {
-                    while (start + r >= offsets[doc + 1]) finish_doc();
-                    const float* row = s_p + r * Lq;
-                    for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], row[q] / norms[r]);
-                }
+                float sum = 0;
+                for (int64_t q = 0; q < Lq; ++q) sum += best[q];
+                out_p[doc] = offsets[doc + 1] > offsets[doc] ? sum : 0.0f;  // an empty document scores 0
             }
-            while (doc < end) finish_doc();
         });
     });
     return out;
