@@ -70,15 +70,20 @@ class Checkpoint(ColBERT):
 
     def doc(self, input_ids: Tensor, attention_mask: Tensor, keep_dims: Union[bool, str] = True,
             to_cpu: bool = False) -> Any:  # type: ignore[override]
+        """As ColBERT.doc, without gradients; vectors are fp16 on CUDA (as the reference), moved to CPU if asked."""
         with torch.inference_mode(), self._context():
-            D = super().doc(input_ids, attention_mask, keep_dims=keep_dims)
-        if self.device.type == "cuda":
-            D = [d.half() for d in D] if isinstance(D, list) else (D[0].half(), D[1]) if isinstance(D, tuple) \
-                else D.half()
-        if to_cpu:
-            D = [d.cpu() for d in D] if isinstance(D, list) else (D[0].cpu(), D[1].cpu()) \
-                if isinstance(D, tuple) else D.cpu()
-        return D
+            out = super().doc(input_ids, attention_mask, keep_dims=keep_dims)
+        half = self.device.type == "cuda"
+
+        def place(D: Tensor) -> Tensor:
+            D = D.half() if half else D
+            return D.cpu() if to_cpu else D
+
+        if isinstance(out, list):
+            return [place(d) for d in out]
+        if isinstance(out, tuple):
+            return place(out[0]), (out[1].cpu() if to_cpu else out[1])
+        return place(out)
 
     def queryFromText(self, queries: Sequence[str], bsize: Optional[int] = None, to_cpu: bool = False,
                       context: Optional[Sequence[str]] = None, full_length_search: bool = False) -> Tensor:
