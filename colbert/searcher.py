@@ -45,6 +45,17 @@ def resolve_index_path(index: Union[str, os.PathLike], index_root: str) -> Path:
     )
 
 
+def _as_int_tensor(ids: Union[Tensor, list]) -> Optional[Tensor]:
+    """`ids` as an int64 tensor when they are all integers (not bools), else None."""
+    try:
+        t = torch.as_tensor(ids)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    if t.dtype in (torch.bool, torch.uint8) or t.is_floating_point() or t.is_complex() or t.dim() != 1:
+        return None
+    return t.long()
+
+
 def _looks_like_a_path(name: str) -> bool:
     return os.path.isabs(name) or name.startswith(("./", "../", "~")) or os.sep + os.sep in name
 
@@ -223,19 +234,23 @@ class Searcher:
         """
         if isinstance(ids, (str, bytes)):
             raise TypeError("pids must be a collection of document ids, not a single str; wrap it in a list")
-        if isinstance(ids, Tensor):
-            ids = ids.tolist()
-        ids = list(ids)
-        pids, bad = [], []
-        for doc_id in ids:
-            try:
-                pids.append(self.loaded.pid_of(doc_id))
-            except (KeyError, TypeError):
-                bad.append(doc_id)
+        ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        fast = _as_int_tensor(ids) if self.loaded.doc_ids is None else None
+        if fast is not None:  # ids are pids: checked in one go, allow-lists may be long
+            outside = (fast < 0) | (fast >= self.loaded.num_passages)  # (n,)
+            bad = fast[outside].tolist()
+            pids = fast
+        else:
+            pids, bad = [], []
+            for doc_id in ids:
+                try:
+                    pids.append(self.loaded.pid_of(doc_id))
+                except (KeyError, TypeError):
+                    bad.append(doc_id)
         if bad:
             raise ValueError(f"{len(bad):,} of the {len(ids):,} ids in pids are not documents of the index at "
                              f"{self.index}: {', '.join(map(repr, bad[:5]))}{', ...' if len(bad) > 5 else ''}")
-        return torch.unique(torch.tensor(pids, dtype=torch.int64, device=self.device))
+        return torch.unique(torch.as_tensor(pids, dtype=torch.int64)).to(self.device)
 
     def _check_query(self, Q: Tensor) -> Tensor:
         if not isinstance(Q, Tensor):

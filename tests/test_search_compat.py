@@ -162,6 +162,9 @@ def test_allow_list_scores_every_listed_document_exactly(searcher, encoded):
     expected = [(p, s) for p, s in zip(exact_pids, exact_scores) if p % 7 == 0][:10]
     assert pids == [p for p, _ in expected]
     np.testing.assert_allclose(scores, [s for _, s in expected], atol=1e-5)
+    assert searcher.dense_search(encoded[0][None], 10, pids=torch.tensor(allowed))[0] == pids
+    with pytest.raises(ValueError, match="1 of the 3 ids .*: 1000"):
+        searcher.dense_search(encoded[0][None], 10, pids=[5, 1000, 7])
 
 
 def test_filter_fn_runs_before_the_cut_to_k(searcher, encoded):
