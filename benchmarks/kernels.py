@@ -4,7 +4,8 @@
 
 Sizes follow the SciFact-1k index of ../shared/compat (157,337 embeddings, dim 128, nbits 2, 4,096 centroids) and
 PLAID search defaults (Lq 32; 1,024 to 4,096 candidate documents of ~150 tokens). Inputs are synthetic and seeded,
-so the run needs no data. Reports the median wall time of each op over `repeats` runs after one warm-up.
+so the run needs no data. Reports the median wall time (and process CPU time) of each op over `repeats` runs after
+one warm-up, and the load average, since other work on the machine inflates wall times.
 """
 
 from __future__ import annotations
@@ -37,14 +38,17 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: first-touch allocations, lazy loading
-    times = []
+def medians_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median wall and median process-CPU milliseconds of fn() over `repeats` runs, after one warm-up (first-touch
+    allocations). CPU time sums the threads; it is the steadier number when other work shares the machine."""
+    fn()
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        wall.append(time.perf_counter() - start_wall)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
 
 
 def make_inputs(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -115,11 +119,12 @@ def main() -> None:
     load_before = os.getloadavg()  # other work on the machine inflates wall times; recorded for the reader
     rows = []
     for op, size, native_fn, reference_fn in cases(make_inputs()):
-        native_ms = median_ms(native_fn, args.repeats) if native.has(op, torch.device("cpu")) else None
-        reference_ms = median_ms(reference_fn, args.repeats)
+        has_native = native.has(op, torch.device("cpu"))
+        native_ms, native_cpu_ms = medians_ms(native_fn, args.repeats) if has_native else (None, None)
+        reference_ms, reference_cpu_ms = medians_ms(reference_fn, args.repeats)
         speedup = reference_ms / native_ms if native_ms else None
         rows.append({"op": op, "size": size, "native_ms": native_ms, "reference_ms": reference_ms,
-                     "speedup": speedup})
+                     "speedup": speedup, "native_cpu_ms": native_cpu_ms, "reference_cpu_ms": reference_cpu_ms})
         native_text = f"{native_ms:9.2f}" if native_ms is not None else "      n/a"
         speedup_text = f"{speedup:6.1f}x" if speedup else "     -"
         print(f"{op:<21} {size:<34} native {native_text} ms  reference {reference_ms:9.2f} ms  {speedup_text}",
@@ -132,7 +137,7 @@ def main() -> None:
         "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
         "backend": info["source"],
         "repeats": args.repeats,
-        "statistic": "median wall ms after one warm-up",
+        "statistic": "median wall ms (and median process CPU ms, all threads) after one warm-up",
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

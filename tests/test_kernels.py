@@ -33,8 +33,7 @@ def need_native(op: str, device: str = "cpu") -> None:
 
 
 def run(impl: str, op: str, *args, **kwargs):
-    """`op` through the reference twin, or through colbert.kernels with its native kernel (skipping when it is not
-    loaded); a native result must also equal the twin's (to float rounding)."""
+    """`op` through the reference twin, or its native kernel (skip if not loaded), which must also match the twin."""
     if impl == "reference":
         return getattr(reference, op)(*args, **kwargs)
     need_native(op)
@@ -55,8 +54,8 @@ def make_codec(g: torch.Generator, nbits: int, d: int = 128, C: int = 64, dtype=
 
 
 def random_packed(g: torch.Generator, n: int, d: int, nbits: int, C: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.randint(0, C, (n,), generator=g, dtype=torch.int32),
-            torch.randint(0, 256, (n, d * nbits // 8), generator=g, dtype=torch.uint8))
+    codes = torch.randint(0, C, (n,), generator=g, dtype=torch.int32)
+    return codes, torch.randint(0, 256, (n, d * nbits // 8), generator=g, dtype=torch.uint8)
 
 
 def random_docs(g: torch.Generator, ndocs: int, maxlen: int = 9, extra: tuple[int, ...] = ()) -> torch.Tensor:
@@ -65,7 +64,7 @@ def random_docs(g: torch.Generator, ndocs: int, maxlen: int = 9, extra: tuple[in
 
 
 def offsets_of(lengths: torch.Tensor) -> torch.Tensor:
-    return torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    return torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
 
 
 def brute_compress(residuals: torch.Tensor, cutoffs: torch.Tensor, nbits: int) -> torch.Tensor:
@@ -117,7 +116,7 @@ def test_compress_packs_like_numpy_packbits(impl, nbits, dtype, seed):
 def test_decompress_equals_unpackbits_lookup(impl, nbits, centroid_dtype, normalize):
     g = torch.Generator().manual_seed(nbits)
     centroids, _, _, weights = make_codec(g, nbits, dtype=centroid_dtype)
-    codes, packed = random_packed(g, 777, 128, nbits, len(centroids))
+    codes, packed = random_packed(g, 257, 128, nbits, len(centroids))
     for codes_, dtype in ((codes, torch.float32), (codes.long(), torch.float16), (codes[:1], torch.float32)):
         packed_ = packed[:len(codes_)]
         got = run(impl, "decompress_residuals", codes_, packed_, centroids, weights, nbits, normalize, dtype)
@@ -150,6 +149,12 @@ def test_segmented_maxsim_equals_per_document_maxsim(impl, dtype, seed):
     lengths = random_docs(g, 50, maxlen=40, extra=(0, 1, 3000))  # an empty, a one-token and a long document
     scores = torch.randn(int(lengths.sum()), 32, generator=g).to(dtype)
     torch.testing.assert_close(run(impl, "segmented_maxsim", scores, lengths), brute_maxsim(scores, lengths))
+
+
+def test_gradients_flow_through_the_public_functions():
+    scores = torch.randn(5, 3, requires_grad=True)
+    kernels.segmented_maxsim(scores, torch.tensor([2, 3])).sum().backward()
+    assert scores.grad is not None and int((scores.grad != 0).sum()) == 6  # one max per (document, column)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -189,8 +194,7 @@ def test_gather_segments_equals_concatenation(impl, dtype):
 
 
 def test_gather_segments_reads_a_memory_mapped_tensor(tmp_path):
-    values = torch.arange(40, dtype=torch.int32).reshape(20, 2)
-    torch.save(values, tmp_path / "v.pt")
+    torch.save(values := torch.arange(40, dtype=torch.int32).reshape(20, 2), tmp_path / "v.pt")
     mapped = torch.load(tmp_path / "v.pt", mmap=True)
     rows, lengths = kernels.gather_segments(mapped, torch.tensor([0, 5, 20]), torch.tensor([1, 1, 0]))
     assert torch.equal(rows, torch.cat([values[5:], values[5:], values[:5]])) and lengths.tolist() == [15, 15, 5]
@@ -210,8 +214,7 @@ def test_decompress_maxsim_equals_per_document_maxsim(impl, nbits, centroid_dtyp
     got = run(impl, "decompress_maxsim", Q, codes.long(), packed, lengths, centroids, weights, nbits)
     torch.testing.assert_close(got, brute_maxsim(D @ Q.T, lengths), rtol=0, atol=1e-5)
     assert got[-4] == 0.0 and got[-1] == 0.0
-    no_docs = run(impl, "decompress_maxsim", Q, codes[:0], packed[:0], lengths[:0], centroids, weights, nbits)
-    assert no_docs.shape == (0,)
+    assert run(impl, "decompress_maxsim", Q, codes[:0], packed[:0], lengths[:0], centroids, weights, nbits).numel() == 0
 
 
 @pytest.mark.gpu
@@ -225,7 +228,7 @@ def test_cuda_kernels_equal_reference(nbits):
     lengths = random_docs(g, 200, maxlen=200, extra=(0, 1, 2500))
     codes, packed = random_packed(g, int(lengths.sum()), 128, nbits, len(centroids))
     residuals, scores = torch.randn(len(codes), 128, generator=g) * 0.05, torch.randn(len(codes), 32, generator=g)
-    Q = F.normalize(torch.randn(32, 128, generator=g), dim=-1)
+    Q = F.normalize(torch.randn(32, 128, generator=g), dim=-1)  # (Lq, d)
     c_, cut_, w_, len_, codes_, packed_, res_, s_, Q_ = (
         t.to(cuda) for t in (centroids, cutoffs, weights, lengths, codes, packed, residuals, scores, Q))
     calls = {
@@ -297,7 +300,7 @@ def test_forced_reference_mode_uses_no_native_kernel():
 
 @pytest.mark.native
 def test_forced_native_mode_loads_every_cpu_kernel():
-    need_native("decompress_maxsim")
+    need_native("decompress_maxsim")  # this process built them, so the subprocess finds them cached
     info = json.loads(run_kernels({"COLBERT_KERNELS": "native"}, "--json").stdout)
     assert info["mode"] == "native" and all(op["cpu"] == "native" for op in info["ops"].values())
 
@@ -322,8 +325,7 @@ def test_failed_build_warns_once_with_the_compiler_output(monkeypatch, caplog, t
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setattr(native, "load_prebuilt", lambda: False)
     monkeypatch.setattr(native, "_ninja_available", lambda: True)
-    build = Mock(side_effect=RuntimeError("ops.cpp:1:1: error: expected id"))
-    monkeypatch.setattr(native, "jit_build", build)
+    monkeypatch.setattr(native, "jit_build", build := Mock(side_effect=RuntimeError("ops.cpp:1:1: error: expected id")))
     with pytest.raises(RuntimeError, match="did not build: ops.cpp:1:1"):
         native.load_native("native")
     with caplog.at_level(logging.INFO, logger="colbert.kernels.native"):
@@ -342,7 +344,7 @@ def test_cache_dir_is_keyed_by_torch_cuda_and_sources(monkeypatch, tmp_path):
 
 
 def test_importing_colbert_builds_nothing():
-    code = "import colbert, colbert.kernels, colbert.kernels.native as n; print(n._backend is None)"
+    code = "import colbert, colbert.kernels as k; print(k.native._backend is None)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "True", result.stderr
 
@@ -372,11 +374,8 @@ def test_decompression_matches_the_reference_exactly(module):
 
 @pytest.mark.slow
 def test_cuda_sources_compile(tmp_path):
-    """Compile each csrc/cuda/*.cu to an object with nvcc and torch's headers, and ops.cpp with its CUDA block.
-
-    A CPU-only torch wheel ships the ATen/c10 CUDA headers but not the generated c10/cuda/impl/cuda_cmake_macros.h
-    (a CUDA build of torch has it); its content only matters for Windows DLL exports, so an empty stand-in is used.
-    """
+    """Each csrc/cuda/*.cu compiles with nvcc and torch's headers, and ops.cpp with its CUDA block. A CPU torch wheel
+    lacks the generated c10/cuda/impl/cuda_cmake_macros.h (Windows DLL exports only): an empty stand-in is used."""
     from torch.utils import cpp_extension
 
     nvcc = shutil.which("nvcc")
@@ -386,8 +385,8 @@ def test_cuda_sources_compile(tmp_path):
     if not any((Path(p) / "c10/cuda/CUDAStream.h").exists() for p in includes):
         pytest.skip("this torch ships no c10/cuda headers")
     if not any((Path(p) / "c10/cuda/impl/cuda_cmake_macros.h").exists() for p in includes):
-        (tmp_path / "stub/c10/cuda/impl").mkdir(parents=True)
-        (tmp_path / "stub/c10/cuda/impl/cuda_cmake_macros.h").write_text("#pragma once\n")
+        (stub := tmp_path / "stub/c10/cuda/impl").mkdir(parents=True)
+        (stub / "cuda_cmake_macros.h").write_text("#pragma once\n")
         includes.append(str(tmp_path / "stub"))
     flags = [f"-I{p}" for p in includes] + ["-std=c++20", "-DCOLBERT_WITH_CUDA"]
     for source in sorted((ROOT / "csrc" / "cuda").glob("*.cu")):

@@ -2,8 +2,9 @@
 PyTorch reference twin in `colbert.kernels.reference`.
 
 Each docstring is the contract; native and reference agree on it (to float rounding) and raise the same ValueError /
-TypeError on misuse. Loading is lazy (`colbert.kernels.native`): importing this module builds nothing and queries no
-GPU. `python -m colbert.kernels` prints `backend_info()`.
+TypeError on misuse. The native ops have no backward, so a call whose float inputs require grad (with grad mode on)
+takes the differentiable reference path. Loading is lazy (`colbert.kernels.native`): importing this module builds
+nothing and queries no GPU. `python -m colbert.kernels` prints `backend_info()`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def _same_device(**tensors: Tensor) -> None:
     if len(set(devices.values())) > 1:
         listing = ", ".join(f"{name} on {device}" for name, device in devices.items())
         raise ValueError(f"all inputs must be on one device, got {listing}")
+
+
+def _needs_grad(*tensors: Tensor) -> bool:
+    """The native ops have no backward: route differentiable calls through the reference twin."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _lengths(lengths: Tensor, total: int, rows: str) -> None:
@@ -153,7 +159,7 @@ def decompress_residuals(
     nbits = _codec(codes, packed, centroids, bucket_weights, nbits)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    if native.has("decompress_residuals", codes.device):
+    if native.has("decompress_residuals", codes.device) and not _needs_grad(centroids, bucket_weights):
         return torch.ops.colbert.decompress_residuals(codes, packed, centroids, bucket_weights, nbits,
                                                       bool(normalize), dtype)
     return reference.decompress_residuals(codes, packed, centroids, bucket_weights, nbits, bool(normalize), dtype)
@@ -178,7 +184,7 @@ def segmented_maxsim(scores: Tensor, lengths: Tensor) -> Tensor:
     lengths = _int64("lengths", lengths)
     _same_device(scores=scores, lengths=lengths)
     _lengths(lengths, len(scores), "scores")
-    if native.has("segmented_maxsim", scores.device):
+    if native.has("segmented_maxsim", scores.device) and not _needs_grad(scores):
         return torch.ops.colbert.segmented_maxsim(scores, lengths)
     return reference.segmented_maxsim(scores, lengths)
 
@@ -214,7 +220,7 @@ def centroid_maxsim(
         raise ValueError("doc_offsets must hold P + 1 offsets, got none")
     extra = {} if keep is None else {"keep": keep}
     _same_device(centroid_scores=centroid_scores, codes=codes, doc_offsets=doc_offsets, pids=pids, **extra)
-    if native.has("centroid_maxsim", centroid_scores.device):
+    if native.has("centroid_maxsim", centroid_scores.device) and not _needs_grad(centroid_scores):
         return torch.ops.colbert.centroid_maxsim(centroid_scores, codes, doc_offsets, pids, keep)
     return reference.centroid_maxsim(centroid_scores, codes, doc_offsets, pids, keep)
 
@@ -281,7 +287,7 @@ def decompress_maxsim(
         raise ValueError(f"Q has dim {Q.size(1)} but the centroids have dim {centroids.size(1)}")
     _same_device(Q=Q, codes=codes, lengths=lengths)
     _lengths(lengths, len(codes), "codes")
-    if native.has("decompress_maxsim", codes.device):
+    if native.has("decompress_maxsim", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
         return torch.ops.colbert.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     return reference.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
 
