@@ -1,9 +1,9 @@
 """Indexer: resolve the config once, choose the index path and overwrite policy, call build_index.
 
-An index is built in a hidden sibling folder (`.NAME.building`) and moved into place when complete, so an
-interrupted build or a failed overwrite never leaves a half-written index under NAME, and the old index keeps
-serving until the new one is whole. `overwrite='resume'` continues an interrupted build from its last complete
-chunk.
+An index is built in a hidden sibling folder (`.NAME.building`) and moved into place when complete by one atomic
+rename (see colbert.indexing.versions), so an interrupted build or a failed overwrite never leaves a half-written
+index under NAME, and the old index keeps serving until the new one is whole. `overwrite='resume'` continues an
+interrupted build from its last complete chunk.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from colbert.data import Collection
 from colbert.errors import IndexExistsError
 from colbert.indexing import format as index_format
+from colbert.indexing import versions
 from colbert.indexing.codec import check_nbits
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.run import Run
@@ -134,14 +135,10 @@ def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, co
 
 
 def publish(staging: Path, index_path: Path) -> None:
-    """Move a complete build into place. An old index at `index_path` is renamed aside first and deleted after,
-    so at every moment `index_path` holds the whole old index, nothing, or the whole new one."""
+    """Move a complete build into place with one atomic commit (colbert.indexing.versions): an old index at
+    `index_path` is swapped out by a single rename and deleted after, so at every moment `index_path` holds the
+    whole old index or the whole new one, never nothing, and readers never mix the two."""
     if not index_format.is_complete(staging):
         raise RuntimeError(f"The build in {staging} is incomplete; run again with overwrite='resume'")
-    if index_path.exists():
-        old = index_path.with_name(f".{index_path.name}.old-{os.getpid()}")
-        os.replace(index_path, old)
-        os.replace(staging, index_path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, index_path)
+    with versions.transaction(index_path, staging=staging) as txn:
+        txn.commit()

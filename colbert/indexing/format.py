@@ -50,6 +50,8 @@ AVG_RESIDUAL_FILE = "avg_residual.pt"
 IVF_FILE = "ivf.pid.pt"
 DOC_IDS_FILE = "doc_ids.json"
 
+CODEC_FILES = (CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE)
+
 PLAN_KEYS = ("config", "num_chunks", "num_partitions", "num_embeddings_est", "avg_doclen_est")
 METADATA_KEYS = ("config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen")
 CHUNK_KEYS = ("passage_offset", "num_passages", "num_embeddings", "embedding_offset")
@@ -75,6 +77,11 @@ def doclens_file(chunk_idx: int) -> str:
 
 def chunk_metadata_file(chunk_idx: int) -> str:
     return f"{chunk_idx}.metadata.json"
+
+
+def chunk_data_files(chunk_idx: int) -> tuple[str, str, str]:
+    """A chunk's files other than its metadata (written first): codes, residuals, doclens."""
+    return codes_file(chunk_idx), residuals_file(chunk_idx), doclens_file(chunk_idx)
 
 
 def embeddings_file(chunk_idx: int) -> str:
@@ -221,6 +228,15 @@ def write_chunk(
     if embedding_offset is not None:
         meta["embedding_offset"] = int(embedding_offset)
     _write_json(index_dir / chunk_metadata_file(chunk_idx), meta)
+
+
+def write_chunk_metadata(index_dir: PathLike, chunk_idx: int, passage_offset: int, num_passages: int,
+                         num_embeddings: int, embedding_offset: int) -> None:
+    """Write `k.metadata.json` alone, for a chunk whose data files are already in place (e.g. hard-linked from the
+    previous version of the index by IndexUpdater); it marks the chunk complete."""
+    meta = {"passage_offset": int(passage_offset), "num_passages": int(num_passages),
+            "num_embeddings": int(num_embeddings), "embedding_offset": int(embedding_offset)}
+    _write_json(Path(index_dir) / chunk_metadata_file(chunk_idx), meta)
 
 
 def write_embedding_offsets(index_dir: PathLike, num_chunks: int) -> int:

@@ -9,13 +9,14 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from colbert.errors import IndexFormatError
 from colbert.indexing import format as index_format
+from colbert.indexing import versions
 from colbert.indexing.ivf import ivf_offsets
 from colbert.infra.config import ColBERTConfig
 
@@ -42,6 +43,10 @@ class LoadedIndex:
         residual_chunks: uint8 (n_k, d * nbits / 8) per chunk (one tensor when opened with mmap=False).
         chunk_offsets: int64 (len(residual_chunks) + 1,): first embedding of each entry of residual_chunks.
         doc_ids: the user's document ids in pid order, or None when they are the pids themselves.
+        chunk_passages: passages in each chunk on disk, in order; None for an index assembled in memory
+            (`from_tensors`), whose rows no longer mirror the chunk files.
+        pin: the folder version that was read (colbert.indexing.versions.Pin), held while the index is open so
+            that writers can tell whether it is still current; None when built in memory without one.
     """
 
     path: Path
@@ -61,6 +66,8 @@ class LoadedIndex:
     chunk_offsets: Tensor
     doc_ids: list[DocId] | None = None
     _pid_of: dict[DocId, int] = field(default_factory=dict, repr=False)
+    chunk_passages: Optional[list[int]] = None
+    pin: Any = field(default=None, repr=False)
 
     @property
     def nbits(self) -> int:
@@ -86,6 +93,9 @@ class LoadedIndex:
     def open(cls, index_dir: str | os.PathLike, mmap: bool = True) -> LoadedIndex:
         """Read and check every file of the index at `index_dir`.
 
+        The files are read from one version of the folder: when a writer commits a new version meanwhile
+        (IndexUpdater.persist_to_disk, a rebuild), they are read again from the new one.
+
         Args:
             index_dir: the index folder (the one holding metadata.json).
             mmap: memory-map codes and residuals instead of reading them into RAM; residuals are then read
@@ -94,7 +104,14 @@ class LoadedIndex:
         Raises:
             IndexFormatError: a file is missing, corrupt, or disagrees with the others; the message names it.
         """
-        path = Path(index_dir)
+        index, pin = versions.read_consistent(index_dir, lambda path: cls._read(path, mmap))
+        index.pin = pin
+        logger.info("Opened %s: %s passages, %s embeddings, %s partitions, nbits=%d", index.path,
+                    f"{index.num_passages:,}", f"{index.num_embeddings:,}", f"{index.num_partitions:,}", index.nbits)
+        return index
+
+    @classmethod
+    def _read(cls, path: Path, mmap: bool) -> LoadedIndex:
         meta = index_format.read_metadata(path)
         config = ColBERTConfig.from_dict(meta["config"])
         dim, nbits, num_partitions = config.dim, config.nbits, meta["num_partitions"]
@@ -110,18 +127,36 @@ class LoadedIndex:
         if ivf.numel() and (int(ivf.min()) < 0 or int(ivf.max()) >= doclens.numel()):
             raise IndexFormatError(f"{path / index_format.IVF_FILE} holds pids outside [0, {doclens.numel():,}); it "
                                    f"does not belong to this index. {index_format.REBUILD}")
-        rows = [len(r) for r in residuals]
+        return cls.from_tensors(path, meta, codec, ivf, ivf_lengths, doclens, codes, residuals,
+                                doc_ids=index_format.read_doc_ids(path, doclens.numel()),
+                                chunk_passages=[c.metadata["num_passages"] for c in chunks])
+
+    @classmethod
+    def from_tensors(cls, path: str | os.PathLike, metadata: dict, codec: index_format.Codec, ivf: Tensor,
+                     ivf_lengths: Tensor, doclens: Tensor, codes: Tensor, residual_chunks: Sequence[Tensor],
+                     doc_ids: Sequence[DocId] | None = None, chunk_passages: Optional[list[int]] = None,
+                     pin: Any = None) -> LoadedIndex:
+        """An index from tensors already in memory (what IndexUpdater serves between persists); no file is read.
+
+        Args:
+            metadata: as metadata.json (its "config" a dict).
+            residual_chunks: the packed residuals of all embeddings, in order, cut anywhere.
+            Others: as the attributes of the same names.
+
+        Shapes: ivf (>= sum(ivf_lengths),) int32; ivf_lengths (C,) int64; doclens (P,) int64; codes (N,) int32;
+        residual_chunks n_k x (n_k, d * nbits / 8) uint8 with sum(n_k) = N = sum(doclens).
+        """
+        rows = torch.tensor([len(r) for r in residual_chunks], dtype=torch.int64)
         index = cls(
-            path=path, config=config, metadata=meta, centroids=codec.centroids, bucket_cutoffs=codec.bucket_cutoffs,
-            bucket_weights=codec.bucket_weights, avg_residual=codec.avg_residual, ivf=ivf, ivf_lengths=ivf_lengths,
-            ivf_offsets=ivf_offsets(ivf_lengths), doclens=doclens, doc_offsets=_offsets(doclens), codes=codes,
-            residual_chunks=residuals, chunk_offsets=_offsets(torch.tensor(rows, dtype=torch.int64)),
-            doc_ids=index_format.read_doc_ids(path, doclens.numel()),
+            path=Path(path), config=ColBERTConfig.from_dict(metadata["config"]), metadata=metadata,
+            centroids=codec.centroids, bucket_cutoffs=codec.bucket_cutoffs, bucket_weights=codec.bucket_weights,
+            avg_residual=codec.avg_residual, ivf=ivf, ivf_lengths=ivf_lengths, ivf_offsets=ivf_offsets(ivf_lengths),
+            doclens=doclens, doc_offsets=_offsets(doclens), codes=codes, residual_chunks=list(residual_chunks),
+            chunk_offsets=_offsets(rows), doc_ids=None if doc_ids is None else list(doc_ids),
+            chunk_passages=chunk_passages, pin=pin,
         )
         if index.doc_ids is not None:
             index._pid_of = {doc_id: pid for pid, doc_id in enumerate(index.doc_ids)}
-        logger.info("Opened %s: %s passages, %s embeddings, %s partitions, nbits=%d", path,
-                    f"{index.num_passages:,}", f"{index.num_embeddings:,}", f"{num_partitions:,}", nbits)
         return index
 
     def pid_of(self, doc_id: DocId) -> int:
