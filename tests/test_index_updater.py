@@ -1,0 +1,281 @@
+"""IndexUpdater: adds and removes seen at once and after persist, stable ids, IVF consistency, bad input,
+verify_index, drift and reindex. Tiny random model, indexes of 40 passages built once and copied per test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, Searcher, verify_index
+from colbert.errors import IndexFormatError
+from colbert.indexing import plan as index_plan
+from colbert.indexing.ivf import build_ivf
+from colbert.indexing.versions import IndexChangedError
+from colbert.search.index import LoadedIndex
+from conftest import COMPAT, need_shared
+
+WORDS = "protein cell gene cancer therapy immune virus brain heart blood drug trial risk patient mouse".split()
+
+
+def texts(n: int, seed: int = 0) -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    return [" ".join(WORDS[int(i)] for i in torch.randint(len(WORDS), (int(l),), generator=g))
+            for l in torch.randint(3, 30, (n,), generator=g)]
+
+
+def build(checkpoint: Path, root: Path, collection, name: str = "idx", **config) -> Path:
+    with Run().context(RunConfig(nranks=1, root=str(root), experiment="test")):
+        indexer = Indexer(str(checkpoint), config=ColBERTConfig(**{"nbits": 2, **config}), verbose=0)
+        return Path(indexer.index(name, collection, overwrite=True))
+
+
+STRING_DOCS = {f"d{i}": t for i, t in enumerate(texts(40))}
+
+
+@pytest.fixture(scope="module")
+def master_indexes(_tiny_checkpoint_master, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("updater")
+    return {"str": build(_tiny_checkpoint_master, root, STRING_DOCS, name="str"),
+            "int": build(_tiny_checkpoint_master, root, texts(40), name="int")}
+
+
+@pytest.fixture
+def index(master_indexes, tmp_path) -> Path:
+    return Path(shutil.copytree(master_indexes["str"], tmp_path / "indexes" / "idx"))
+
+
+@pytest.fixture
+def int_index(master_indexes, tmp_path) -> Path:
+    return Path(shutil.copytree(master_indexes["int"], tmp_path / "indexes" / "ints"))
+
+
+@pytest.fixture
+def searcher(index, _tiny_checkpoint_master) -> Searcher:
+    return Searcher(str(index), checkpoint=str(_tiny_checkpoint_master), verbose=0)
+
+
+def every_id(searcher: Searcher, query: str = "protein cell", exact: bool = True) -> set:
+    """All documents a search can return: k above the collection size."""
+    ids, _, _ = searcher.search(query, k=1000, exact=exact)
+    return set(ids)
+
+
+def assert_ivf_matches_codes(loaded: LoadedIndex) -> None:
+    ivf, lengths = build_ivf(loaded.codes, loaded.doclens, loaded.num_partitions)
+    n = int(lengths.sum())
+    assert torch.equal(lengths, loaded.ivf_lengths) and torch.equal(ivf[:n], loaded.ivf[:n])
+
+
+# ----------------------------------------------------------------------------------------------- behaviour
+
+
+def test_the_searcher_sees_adds_and_removes_at_once_and_a_new_one_after_persist(searcher, index):
+    updater = IndexUpdater(config=searcher.config, searcher=searcher)
+    assert updater.add({"new-1": "virus virus brain", "new-2": "heart"}) == ["new-1", "new-2"]
+    assert updater.remove(["d3", "d17", "d3"]) == ["d3", "d17"]
+    expected = set(STRING_DOCS) - {"d3", "d17"} | {"new-1", "new-2"}
+    assert every_id(searcher) == expected and updater.pending
+    before = searcher.search("virus brain", k=5)
+    assert Searcher(str(index), checkpoint=searcher.config.checkpoint, verbose=0).loaded.num_passages == 40
+    updater.persist_to_disk()
+    assert not updater.pending and verify_index(index) == []
+    fresh = Searcher(str(index), checkpoint=searcher.config.checkpoint, verbose=0)
+    assert every_id(fresh) == expected
+    assert fresh.search("virus brain", k=5) == searcher.search("virus brain", k=5) == before
+    assert not [p for p in index.parent.iterdir() if p.name.startswith(".")]  # no staging or old versions left
+
+
+def test_removed_documents_are_never_returned_by_any_search_mode(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    removed = [f"d{i}" for i in range(0, 40, 3)]
+    updater.remove(removed)
+    for query in ["protein", "virus brain heart blood", ""]:
+        for exact in (False, True):
+            assert not every_id(searcher, query, exact) & set(removed)
+    with pytest.raises(ValueError, match="not documents of the index"):
+        searcher.search("protein", k=5, pids=["d0"])
+    ids, _, _ = searcher.search("protein", k=5, pids=["d1", "d2"])
+    assert set(ids) == {"d1", "d2"}
+
+
+def test_an_id_removed_and_added_again_holds_the_new_text(searcher, index):
+    updater = IndexUpdater(searcher.config, searcher)
+    new_text = "mouse mouse mouse trial"
+    updater.remove(["d5"])
+    updater.add({"d5": new_text})
+    embeddings, _ = searcher.checkpoint.docFromText([new_text], keep_dims="flatten")
+    expected_codes, _ = updater._codec().compress(embeddings)
+    for loaded in (searcher.loaded, (updater.persist_to_disk(), LoadedIndex.open(index))[1]):
+        codes, _, _ = loaded.lookup(torch.tensor([loaded.pid_of("d5")]))
+        assert torch.equal(codes, expected_codes)
+    assert LoadedIndex.open(index).doc_ids.count("d5") == 1
+
+
+def test_ids_assigned_to_lists_are_the_next_free_integers_and_never_reused(int_index, _tiny_checkpoint_master):
+    updater = IndexUpdater(None, str(int_index), checkpoint=str(_tiny_checkpoint_master))
+    assert updater.add(["one", "two"]) == [40, 41]
+    updater.remove([41, 3])
+    assert updater.add(["three"]) == [42]
+    updater.persist_to_disk()
+    loaded = LoadedIndex.open(int_index)
+    assert loaded.doc_ids == [i for i in range(40) if i != 3] + [40, 42] and loaded.pid_of(42) == 40
+    assert IndexUpdater(None, str(int_index), checkpoint=str(_tiny_checkpoint_master)).add(["four"]) == [43]
+
+
+def test_string_index_assigns_string_ids(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    assert updater.add(["x", "y"], ids=None) == ["0", "1"]
+    assert updater.add(["z"], ids=["7"]) == ["7"] and updater.add(["w"]) == ["8"]
+
+
+def test_the_ivf_kept_in_memory_equals_the_one_rebuilt_from_the_codes(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    g = torch.Generator().manual_seed(0)
+    for step in range(8):
+        ids = updater.ids
+        if step % 2:
+            picks = torch.randperm(len(ids), generator=g)[: 1 + step].tolist()
+            updater.remove([ids[i] for i in picks])
+        else:
+            updater.add(texts(3 + step, seed=100 + step))
+        assert_ivf_matches_codes(searcher.loaded)
+        assert searcher.loaded.num_embeddings == int(searcher.loaded.doclens.sum())
+
+
+def test_untouched_chunks_are_hard_linked_and_added_passages_fill_chunks(_tiny_checkpoint_master, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 10 * 64)  # chunks of 10 passages
+    path = build(_tiny_checkpoint_master, tmp_path, STRING_DOCS)
+    assert json.loads((path / "metadata.json").read_text())["num_chunks"] == 4
+    inode = (path / "0.residuals.pt").stat().st_ino
+    updater = IndexUpdater(None, str(path), checkpoint=str(_tiny_checkpoint_master))
+    updater.remove(["d12", "d39"])
+    updater.add({f"n{i}": t for i, t in enumerate(texts(14, seed=5))})
+    updater.persist_to_disk()
+    meta = json.loads((path / "metadata.json").read_text())
+    sizes = [json.loads((path / f"{k}.metadata.json").read_text())["num_passages"] for k in range(meta["num_chunks"])]
+    assert sizes == [10, 9, 10, 10, 10, 3]  # chunk 3 (9 left) filled up to 10, then new chunks of 10
+    assert (path / "0.residuals.pt").stat().st_ino == inode  # linked, not rewritten
+    assert verify_index(path) == [] and meta["num_embeddings"] == int(LoadedIndex.open(path).doclens.sum())
+    assert meta["updates"]["added_embeddings"] > 0
+
+
+def test_an_updater_on_an_index_folder_needs_no_searcher(index, _tiny_checkpoint_master):
+    updater = IndexUpdater(None, str(index), checkpoint=str(_tiny_checkpoint_master))
+    updater.add({"x": "gene"})
+    assert "x" in updater and len(updater) == 41 and updater.loaded.num_passages == 41
+    updater.persist_to_disk()
+    updater.persist_to_disk()  # nothing pending: a no-op
+    assert LoadedIndex.open(index).pid_of("x") == 40
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_raises_and_changes_nothing(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    with pytest.raises(ValueError, match="'nope'.*nothing was removed"):
+        updater.remove(["d1", "nope"])
+    with pytest.raises(TypeError, match="wrap a single id"):
+        updater.remove("d1")
+    with pytest.raises(ValueError, match="already in the index: 'd2'"):
+        updater.add({"d2": "again", "fresh": "text"})
+    with pytest.raises(ValueError, match="repeated"):
+        updater.add(["a", "b"], ids=["z", "z"])
+    with pytest.raises(ValueError, match="2 ids for 1"):
+        updater.add(["a"], ids=["y", "w"])
+    with pytest.raises(TypeError, match="not one str"):
+        updater.add("one text")
+    with pytest.raises(TypeError, match="passage 1"):
+        updater.add(["ok", None])
+    with pytest.raises(ValueError, match="empty index"):
+        updater.remove(updater.ids)
+    assert updater.add([]) == [] and updater.add({}) == [] and updater.remove([]) == []
+    assert not updater.pending and every_id(searcher) == set(STRING_DOCS)
+
+
+def test_a_deleted_or_replaced_index_refuses_changes_and_keeps_them_in_memory(searcher, index):
+    updater = IndexUpdater(searcher.config, searcher)
+    updater.add({"kept": "brain"})
+    shutil.rmtree(index)
+    for call in (lambda: updater.add(["more"]), lambda: updater.remove(["d1"]), updater.persist_to_disk):
+        with pytest.raises(IndexChangedError, match="was deleted"):
+            call()
+    assert "kept" in every_id(searcher)  # the searcher still serves what it had
+
+
+def test_a_second_writer_cannot_overwrite_the_first(index, _tiny_checkpoint_master):
+    first = IndexUpdater(None, str(index), checkpoint=str(_tiny_checkpoint_master))
+    second = IndexUpdater(None, str(index), checkpoint=str(_tiny_checkpoint_master))
+    first.remove(["d1"])
+    second.remove(["d2"])
+    first.persist_to_disk()
+    with pytest.raises(IndexChangedError, match="another writer"):
+        second.persist_to_disk()
+    assert set(LoadedIndex.open(index).doc_ids) == set(STRING_DOCS) - {"d1"}
+
+
+def test_config_must_match_the_index(searcher):
+    with pytest.raises(ValueError, match="nbits"):
+        IndexUpdater(ColBERTConfig(nbits=4), searcher)
+    with pytest.raises(TypeError, match="needs the Searcher"):
+        IndexUpdater(ColBERTConfig())
+
+
+# ----------------------------------------------------------------------------------------------- verify_index
+
+
+def test_verify_index_lists_every_problem(index):
+    assert verify_index(index) == []
+    ivf, lengths = torch.load(index / "ivf.pid.pt")
+    torch.save((ivf.flip(0).contiguous(), lengths), index / "ivf.pid.pt")
+    (index / "doc_ids.json").write_text(json.dumps(["a"] * 40))
+    shutil.copy(index / "doclens.0.json", index / "doclens.7.json")
+    problems = verify_index(index)
+    assert len(problems) == 3 and any("repeated" in p for p in problems)
+    assert any("ivf.pid.pt disagrees with the codes" in p for p in problems)
+    assert any("doclens.7.json" in p for p in problems)
+    (index / "centroids.pt").unlink()
+    with pytest.raises(IndexFormatError, match="centroids.pt is missing"):
+        verify_index(index, raise_on_error=True)
+
+
+# ----------------------------------------------------------------------------------------------- drift
+
+
+def test_drift_warns_once_and_reindex_refits_without_a_model(searcher, index, caplog):
+    updater = IndexUpdater(searcher.config, searcher, drift_warning=0.2)
+    with caplog.at_level(logging.WARNING, logger="colbert"):
+        for seed in range(3):
+            updater.add(texts(6, seed=50 + seed))
+    assert sum("reindex()" in r.getMessage() for r in caplog.records) == 1 and updater.drift > 0.2
+    before = every_id(searcher)
+    old_centroids = searcher.loaded.centroids.clone()
+    updater.reindex()
+    assert updater.drift == 0 and not updater.pending and verify_index(index) == []
+    loaded = LoadedIndex.open(index)
+    assert not torch.equal(loaded.centroids[: len(old_centroids)], old_centroids)
+    assert every_id(searcher) == before and loaded.metadata["updates"]["fitted_embeddings"] == loaded.num_embeddings
+
+
+@pytest.mark.compat
+def test_a_reference_built_index_is_updated_and_stays_a_reference_index(tmp_path):
+    need_shared()
+    path = Path(shutil.copytree(COMPAT / "index-scifact1k-nbits2", tmp_path / "ref"))
+    names = {p.name for p in path.iterdir()}
+    updater = IndexUpdater(None, str(path))
+    removed = updater.ids[:5]
+    updater.remove(removed)
+    updater.persist_to_disk()
+    assert verify_index(path) == [] and {p.name for p in path.iterdir()} == names | {"doc_ids.json"}
+    loaded = LoadedIndex.open(path)
+    assert loaded.num_passages == 995 and loaded.doc_ids[:2] == [5, 6] and os.path.isdir(path)
+    meta = json.loads((path / "metadata.json").read_text())
+    assert list(meta)[:5] == ["config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"]
+    assert meta["num_embeddings"] == int(loaded.doclens.sum())
