@@ -51,6 +51,10 @@ def medians_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
 
 
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def make_inputs(seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     centroids = F.normalize(torch.randn(NUM_CENTROIDS, DIM, generator=g), dim=-1).half()  # (C, d)
@@ -123,8 +127,9 @@ def main() -> None:
         native_ms, native_cpu_ms = medians_ms(native_fn, args.repeats) if has_native else (None, None)
         reference_ms, reference_cpu_ms = medians_ms(reference_fn, args.repeats)
         speedup = reference_ms / native_ms if native_ms else None
-        rows.append({"op": op, "size": size, "native_ms": native_ms, "reference_ms": reference_ms,
-                     "speedup": speedup, "native_cpu_ms": native_cpu_ms, "reference_cpu_ms": reference_cpu_ms})
+        rows.append({"op": op, "size": size, "native_ms": rounded(native_ms), "reference_ms": rounded(reference_ms),
+                     "speedup": rounded(speedup, 1), "native_cpu_ms": rounded(native_cpu_ms),
+                     "reference_cpu_ms": rounded(reference_cpu_ms)})
         native_text = f"{native_ms:9.2f}" if native_ms is not None else "      n/a"
         speedup_text = f"{speedup:6.1f}x" if speedup else "     -"
         print(f"{op:<21} {size:<34} native {native_text} ms  reference {reference_ms:9.2f} ms  {speedup_text}",
