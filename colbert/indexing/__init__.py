@@ -133,8 +133,9 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     num_embeddings = sum(sum(doclens) for _, doclens in chunks)
     num_partitions = num_partitions_for(num_embeddings)
     available = sum(r.numel() for r in rows)
-    num_points = kmeans_sample_size(available, num_partitions)
-    heldout = int(min(HELDOUT_FRACTION * num_points, HELDOUT_MAX, available - num_points))
+    heldout = int(min(HELDOUT_FRACTION * available, HELDOUT_MAX))  # buckets fit on unseen points reconstruct better
+    heldout = heldout if heldout >= 16 else 0  # a tiny collection: fit them on the sample itself
+    num_points = kmeans_sample_size(available - heldout, num_partitions)
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     chosen = torch.randperm(available, generator=generator)[: num_points + heldout]  # random order = the split
     flat_rows = torch.cat(rows)
