@@ -138,6 +138,11 @@ class _Assigned:
     def __str__(self) -> str:
         return json.dumps(self.export(), indent=4)
 
+    @property
+    def index_root_(self) -> str:
+        """Folder of named indexes: `index_root`, else root/experiment/indexes/ (both configs have these fields)."""
+        return self.index_root or os.path.join(self.root, self.experiment, "indexes/")  # type: ignore[attr-defined]
+
 
 def _wrap_init(cls: type) -> type:
     generated = cls.__init__
@@ -235,10 +240,6 @@ class ColBERTConfig(_Assigned):
     avoid_fork_if_possible: bool = _help("Run in-process when nranks == 1.", False)
 
     @property
-    def index_root_(self) -> str:
-        return self.index_root or os.path.join(self.root, self.experiment, "indexes/")
-
-    @property
     def index_path_(self) -> Optional[str]:
         if self.index_path:
             return self.index_path
@@ -307,10 +308,6 @@ class RunConfig(_Assigned):
     amp: bool = _help("Mixed precision on CUDA.", True)
     gpus: Optional[int] = _help("GPUs to use (None: every visible GPU; 0: CPU only).", None)
     avoid_fork_if_possible: bool = _help("Run in-process when nranks == 1.", False)
-
-    @property
-    def index_root_(self) -> str:
-        return self.index_root or os.path.join(self.root, self.experiment, "indexes/")
 
     @property
     def path_(self) -> str:
