@@ -108,6 +108,9 @@ class Searcher:
         if not given and _looks_like_a_path(name) and not os.path.exists(os.path.expanduser(name)):
             raise FileNotFoundError(f"The index at {self.index} was built with the checkpoint {name}, which does not "
                                     "exist here; pass Searcher(index, checkpoint=<its folder or hub name>)")
+        if given and self.index_config.checkpoint and name != self.index_config.checkpoint:
+            logger.info("Encoding queries with %s; the index at %s was built with %s", name, self.index,
+                        self.index_config.checkpoint)
         stored = ColBERTConfig.load_from_checkpoint(name)
         if stored is not None and "dim" in stored.assigned and stored.dim != self.loaded.dim:
             raise CheckpointError(
@@ -204,24 +207,18 @@ class Searcher:
             if missing:
                 raise ValueError(f"qid_to_pids has no entry for {len(missing):,} of the queries, e.g. {missing[:5]}")
         data: dict[Any, list[tuple]] = {}
-        bar = progress(range(0, len(qids), SEARCH_ALL_BATCH), desc="Searching", enabled=None if self.verbose > 0 else False)
-        for start in bar:
+        starts = range(0, len(qids), SEARCH_ALL_BATCH)
+        for start in progress(starts, desc="Searching", enabled=None if self.verbose > 0 else False, unit="batch"):
             batch = qids[start:start + SEARCH_ALL_BATCH]
-            texts = [queries[qid] for qid in batch]
-            if full_length_search:
-                encoded = [self.encode(t, full_length_search=True)[0] for t in texts]
-            else:
-                encoded = list(self.encode(texts))
-            shared = exact and filter_fn is None and qid_to_pids is None
-            if shared:  # one pass over the index for the whole batch
-                tops = plaid.exhaustive_search(self.ranker, self._stack(encoded), k)
+            encoded = self._encode_batch([queries[qid] for qid in batch], full_length_search)
+            if exact and filter_fn is None and qid_to_pids is None and not full_length_search:
+                tops = plaid.exhaustive_search(self.ranker, self._stack(encoded), k)  # one pass for the batch
             else:
                 tops = [self._search_one(Q.to(self.device, torch.float32), k, filter_fn,
                                          None if qid_to_pids is None else self.pids_of(qid_to_pids[qid]), exact)
                         for qid, Q in zip(batch, encoded)]
             for qid, (top_pids, top_scores) in zip(batch, tops):
-                ids, ranks, scores = self._result(top_pids, top_scores)
-                data[qid] = list(zip(ids, ranks, scores))
+                data[qid] = list(zip(*self._result(top_pids, top_scores)))
         provenance = {"source": "Searcher.search_all", "index": self.index, "k": k, "exact": exact,
                       "queries": queries.provenance()}
         return Ranking(data=data, provenance=provenance)
@@ -261,6 +258,12 @@ class Searcher:
             raise ValueError(f"Q must hold one query's embeddings, shaped (1, Lq, {self.loaded.dim}) or "
                              f"(Lq, {self.loaded.dim}); got {tuple(Q.shape)}. Use search_all for many queries.")
         return Q.to(self.device, torch.float32)
+
+    def _encode_batch(self, texts: list[str], full_length_search: bool) -> list[Tensor]:
+        """Each query's embeddings (Lq, d); with full_length_search one at a time, each at its own length."""
+        if full_length_search:
+            return [self.encode(text, full_length_search=True)[0] for text in texts]
+        return list(self.encode(texts))
 
     def _stack(self, encoded: list[Tensor]) -> Tensor:
         return torch.stack(encoded).to(self.device, torch.float32)  # (B, Lq, d)

@@ -294,3 +294,10 @@ def test_an_index_in_two_chunks_searches_like_one(tiny_index, searcher, tmp_path
     for text in QUERIES.values():
         assert two.search(text, k=8) == searcher.search(text, k=8)
         assert two.search(text, k=8, exact=True) == searcher.search(text, k=8, exact=True)
+
+
+def test_exact_search_all_with_full_length_queries(searcher):
+    queries = {"short": "gene", "long": " ".join(WORDS * 3)}
+    ranking = searcher.search_all(queries, k=3, full_length_search=True, exact=True)
+    for qid, text in queries.items():
+        assert [row[0] for row in ranking[qid]] == searcher.search(text, k=3, full_length_search=True, exact=True)[0]
