@@ -179,3 +179,19 @@ def test_two_processes_build_the_same_index_as_one(tiny_checkpoint, tmp_path, mo
     assert torch.equal(one.doclens, two.doclens) and two.num_embeddings == one.num_embeddings
     # Ranks run with one thread each, so float sums may differ in the last bits: codes agree almost everywhere.
     assert (one.codes == two.codes).float().mean() > 0.95
+
+
+def test_kmeans_leaves_the_callers_random_state_alone():
+    import numpy as np
+
+    from colbert.indexing.kmeans import train_centroids
+
+    points = torch.randn(2000, 16).half()
+    torch.manual_seed(5)
+    np.random.seed(5)
+    expected = (torch.rand(3), np.random.rand(3))
+    torch.manual_seed(5)
+    np.random.seed(5)
+    first = train_centroids(points, 32, 2, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
+    assert torch.equal(first, train_centroids(points, 32, 2, torch.device("cpu")))  # seeded: deterministic

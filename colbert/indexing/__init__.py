@@ -144,6 +144,7 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     for k, (embeddings, _) in enumerate(chunks):
         where = (owner[chosen] == k).nonzero().squeeze(1)  # positions in `sample` drawn from chunk k
         sample[where] = embeddings[flat_rows[chosen[where]]]
+    del chunks, rows, flat_rows, owner  # unmap the chunk files before k-means: they would count in memory
     heldout_sample, sample = sample[:heldout], sample[heldout:]
     num_partitions = min(num_partitions, sample.size(0))
     centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -11,7 +12,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 KMEANS_SEED = 123  # the reference's faiss seed
-CPU_CHUNKS = {"chunk_size_data": 1 << 14, "chunk_size_centroids": 1 << 12}  # 2**14 x 2**12 fp32 distances = 256 MiB
+CPU_CHUNKS = {"chunk_size_data": 1 << 12, "chunk_size_centroids": 1 << 12}  # 2**12 x 2**12 fp32 distances = 64 MiB
 
 
 def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: torch.device,
@@ -30,7 +31,12 @@ def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: to
     kmeans = FastKMeans(d=dim, k=num_partitions, niter=niters, gpu=device.type == "cuda", seed=seed,
                         max_points_per_centroid=1 << 30, verbose=False,
                         **({"device": device} if device.type == "cuda" else CPU_CHUNKS))
-    kmeans.train(sample.float().cpu().numpy())
+    points = sample.float().cpu().numpy()
+    del sample  # the caller's fp16 copy may go; k-means works on the fp32 one
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):  # fastkmeans reseeds the global RNGs; leave the caller's untouched
+        kmeans.train(points)
+    np.random.set_state(numpy_state)
     centroids = torch.from_numpy(kmeans.centroids).float()  # (C, d)
     return F.normalize(centroids, dim=-1).half()
 
