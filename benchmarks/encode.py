@@ -31,7 +31,7 @@ torch.set_num_threads(int(sys.argv[3]))
 from colbert.modeling.checkpoint import Checkpoint
 from colbert.infra import ColBERTConfig
 docs = [l.split('\\t', 1)[1].strip() for l in open(sys.argv[2], encoding='utf-8')][: int(sys.argv[4])]
-ckpt = Checkpoint(sys.argv[1], colbert_config=ColBERTConfig())
+ckpt = Checkpoint(sys.argv[1], colbert_config=ColBERTConfig(doc_maxlen=int(sys.argv[6])))
 times = []
 for _ in range(int(sys.argv[5])):
     t = time.perf_counter(); ckpt.docFromText(docs, bsize=64, keep_dims='flatten'); times.append(time.perf_counter() - t)
@@ -55,13 +55,26 @@ def encode_input_order(ckpt, docs: list[str], bsize: int) -> int:
     return total
 
 
-def run_reference(python: str, checkpoint: str, n: int, repeats: int, threads: int) -> list[float] | None:
+def padded_tokens(ckpt, docs: list[str], bsize: int) -> dict[str, int]:
+    """Token positions the encoder computes, per mode: a machine-independent measure of the work."""
+    from colbert.modeling.checkpoint import length_sorted_batches
+
+    lengths = [len(x) for x in ckpt.doc_tokenizer.encode_unpadded(docs)]
+    def cost(batches: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    in_order = [list(range(i, min(i + bsize, len(lengths)))) for i in range(0, len(lengths), bsize)]
+    return {"real": sum(lengths), "sorted": cost(length_sorted_batches(lengths, bsize)), "input_order": cost(in_order),
+            "reference": len(lengths) * max(lengths)}  # the reference pads every batch to the longest of the call
+
+
+def run_reference(python: str, checkpoint: str, n: int, repeats: int, threads: int,
+                  doc_maxlen: int) -> list[float] | None:
     if not Path(python).exists():
         return None
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as cwd:  # colbert-ai reads git metadata of its working directory
         out = subprocess.run([python, "-c", REFERENCE_SNIPPET, checkpoint, str(SHARED / "data/scifact/collection.tsv"),
-                              str(threads), str(n), str(repeats)], capture_output=True, text=True, env=env, cwd=cwd)
+                              str(threads), str(n), str(repeats), str(doc_maxlen)], capture_output=True, text=True, env=env, cwd=cwd)
     if out.returncode != 0:
         print("reference failed:", out.stderr[-2000:], file=sys.stderr)
         return None
@@ -73,6 +86,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--bsize", type=int, default=64)
+    parser.add_argument("--doc-maxlen", type=int, default=180)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--reference-python", default=os.path.expanduser("~/.cache/colbert-reference/venv/bin/python"))
@@ -88,7 +102,9 @@ def main() -> None:
         subprocess.run([sys.executable, str(SHARED / "compat" / "build_checkpoint.py"), checkpoint], check=True,
                        capture_output=True)
     docs = load_docs(args.docs)
-    ckpt = Checkpoint(checkpoint, verbose=0)
+    from colbert import ColBERTConfig
+
+    ckpt = Checkpoint(checkpoint, colbert_config=ColBERTConfig(doc_maxlen=args.doc_maxlen), verbose=0)
     ckpt.docFromText(docs[:64], bsize=args.bsize)  # warm-up
     times: dict[str, list[float]] = {"sorted": [], "input_order": []}
     for _ in range(args.repeats):
@@ -99,11 +115,13 @@ def main() -> None:
             else:
                 encode_input_order(ckpt, docs, args.bsize)
             times[mode].append(time.perf_counter() - start)
-    reference = run_reference(args.reference_python, checkpoint, args.docs, args.repeats, args.threads)
+    reference = run_reference(args.reference_python, checkpoint, args.docs, args.repeats, args.threads,
+                              args.doc_maxlen)
     if reference:
         times["reference_docFromText"] = reference
     result = {
-        "benchmark": "encode", "docs": len(docs), "bsize": args.bsize, "threads": args.threads,
+        "benchmark": "encode", "docs": len(docs), "bsize": args.bsize, "doc_maxlen": args.doc_maxlen,
+        "threads": args.threads, "padded_tokens": padded_tokens(ckpt, docs, args.bsize),
         "torch": torch.__version__, "device": "cpu",
         "seconds": times,
         "docs_per_s_median": {m: len(docs) / statistics.median(t) for m, t in times.items()},
