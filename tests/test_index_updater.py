@@ -279,3 +279,32 @@ def test_a_reference_built_index_is_updated_and_stays_a_reference_index(tmp_path
     meta = json.loads((path / "metadata.json").read_text())
     assert list(meta)[:5] == ["config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"]
     assert meta["num_embeddings"] == int(loaded.doclens.sum())
+
+
+@pytest.mark.slow
+@pytest.mark.compat
+def test_colbert_ai_searches_an_index_we_updated(minilm_checkpoint, tmp_path):
+    from test_reference_roundtrip import PYTHON, run_reference
+
+    if not PYTHON.exists():
+        pytest.skip(f"no reference venv at {PYTHON.parent.parent}: run bash ../shared/reference/setup.sh")
+    path = Path(shutil.copytree(COMPAT / "index-scifact1k-nbits2", tmp_path / "ref"))
+    searcher = Searcher(str(path), checkpoint=str(minilm_checkpoint), verbose=0)
+    updater = IndexUpdater(searcher.config, searcher)
+    updater.remove(updater.ids[:20:2])
+    updater.add({"new-a": "Protein folding in cancer cells.", "new-b": "Therapy outcomes in a randomized trial."})
+    updater.persist_to_disk()
+    queries = ["cancer therapy outcomes", "protein folding in cells", "vitamin d and bone density"]
+    code = f"""
+import json
+from colbert import Searcher
+from colbert.infra import ColBERTConfig
+s = Searcher(index={str(path)!r}, checkpoint={str(minilm_checkpoint)!r}, collection=["x"] * {len(updater)},
+             config=ColBERTConfig(model_name={str(minilm_checkpoint)!r}))  # the index names another machine's
+print(json.dumps([s.search(q, k=10)[0] for q in {queries!r}]))
+"""
+    got = run_reference(code, tmp_path)
+    doc_ids = json.loads((path / "doc_ids.json").read_text())  # colbert-ai returns positions: map them to ids
+    for query, positions in zip(queries, got):
+        ours = searcher.search(query, k=10)[0]
+        assert len(set(ours) & {doc_ids[p] for p in positions}) >= 8
