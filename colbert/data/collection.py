@@ -63,7 +63,24 @@ def read_tsv(path: str | os.PathLike, min_fields: int, layout: str) -> Iterator[
             yield lineno, fields
 
 
-class Collection:
+class Castable:
+    """`cast(obj)`: an instance from a TSV path, a list/tuple or dict of data, or an instance (returned as is)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, data: object = None) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def cast(cls, obj: object) -> "Castable":
+        if isinstance(obj, cls):
+            return obj
+        if isinstance(obj, (str, os.PathLike)):
+            return cls(path=obj)
+        if isinstance(obj, (list, tuple, Mapping)):
+            return cls(data=obj)
+        raise TypeError(f"cannot make {cls.__name__} from a {type(obj).__name__}; give a TSV path, a list or a dict")
+
+
+class Collection(Castable):
     """The passages of a collection, in pid order (pid = position), and their ids.
 
     Build one from a TSV (`pid<TAB>passage[<TAB>title]`, no header or a first line starting with `id<TAB>`,
@@ -173,17 +190,6 @@ class Collection:
                  for pid, text in enumerate(self.data))
         write_lines(new_path, lines)
         return str(new_path)
-
-    @classmethod
-    def cast(cls, obj: str | os.PathLike | Sequence[str] | Mapping[DocId, str] | Collection) -> Collection:
-        """A Collection from a path, a list or dict of texts, or a Collection (returned as is)."""
-        if isinstance(obj, cls):
-            return obj
-        if isinstance(obj, (str, os.PathLike)):
-            return cls(path=obj)
-        if isinstance(obj, (list, tuple, Mapping)):
-            return cls(data=obj)
-        raise TypeError(f"cannot make a Collection from a {type(obj).__name__}; give a TSV path, a list or a dict")
 
     def __repr__(self) -> str:
         return f"Collection({len(self):,} passages, path={self.path!r})"

@@ -8,14 +8,14 @@ import os
 from pathlib import Path
 from typing import Any, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 
-from colbert.data.collection import DocId, check_id, check_tsv_field, parse_ids, read_tsv, write_lines
+from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, read_tsv, write_lines
 
 logger = logging.getLogger(__name__)
 
 QueryId = DocId
 
 
-class Queries:
+class Queries(Castable):
     """Queries keyed by qid, in file order.
 
     Sources: a TSV of `qid<TAB>text[<TAB>...]` lines (extra columns ignored; qids are ints when every qid is a
@@ -133,17 +133,6 @@ class Queries:
         write_lines(new_path, (f"{check_tsv_field(qid, 'qid')}\t{check_tsv_field(text, f'query {qid!r}')}\n"
                                for qid, text in self.data.items()))
         return str(new_path)
-
-    @classmethod
-    def cast(cls, obj: str | os.PathLike | Mapping[QueryId, Any] | Sequence[str] | Queries) -> Queries:
-        """Queries from a path, a dict or list of texts, or Queries (returned as is)."""
-        if isinstance(obj, cls):
-            return obj
-        if isinstance(obj, (str, os.PathLike)):
-            return cls(path=obj)
-        if isinstance(obj, (list, tuple, Mapping)):
-            return cls(data=obj)
-        raise TypeError(f"cannot make Queries from a {type(obj).__name__}; give a TSV path, a dict or a list")
 
     def __repr__(self) -> str:
         return f"Queries({len(self):,} queries, path={self.path!r})"

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, ItemsView, Iterator, Mapping, Sequence
 
-from colbert.data.collection import DocId, check_id, check_tsv_field, parse_ids, read_tsv, write_lines
+from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, read_tsv, write_lines
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _plain(x: Any) -> Any:
     return int(x) if isinstance(x, bool) else x
 
 
-class Ranking:
+class Ranking(Castable):
     """Ranked passages per query: `data` is {qid: [(pid, rank, score), ...]} (rank from 1, best first).
 
     Build one from that dict, from a flat list [(qid, pid, rank, score), ...], or from a TSV file
@@ -139,17 +139,6 @@ class Ranking:
         write_lines(new_path, lines)
         logger.info("Saved the ranking of %d queries to %s", len(self.data), new_path)
         return str(new_path)
-
-    @classmethod
-    def cast(cls, obj: str | os.PathLike | Mapping | Sequence | Ranking) -> Ranking:
-        """A Ranking from a path, a dict or a flat list, or a Ranking (returned as is)."""
-        if isinstance(obj, cls):
-            return obj
-        if isinstance(obj, (str, os.PathLike)):
-            return cls(path=obj)
-        if isinstance(obj, (list, tuple, Mapping)):
-            return cls(data=obj)
-        raise TypeError(f"cannot make a Ranking from a {type(obj).__name__}; give a TSV path, a dict or a list")
 
     def __repr__(self) -> str:
         return f"Ranking({len(self):,} queries, {sum(map(len, self.data.values())):,} entries)"
