@@ -102,7 +102,9 @@ def test_rerank_orders_by_maxsim(tiny_checkpoint):
     per_doc = ckpt.docFromText(docs, keep_dims=False)
     expected = [float(colbert_score(Q[None], d[None], torch.ones(1, len(d)))) for d in per_doc]
     assert hits[0] == (int(np.argmax(expected)), pytest.approx(max(expected), abs=1e-5))
-    assert ckpt.rerank(Q, per_doc, k=10) == pytest.approx(ckpt.rerank("alpha beta", docs, k=10))
+    from_embeddings, from_text = ckpt.rerank(Q, per_doc, k=10), ckpt.rerank("alpha beta", docs, k=10)
+    assert [i for i, _ in from_embeddings] == [i for i, _ in from_text]
+    assert [s for _, s in from_embeddings] == pytest.approx([s for _, s in from_text])
     with pytest.raises(ValueError, match="k must be a positive integer"):
         ckpt.rerank("q", docs, k=0)
 
