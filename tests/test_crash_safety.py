@@ -38,6 +38,9 @@ State = dict  # {doc id: text}
 
 @pytest.fixture(scope="module")
 def ctx() -> Any:
+    from colbert import kernels
+
+    kernels.backend_info()  # build or load the native kernels here, once, never inside a child about to be killed
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
@@ -84,9 +87,9 @@ def update_loop(index: str, checkpoint: str, log_path: str, seed: int, iteration
     from colbert.modeling.checkpoint import Checkpoint
 
     rng, log = random.Random(seed), _Log(log_path)
-    encoder = Checkpoint(checkpoint, verbose=0)
-    encoder.docFromText(["warm up"])  # the first encoding is slow; kills should land in the loop
-    updater = IndexUpdater(None, index, checkpoint=encoder)
+    updater = IndexUpdater(None, index, checkpoint=Checkpoint(checkpoint, verbose=0))
+    updater.add({"warm-up": "warm up"})  # in memory only: first encoding and kernel loading happen before any kill
+    updater.remove(["warm-up"])
     log("ready")
     for i in itertools.count() if iterations is None else range(iterations):
         ids = updater.ids
@@ -184,7 +187,7 @@ def _wait_for(log_path: Path, process: Any, prefix: str, timeout: float = 120.0)
 
 
 def _wait_ready(log_path: Path, process: Any) -> None:
-    _wait_for(log_path, process, '["ready"]')
+    _wait_for(log_path, process, '["ready"]', timeout=600.0)
 
 
 def kill_at_random(ctx: Any, target: Callable, args: Callable[[Path, int], tuple], index: Path, state: State,
