@@ -1,12 +1,14 @@
 """Indexing benchmark: ours (nbits 2 and 4) vs pure encoding vs the reference, each in its own process, one run.
 
     python benchmarks/index.py --out benchmarks/results/index.json
-    python benchmarks/index.py --synthetic 100000 --synthetic-base 5000 --nbits 2 --no-reference \
-        --out benchmarks/results/index_synthetic.json
+    python benchmarks/index.py --reference-nbits 2      # the reference at nbits 2 only (it takes about an hour)
+    python benchmarks/index.py --synthetic 100000 --synthetic-base 5000 --synthetic-words 4 12 --nbits 2 \
+        --no-reference --out benchmarks/results/index_synthetic.json
 
 Per configuration: wall time, documents/s, peak RSS (VmHWM of the process), bytes per embedding (all index files /
 embeddings), our time split (encode / kmeans / compress / write). "encode_only" runs our length-sorted encoder over
-the same documents and nothing else (model loading included, as in every run): the baseline for the "indexing <= 1.2x encoding" target. The reference runs
+the same documents and nothing else (model loading included, as in every run): the baseline for the "indexing <=
+1.2x encoding" target. The reference runs
 from its venv (bash ../shared/reference/setup.sh) when present, on the same documents with ids 0..N-1.
 --synthetic N builds indexes of N short synthetic documents (and of --synthetic-base documents) to show that peak
 memory does not grow with the collection.
@@ -90,15 +92,15 @@ def scifact_tsv(n: int | None, work: Path) -> tuple[Path, int]:
     return path, len(lines)
 
 
-def synthetic_tsv(n: int, work: Path, seed: int = 0) -> Path:
-    """n documents of 10 to 40 words drawn from SciFact's vocabulary."""
+def synthetic_tsv(n: int, work: Path, words_range: tuple[int, int], seed: int = 0) -> Path:
+    """n documents of words_range[0] to words_range[1] words drawn from SciFact's vocabulary."""
     words = sorted({w for line in (SHARED / "data/scifact/collection.tsv").read_text(encoding="utf-8").splitlines()
                     [:2000] for w in line.split("\t", 1)[1].split() if w.isalpha()})
     rng = random.Random(seed)
     path = work / f"synthetic-{n}.tsv"
     with open(path, "w", encoding="utf-8") as f:
         for i in range(n):
-            f.write(f"{i}\t{' '.join(rng.choice(words) for _ in range(rng.randint(10, 40)))}\n")
+            f.write(f"{i}\t{' '.join(rng.choice(words) for _ in range(rng.randint(*words_range)))}\n")
     return path
 
 
@@ -111,7 +113,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--synthetic", type=int, default=0)
     parser.add_argument("--synthetic-base", type=int, default=5000)
+    parser.add_argument("--synthetic-words", type=int, nargs=2, default=[10, 40], metavar=("MIN", "MAX"),
+                        help="words per synthetic document")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--reference-nbits", type=int, nargs="+", default=None,
+                        help="run the reference only at these nbits (default: every --nbits)")
     parser.add_argument("--reference-python", default=os.path.expanduser("~/.cache/colbert-reference/venv/bin/python"))
     parser.add_argument("--out", default=str(HERE / "results" / "index.json"))
     args = parser.parse_args()
@@ -121,20 +127,27 @@ def main() -> None:
     if not Path(checkpoint, "artifact.metadata").exists():
         subprocess.run([sys.executable, str(SHARED / "compat" / "build_checkpoint.py"), checkpoint], check=True)
     reference = None if args.no_reference or not Path(args.reference_python).exists() else args.reference_python
-    result: dict = {"benchmark": "index", "threads": args.threads, "doc_maxlen": args.doc_maxlen, "runs": {}}
+    result: dict = {"benchmark": "index", "threads": args.threads, "doc_maxlen": args.doc_maxlen, "runs": {},
+                    "command": " ".join(["python", "benchmarks/index.py", *sys.argv[1:]]),
+                    "load_average_at_start": list(os.getloadavg())}
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         tmp_path = Path(tmp)
         if args.synthetic:
-            inputs = {f"synthetic-{n}": (synthetic_tsv(n, tmp_path), n) for n in (args.synthetic_base, args.synthetic)}
+            words = tuple(args.synthetic_words)
+            sizes = (args.synthetic_base, args.synthetic)
+            inputs = {f"synthetic-{n}": (synthetic_tsv(n, tmp_path, words), n) for n in sizes}
+            result["synthetic_words"] = list(words)
         else:
             inputs = {"scifact": scifact_tsv(args.docs, tmp_path)}
         for name, (tsv, n) in inputs.items():
-            result["runs"][f"{name}/encode_only"] = run_child(
-                sys.executable, ["encode_only", checkpoint, str(tsv), str(tmp_path), "2", str(args.doc_maxlen)],
-                args.threads, str(tmp_path))
+            if not args.synthetic:  # the synthetic runs measure memory; they skip the encoding baseline
+                result["runs"][f"{name}/encode_only"] = run_child(
+                    sys.executable, ["encode_only", checkpoint, str(tsv), str(tmp_path), "2", str(args.doc_maxlen)],
+                    args.threads, str(tmp_path))
             for nbits in args.nbits:
                 for who, python in (("ours", sys.executable), ("reference", reference)):
-                    if python is None:
+                    if python is None or (who == "reference" and args.reference_nbits is not None
+                                          and nbits not in args.reference_nbits):
                         continue
                     run = run_child(python, [who, checkpoint, str(tsv), str(tmp_path / who), str(nbits),
                                              str(args.doc_maxlen)], args.threads, str(tmp_path))
@@ -142,7 +155,7 @@ def main() -> None:
                         run["docs_per_s"] = n / run["seconds"]
                     result["runs"][f"{name}/{who}/nbits{nbits}"] = run
                     print(name, who, nbits, {k: v for k, v in run.items() if k != "error"}, flush=True)
-            encode = result["runs"][f"{name}/encode_only"].get("seconds")
+            encode = result["runs"].get(f"{name}/encode_only", {}).get("seconds")
             for nbits in args.nbits:
                 ours = result["runs"][f"{name}/ours/nbits{nbits}"]
                 ref = result["runs"].get(f"{name}/reference/nbits{nbits}", {})
@@ -150,6 +163,7 @@ def main() -> None:
                     ours["total_over_encode_only"] = ours["seconds"] / encode
                 if "seconds" in ref and "seconds" in ours:
                     ours["speedup_vs_reference"] = ref["seconds"] / ours["seconds"]
+    result["load_average_at_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
