@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -66,7 +65,7 @@ with Run().context(RunConfig(nranks=1, root=args["root"], experiment="scifact", 
         torch.set_num_threads(args["threads"])
         out[f"k{k}"] = {"search_only": search_only, "cpu_ms": cpu_ms, "with_encoding": e2e, "one_thread": one,
                         "run": run}
-out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+out["peak_rss_mib"] = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 print("RESULT " + json.dumps(out))
 """
 
@@ -203,7 +202,10 @@ def measure(index: str, checkpoint: str, threads: int, exact_fp32: str, sweep: b
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """VmHWM of this process. Not ru_maxrss: Linux carries that over exec, so a child would report the peak of the
+    parent that forked it (which may have just built an index)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 
 
 def reference_collection() -> tuple[Path, list[str]]:
