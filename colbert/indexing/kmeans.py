@@ -41,11 +41,16 @@ def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: to
     return F.normalize(centroids, dim=-1).half()
 
 
-def nearest_centroids(embeddings: Tensor, centroids: Tensor, batch: int = 1 << 12) -> Tensor:
-    """Code of each embedding: argmax of centroid dot products, in batches (batch x C fp32 scores at a time).
+SCORE_BLOCK = 1 << 24  # centroid scores held at once by nearest_centroids: 2**24 fp32 = 64 MiB, whatever C is
+
+
+def nearest_centroids(embeddings: Tensor, centroids: Tensor, batch: int | None = None) -> Tensor:
+    """Code of each embedding: argmax of centroid dot products, in batches of `batch` rows (default: as many as
+    keep batch x C fp32 scores within SCORE_BLOCK, so memory does not grow with the number of centroids).
 
     Shapes: embeddings (n, d), centroids (C, d) -> (n,) int32.
     """
+    batch = batch or max(1, SCORE_BLOCK // centroids.size(0))
     C = centroids.float()
     codes = torch.empty(embeddings.size(0), dtype=torch.int32, device=embeddings.device)
     for start in range(0, embeddings.size(0), batch):
