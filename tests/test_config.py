@@ -115,3 +115,22 @@ def test_llms_ctx_is_up_to_date():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (ROOT / "llms_ctx.txt").read_text(encoding="utf-8") == module.build(), "run: python docs/make_llms_ctx.py"
+
+
+
+def test_run_settings_stored_in_a_checkpoint_do_not_decide_where_or_how_an_index_is_built(tiny_checkpoint):
+    """artifact.metadata names the training machine's root, experiment, GPUs and ranks: Run's defaults replace them,
+    as in the reference; a field the caller sets in the config or in the Run context still wins."""
+    from colbert import Indexer
+
+    meta_path = tiny_checkpoint / "artifact.metadata"
+    meta = json.loads(meta_path.read_text())
+    meta.update(root="/elsewhere/experiments", experiment="old", index_root="/elsewhere/indexes", nranks=8, gpus=0)
+    meta_path.write_text(json.dumps(meta))
+    config = Indexer(tiny_checkpoint, verbose=0).config
+    defaults = RunConfig()
+    assert (config.root, config.experiment, config.index_root) == (defaults.root, defaults.experiment, None)
+    assert (config.nranks, config.gpus) == (1, None)
+    with Run().context(RunConfig(experiment="new")):
+        config = Indexer(tiny_checkpoint, config=ColBERTConfig(nranks=2), verbose=0).config
+    assert (config.experiment, config.nranks, config.root) == ("new", 2, defaults.root)

@@ -94,14 +94,26 @@ class _Assigned:
 
     @classmethod
     def from_existing(cls, *sources: Any) -> Any:
-        """Merge configs: for each source in order, its assigned fields override what came before."""
+        """Merge configs: for each source in order, its assigned fields override what came before.
+
+        A field assigned None stays assigned (as in the reference), so it still overrides earlier sources.
+        """
         kwargs: dict[str, Any] = {}
         names = {f.name for f in dataclasses.fields(cls)}
         for source in sources:
             if source is None:
                 continue
             kwargs.update({k: getattr(source, k) for k in source._assigned if k in names})
-        return cls(**kwargs)
+        merged = cls(**kwargs)
+        object.__setattr__(merged, "_assigned", frozenset(kwargs))
+        return merged
+
+    @classmethod
+    def all_assigned(cls, **kwargs: Any) -> Any:
+        """A config whose every field counts as assigned, defaults included (the reference's `assign_defaults`)."""
+        config = cls(**kwargs)
+        object.__setattr__(config, "_assigned", frozenset(f.name for f in dataclasses.fields(cls)))
+        return config
 
     def export(self) -> dict[str, Any]:
         """Every field as a JSON-ready dict, in declaration order (= the reference's key order)."""
