@@ -124,13 +124,22 @@ def _sampled_rows(plan: Plan, k: int, doclens: list[int]) -> Tensor:
     return torch.repeat_interleave(keep, torch.tensor(doclens)).nonzero().squeeze(1)  # (rows,)
 
 
+def _chunk_embeddings(index_dir: Path, k: int) -> tuple[Tensor, list[int]]:
+    stored = index_format.read_chunk_embeddings(index_dir, k)
+    if stored is None:
+        raise RuntimeError(f"chunk {k} of {index_dir} was not encoded; rebuild with overwrite=True")
+    return stored
+
+
 def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats) -> None:
     """Centroids from a bounded sample of the sampled passages' embeddings, then the residual buckets from a
     held-out part of it (the reference's 5 %, at most 50k)."""
     t0 = time.perf_counter()
-    chunks = [index_format.read_chunk_embeddings(index_dir, k) for k in range(plan.num_chunks)]
-    rows = [_sampled_rows(plan, k, doclens) for k, (_, doclens) in enumerate(chunks)]
-    num_embeddings = sum(sum(doclens) for _, doclens in chunks)
+    # The chunk files are memory-mapped one at a time: pages touched while sampling count in this process's memory
+    # for as long as their file stays mapped, and a random sample touches nearly every page.
+    all_doclens = [_chunk_embeddings(index_dir, k)[1] for k in range(plan.num_chunks)]  # (no page read)
+    rows = [_sampled_rows(plan, k, doclens) for k, doclens in enumerate(all_doclens)]
+    num_embeddings = sum(sum(doclens) for doclens in all_doclens)
     num_partitions = num_partitions_for(num_embeddings)
     available = sum(r.numel() for r in rows)
     heldout = int(min(HELDOUT_FRACTION * available, HELDOUT_MAX))  # buckets fit on unseen points reconstruct better
@@ -141,10 +150,10 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     flat_rows = torch.cat(rows)
     owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([r.numel() for r in rows]))
     sample = torch.empty(chosen.numel(), config.dim, dtype=torch.float16)
-    for k, (embeddings, _) in enumerate(chunks):
+    for k in range(plan.num_chunks):
         where = (owner[chosen] == k).nonzero().squeeze(1)  # positions in `sample` drawn from chunk k
-        sample[where] = embeddings[flat_rows[chosen[where]]]
-    del chunks, rows, flat_rows, owner  # unmap the chunk files before k-means: they would count in memory
+        sample[where] = _chunk_embeddings(index_dir, k)[0][flat_rows[chosen[where]]]  # unmapped when dropped
+    del rows, flat_rows, owner
     heldout_sample, sample = sample[:heldout], sample[heldout:]
     num_partitions = min(num_partitions, sample.size(0))
     centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"))
@@ -168,15 +177,12 @@ def _read_codec(index_dir: Path, config: ColBERTConfig) -> ResidualCodec:
 
 
 def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, stats: IndexStats) -> None:
-    stored = index_format.read_chunk_embeddings(index_dir, k)
-    if stored is None:
-        raise RuntimeError(f"chunk {k} of {index_dir} was not encoded; rebuild with overwrite=True")
-    embeddings, doclens = stored
+    embeddings, doclens = _chunk_embeddings(index_dir, k)
     t0 = time.perf_counter()
     codes, residuals = codec.compress(embeddings)
     t1 = time.perf_counter()
     index_format.write_chunk(index_dir, k, codes, residuals, doclens, passage_offset=plan.chunk_range(k)[0])
-    del embeddings, stored
+    del embeddings
     index_format.remove_chunk_embeddings(index_dir, k)
     stats.seconds["compress"] += t1 - t0
     stats.seconds["write"] += time.perf_counter() - t1
