@@ -19,7 +19,7 @@ from colbert.errors import IndexExistsError
 from colbert.indexing import format as index_format
 from colbert.indexing import versions
 from colbert.indexing.codec import check_nbits
-from colbert.infra.config import ColBERTConfig, RunConfig
+from colbert.infra.config import ColBERTConfig
 from colbert.infra.run import Run
 
 logger = logging.getLogger(__name__)
@@ -56,10 +56,7 @@ class Indexer:
         self.verbose = verbose
         self.checkpoint = str(checkpoint)
         self.checkpoint_config = ColBERTConfig.load_from_checkpoint(self.checkpoint)
-        # Run's defaults (root, experiment, nranks, gpus...) override the run settings stored with the checkpoint,
-        # which name the machine it was trained on; then the caller's config; then the Run context.
-        self.config = ColBERTConfig.from_existing(self.checkpoint_config, RunConfig.all_assigned(), config,
-                                                  Run().config)
+        self.config = Run().resolve(self.checkpoint_config, config=config)
         self.config.configure(checkpoint=self.checkpoint)
         self.stats: Any = None
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
-from colbert.infra.config import ColBERTConfig, RunConfig
+from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
 from colbert.infra.run import Run
 from colbert.search import plaid
@@ -80,8 +80,7 @@ class Searcher:
                  collection: Any = None, config: Optional[ColBERTConfig] = None,
                  index_root: Optional[str] = None, verbose: int = 3) -> None:
         self.verbose = verbose
-        # Run's defaults override the run settings stored in the index and its checkpoint (another machine's)
-        initial = ColBERTConfig.from_existing(RunConfig.all_assigned(), config, Run().config)
+        initial = Run().resolve(config=config)  # the index's and checkpoint's configs sit below it
         self.index = str(resolve_index_path(index, index_root or initial.index_root_))
         self.device = resolve_device(initial)
         mmap = self.device.type == "cpu"

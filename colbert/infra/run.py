@@ -6,7 +6,7 @@ import contextvars
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from colbert.infra.config import RunConfig
+from colbert.infra.config import ColBERTConfig, RunConfig
 
 _STACK: contextvars.ContextVar[tuple[RunConfig, ...]] = contextvars.ContextVar("colbert_run_stack", default=())
 
@@ -33,6 +33,12 @@ class Run:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.config, name)
+
+    def resolve(self, *stored: Any, config: Any = None) -> ColBERTConfig:
+        """The settings a facade uses, lowest first: configs stored with a checkpoint or index, RunConfig's defaults
+        (stored root, experiment, nranks, gpus... describe the machine that wrote them and never apply here, as in
+        the reference), the caller's `config`, then this Run context's assigned fields."""
+        return ColBERTConfig.from_existing(*stored, RunConfig.all_assigned(), config, self.config)
 
     @contextmanager
     def context(self, runconfig: RunConfig, inherit_config: bool = True) -> Iterator[RunConfig]:
