@@ -34,7 +34,8 @@ CHILD = r"""
 import json, os, sys, time, resource
 import torch
 torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
-mode, checkpoint, tsv, root, nbits, doc_maxlen = sys.argv[1:7]
+mode, checkpoint, tsv, root, nbits, doc_maxlen, amp = sys.argv[1:8]
+amp = amp == "1"
 def peak_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):
@@ -44,17 +45,23 @@ t = time.perf_counter()
 if mode == "ours":
     from colbert import ColBERTConfig, Indexer, Run, RunConfig
     with Run().context(RunConfig(nranks=1, root=root, experiment="bench")):
-        indexer = Indexer(checkpoint, config=ColBERTConfig(nbits=int(nbits), doc_maxlen=int(doc_maxlen)), verbose=0)
+        indexer = Indexer(checkpoint, config=ColBERTConfig(nbits=int(nbits), doc_maxlen=int(doc_maxlen), amp=amp),
+                          verbose=0)
         path = indexer.index("idx", tsv, overwrite=True)
     out["split_seconds"] = indexer.stats.seconds
+    from colbert.infra.device import indexing_uses_bf16
+    out["bf16"] = indexing_uses_bf16(indexer.config, torch.device("cpu"))
 elif mode == "encode_only":
     from colbert.data import Collection
     from colbert.indexing.encoder import encode_passages
     from colbert.modeling.checkpoint import Checkpoint
     from colbert import ColBERTConfig
-    ckpt = Checkpoint(checkpoint, colbert_config=ColBERTConfig(doc_maxlen=int(doc_maxlen)), verbose=0)
+    from colbert.infra.device import indexing_uses_bf16
+    config = ColBERTConfig(doc_maxlen=int(doc_maxlen), amp=amp)
+    ckpt = Checkpoint(checkpoint, colbert_config=config, verbose=0)
     docs = Collection(path=tsv).data
-    embs, doclens = encode_passages(ckpt, docs, 64, show_progress=False)
+    out["bf16"] = indexing_uses_bf16(config, ckpt.device)  # the precision indexing encodes with
+    embs, doclens = encode_passages(ckpt, docs, config.index_bsize, show_progress=False, bf16=out["bf16"])
     out["num_embeddings"] = int(embs.shape[0])
     path = None
 else:  # the reference, run from its own venv
@@ -116,6 +123,9 @@ def main() -> None:
     parser.add_argument("--synthetic-words", type=int, nargs=2, default=[10, 40], metavar=("MIN", "MAX"),
                         help="words per synthetic document")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--fp32", action="store_true",
+                        help="also run ours and the encoder with amp=False (fp32 on CPU; the default uses bf16 where "
+                             "the CPU has it natively)")
     parser.add_argument("--reference-nbits", type=int, nargs="+", default=None,
                         help="run the reference only at these nbits (default: every --nbits)")
     parser.add_argument("--reference-python", default=os.path.expanduser("~/.cache/colbert-reference/venv/bin/python"))
@@ -140,29 +150,33 @@ def main() -> None:
         else:
             inputs = {"scifact": scifact_tsv(args.docs, tmp_path)}
         for name, (tsv, n) in inputs.items():
+            precisions = (("", "1"), ("-fp32", "0")) if args.fp32 else (("", "1"),)
             if not args.synthetic:  # the synthetic runs measure memory; they skip the encoding baseline
-                result["runs"][f"{name}/encode_only"] = run_child(
-                    sys.executable, ["encode_only", checkpoint, str(tsv), str(tmp_path), "2", str(args.doc_maxlen)],
-                    args.threads, str(tmp_path))
+                for suffix, amp in precisions:
+                    result["runs"][f"{name}/encode_only{suffix}"] = run_child(
+                        sys.executable, ["encode_only", checkpoint, str(tsv), str(tmp_path), "2", str(args.doc_maxlen),
+                                         amp], args.threads, str(tmp_path))
             for nbits in args.nbits:
-                for who, python in (("ours", sys.executable), ("reference", reference)):
+                runs = [("ours" + suffix, "ours", sys.executable, amp) for suffix, amp in precisions]
+                for who, mode, python, amp in runs + [("reference", "reference", reference, "1")]:
                     if python is None or (who == "reference" and args.reference_nbits is not None
                                           and nbits not in args.reference_nbits):
                         continue
-                    run = run_child(python, [who, checkpoint, str(tsv), str(tmp_path / who), str(nbits),
-                                             str(args.doc_maxlen)], args.threads, str(tmp_path))
+                    run = run_child(python, [mode, checkpoint, str(tsv), str(tmp_path / who), str(nbits),
+                                             str(args.doc_maxlen), amp], args.threads, str(tmp_path))
                     if "seconds" in run:
                         run["docs_per_s"] = n / run["seconds"]
                     result["runs"][f"{name}/{who}/nbits{nbits}"] = run
                     print(name, who, nbits, {k: v for k, v in run.items() if k != "error"}, flush=True)
-            encode = result["runs"].get(f"{name}/encode_only", {}).get("seconds")
-            for nbits in args.nbits:
-                ours = result["runs"][f"{name}/ours/nbits{nbits}"]
-                ref = result["runs"].get(f"{name}/reference/nbits{nbits}", {})
-                if encode and "seconds" in ours:
-                    ours["total_over_encode_only"] = ours["seconds"] / encode
-                if "seconds" in ref and "seconds" in ours:
-                    ours["speedup_vs_reference"] = ref["seconds"] / ours["seconds"]
+            for suffix, _ in precisions:
+                encode = result["runs"].get(f"{name}/encode_only{suffix}", {}).get("seconds")
+                for nbits in args.nbits:
+                    ours = result["runs"][f"{name}/ours{suffix}/nbits{nbits}"]
+                    ref = result["runs"].get(f"{name}/reference/nbits{nbits}", {})
+                    if encode and "seconds" in ours:
+                        ours["total_over_encode_only"] = ours["seconds"] / encode
+                    if "seconds" in ref and "seconds" in ours:
+                        ours["speedup_vs_reference"] = ref["seconds"] / ours["seconds"]
     result["load_average_at_end"] = list(os.getloadavg())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

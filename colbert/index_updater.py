@@ -35,6 +35,7 @@ from colbert.indexing.edits import IndexState, refit_codec
 from colbert.indexing.verify import verify_index
 from colbert.indexing.versions import IndexChangedError
 from colbert.infra.config import ColBERTConfig
+from colbert.infra.device import indexing_uses_bf16
 from colbert.search.index import DocId, LoadedIndex
 
 logger = logging.getLogger(__name__)
@@ -159,8 +160,11 @@ class IndexUpdater:
             return []
         from colbert.indexing.encoder import encode_passages
 
-        embeddings, doclens = encode_passages(self._encoder(), texts, self.config.index_bsize, show_progress=False)
-        codes, residuals = self._codec().compress(embeddings)
+        encoder = self._encoder()
+        bf16 = indexing_uses_bf16(self.config, encoder.device)  # as the Indexer encodes and compresses
+        embeddings, doclens = encode_passages(encoder, texts, self.config.index_bsize, show_progress=False, bf16=bf16)
+        codes, residuals = self._codec().compress(embeddings,
+                                                  bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
         self._state.append(codes, residuals, doclens, new_ids)
         self._state.metadata[UPDATES_KEY]["added_embeddings"] += int(codes.numel())
         self._changed()

@@ -18,6 +18,7 @@ TORCH_LIBRARY(colbert, m) {
     m.def(
         "decompress_maxsim(Tensor Q, Tensor codes, Tensor packed, Tensor lengths, Tensor centroids, "
         "Tensor bucket_weights, int nbits) -> Tensor");
+    m.def("refine_codes(Tensor scores, Tensor slack, Tensor embeddings, Tensor centroids) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(colbert, CPU, m) {
@@ -27,10 +28,12 @@ TORCH_LIBRARY_IMPL(colbert, CPU, m) {
     m.impl("centroid_maxsim", &colbert::centroid_maxsim_cpu);
     m.impl("gather_segments", &colbert::gather_segments_cpu);
     m.impl("decompress_maxsim", &colbert::decompress_maxsim_cpu);
+    m.impl("refine_codes", &colbert::refine_codes_cpu);
 }
 
 #ifdef COLBERT_WITH_CUDA
-// centroid_maxsim and gather_segments have no CUDA kernel: on GPU tensors the PyTorch reference is already fast.
+// centroid_maxsim, gather_segments and refine_codes have no CUDA kernel: on GPU tensors the PyTorch reference is
+// already fast (and GPU indexing assigns codes with a plain float32 argmax).
 TORCH_LIBRARY_IMPL(colbert, CUDA, m) {
     m.impl("compress_residuals", &colbert::compress_residuals_cuda);
     m.impl("decompress_residuals", &colbert::decompress_residuals_cuda);

@@ -52,7 +52,7 @@ def test_index_layout_is_the_references(tiny_checkpoint, tmp_path):
 @pytest.mark.parametrize("nbits", [1, 2, 4])
 def test_decompressed_embeddings_approximate_the_originals(tiny_checkpoint, tmp_path, nbits):
     docs = texts(60, seed=nbits)
-    path = build(tiny_checkpoint, tmp_path, docs, nbits=nbits)
+    path = build(tiny_checkpoint, tmp_path, docs, nbits=nbits, amp=False)  # fp32 encoding: compare like with like
     index = LoadedIndex.open(path)
     original, doclens = Checkpoint(str(tiny_checkpoint), verbose=0).docFromText(docs, keep_dims="flatten")
     assert index.doclens.tolist() == doclens
@@ -195,3 +195,72 @@ def test_kmeans_leaves_the_callers_random_state_alone():
     first = train_centroids(points, 32, 2, torch.device("cpu"))
     assert torch.equal(torch.rand(3), expected[0]) and np.array_equal(np.random.rand(3), expected[1])
     assert torch.equal(first, train_centroids(points, 32, 2, torch.device("cpu")))  # seeded: deterministic
+
+
+def test_bf16_screening_picks_the_fp32_nearest_centroid():
+    import torch.nn.functional as F
+
+    from colbert.indexing.kmeans import nearest_centroids
+
+    g = torch.Generator().manual_seed(0)
+    centroids = F.normalize(torch.randn(1024, 32, generator=g), dim=1).half()
+    near = centroids.float()[torch.randint(0, 1024, (5000,), generator=g)]
+    points = F.normalize(near + 0.15 * torch.randn(5000, 32, generator=g), dim=1)
+    exact = nearest_centroids(points, centroids)
+    screened = nearest_centroids(points, centroids, bf16=True)
+    assert screened.dtype == torch.int32 and torch.equal(screened, exact)  # the bf16 screen's slack is a true bound
+    assert torch.equal(nearest_centroids(points, centroids, batch=77, bf16=True), exact)  # batches share one buffer
+    few = centroids[:4]
+    assert torch.equal(nearest_centroids(points, few, bf16=True), nearest_centroids(points, few))
+
+
+def test_indexing_precision_follows_amp_and_the_cpu(monkeypatch):
+    from colbert.infra import device as devices
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.indexing_uses_bf16(ColBERTConfig(), cpu)
+    assert not devices.indexing_uses_bf16(ColBERTConfig(amp=False), cpu)
+    assert not devices.indexing_uses_bf16(ColBERTConfig(), cuda)  # CUDA has its own fp16 autocast
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert not devices.indexing_uses_bf16(ColBERTConfig(), cpu)
+
+
+def test_a_bf16_index_approximates_the_fp32_embeddings_as_well(tiny_checkpoint, tmp_path, monkeypatch):
+    from colbert.indexing.encoder import encode_passages
+    from colbert.infra import device as devices
+
+    docs = texts(60, seed=3)
+    checkpoint = Checkpoint(str(tiny_checkpoint), verbose=0)
+    original, doclens = encode_passages(checkpoint, docs, 16, show_progress=False)
+    low, low_doclens = encode_passages(checkpoint, docs, 16, show_progress=False, bf16=True)
+    assert low_doclens == doclens and not torch.equal(low, original)  # bf16 autocast did run
+    assert (low.float() * original.float()).sum(-1).min() > 0.99
+
+    def cosine(path: Path) -> float:
+        index = LoadedIndex.open(path)
+        codes, residuals, _ = index.lookup(torch.arange(len(docs)))
+        codec = ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual, 2)
+        return float((codec.decompress(codes, residuals) * original.float()).sum(-1).mean())
+
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    fp32 = cosine(build(tiny_checkpoint, tmp_path, docs, name="fp32", amp=False))
+    bf16 = cosine(build(tiny_checkpoint, tmp_path, docs, name="bf16"))
+    assert bf16 > fp32 - 0.01
+
+
+def test_kmeans_in_bf16_is_deterministic_and_as_good():
+    import torch.nn.functional as F
+
+    from colbert.indexing.kmeans import train_centroids
+
+    g = torch.Generator().manual_seed(1)
+    points = F.normalize(torch.randn(4000, 16, generator=g), dim=1).half()
+    fp32 = train_centroids(points, 64, 4, torch.device("cpu"))
+    bf16 = train_centroids(points, 64, 4, torch.device("cpu"), bf16=True)
+    assert torch.equal(bf16, train_centroids(points, 64, 4, torch.device("cpu"), bf16=True))
+
+    def fit(centroids: torch.Tensor) -> float:
+        return float((points.float() @ centroids.float().T).max(dim=1).values.mean())
+
+    assert fit(bf16) > fit(fp32) - 0.01

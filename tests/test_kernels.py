@@ -242,6 +242,42 @@ def test_cuda_kernels_equal_reference(nbits):
         torch.testing.assert_close(call(kernels).cpu(), call(reference).cpu(), rtol=0, atol=atol)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("score_dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("C", [1, 50, 64, 1000])  # fewer than a group of 64, one group, groups plus a tail
+def test_refine_codes_takes_the_exact_best_among_the_screened(impl, score_dtype, C):
+    g = torch.Generator().manual_seed(C)
+    centroids = F.normalize(torch.randn(C, 32, generator=g), dim=1)
+    x = F.normalize(torch.randn(300, 32, generator=g), dim=1)
+    exact = x @ centroids.T  # (n, C)
+    approx = (exact + 0.01 * torch.randn(exact.shape, generator=g)).to(score_dtype)  # a noisy screen
+    slack = torch.rand(300, generator=g) * 0.05
+    slack[:10] = 0.0  # only the approximate best (and its ties) is a candidate
+    got = run(impl, "refine_codes", approx, slack, x, centroids)
+    a = approx.float()
+    candidate = a >= a.max(dim=1, keepdim=True).values - slack[:, None]
+    brute = torch.tensor([int(torch.nonzero(row).squeeze(1)[exact[i, row].argmax()]) for i, row in
+                          enumerate(candidate)], dtype=torch.int32)
+    assert got.dtype == torch.int32 and torch.equal(got, brute)
+    wide = run(impl, "refine_codes", approx, torch.full((300,), 10.0), x, centroids)  # every centroid a candidate
+    assert torch.equal(wide, exact.argmax(dim=1).to(torch.int32))
+    assert run(impl, "refine_codes", approx[:0], slack[:0], x[:0], centroids).shape == (0,)
+
+
+def test_bf16_codes_with_their_slack_are_the_float32_codes():
+    from colbert.indexing.kmeans import bf16_score_slack
+
+    g = torch.Generator().manual_seed(0)
+    centroids = F.normalize(torch.randn(2048, 128, generator=g), dim=1)
+    near = centroids[torch.randint(0, 2048, (4000,), generator=g)]
+    x = F.normalize(near + 0.3 * torch.randn(4000, 128, generator=g), dim=1)  # points near a centroid, and far
+    approx = x.bfloat16() @ centroids.bfloat16().T
+    error = (approx.float() - x @ centroids.T).abs().amax(dim=1)
+    slack = bf16_score_slack(x, centroids)
+    assert bool((2 * error <= slack).all())  # the bound holds, with the margin the screen needs
+    assert torch.equal(kernels.refine_codes(approx, slack, x, centroids), (x @ centroids.T).argmax(1).int())
+
+
 # ---------------------------------------------------------------- input checks
 
 
@@ -262,6 +298,13 @@ def test_public_functions_reject_misuse_clearly():
     with pytest.raises(ValueError, match="bytes per row"):
         kernels.decompress_residuals(torch.zeros(2, dtype=torch.int32), torch.zeros(2, 3, dtype=torch.uint8),
                                      torch.zeros(4, 8), torch.zeros(2), 1)
+    with pytest.raises(TypeError, match="scores must have dtype"):
+        kernels.refine_codes(torch.zeros(2, 4, dtype=torch.float16), torch.zeros(2), torch.zeros(2, 8),
+                             torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="centroids must have shape"):
+        kernels.refine_codes(torch.zeros(2, 4), torch.zeros(2), torch.zeros(2, 8), torch.zeros(4, 6))
+    with pytest.raises(ValueError, match="scores has 2 rows"):
+        kernels.refine_codes(torch.zeros(2, 4), torch.zeros(3), torch.zeros(2, 8), torch.zeros(4, 8))
     with pytest.raises(ValueError, match="keep has 3 values"):
         kernels.centroid_maxsim(torch.zeros(4, 2), torch.zeros(3, dtype=torch.int32), torch.tensor([0, 3]),
                                 torch.tensor([0]), torch.ones(3, dtype=torch.bool))

@@ -29,6 +29,7 @@ from colbert.indexing.kmeans import train_centroids
 from colbert.indexing.plan import (HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, Plan, kmeans_sample_size, make_plan,
                                    num_partitions_for)
 from colbert.infra.config import ColBERTConfig
+from colbert.infra.device import indexing_uses_bf16
 from colbert.modeling.checkpoint import Checkpoint
 from colbert.utils.progress import progress
 
@@ -79,7 +80,7 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
     codec = _read_codec(index_dir, config)
     for k in mine:
         if not (resume and index_format.chunk_is_complete(index_dir, k)):
-            _compress_chunk(index_dir, k, plan, codec, stats)
+            _compress_chunk(index_dir, k, plan, codec, config, stats)
     _barrier()
     if rank == 0:
         _finalize(index_dir, plan, collection, config, codec, stats)
@@ -108,7 +109,8 @@ def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, c
     start, end = plan.chunk_range(k)
     t0 = time.perf_counter()
     embeddings, doclens = encode_passages(checkpoint, collection.data[start:end], config.index_bsize,
-                                          show_progress=show_progress, first_pid=start)
+                                          show_progress=show_progress, first_pid=start,
+                                          bf16=indexing_uses_bf16(config, checkpoint.device))
     t1 = time.perf_counter()
     index_format.write_chunk_embeddings(index_dir, k, embeddings, doclens)
     stats.seconds["encode"] += t1 - t0
@@ -156,7 +158,9 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     del rows, flat_rows, owner
     heldout_sample, sample = sample[:heldout], sample[heldout:]
     num_partitions = min(num_partitions, sample.size(0))
-    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"))
+    cpu = torch.device("cpu")
+    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=cpu,
+                                bf16=indexing_uses_bf16(config, cpu))
     codec = ResidualCodec.fit(centroids, heldout_sample if heldout else sample, config.nbits)
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -176,10 +180,11 @@ def _read_codec(index_dir: Path, config: ColBERTConfig) -> ResidualCodec:
                          config.nbits)
 
 
-def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, stats: IndexStats) -> None:
+def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, config: ColBERTConfig,
+                    stats: IndexStats) -> None:
     embeddings, doclens = _chunk_embeddings(index_dir, k)
     t0 = time.perf_counter()
-    codes, residuals = codec.compress(embeddings)
+    codes, residuals = codec.compress(embeddings, bf16=indexing_uses_bf16(config, torch.device("cpu")))
     t1 = time.perf_counter()
     index_format.write_chunk(index_dir, k, codes, residuals, doclens, passage_offset=plan.chunk_range(k)[0])
     del embeddings

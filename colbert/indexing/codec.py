@@ -58,16 +58,17 @@ class ResidualCodec:
         avg_residual = residuals.abs().mean(dim=0).mean()
         return cls(centroids.half(), cutoffs, weights, avg_residual, nbits)
 
-    def compress(self, embeddings: Tensor) -> tuple[Tensor, Tensor]:
-        """Shapes: embeddings (n, d) -> codes (n,) int32, residuals (n, d * nbits / 8) uint8."""
-        codes = torch.empty(embeddings.size(0), dtype=torch.int32)
+    def compress(self, embeddings: Tensor, bf16: bool = False) -> tuple[Tensor, Tensor]:
+        """Codes and packed residual buckets; with `bf16` the codes are found through a bf16 matmul, re-checked in
+        float32 (see `nearest_centroids`: the same codes).
+
+        Shapes: embeddings (n, d) -> codes (n,) int32, residuals (n, d * nbits / 8) uint8."""
+        codes = nearest_centroids(embeddings, self.centroids, bf16=bf16)  # (n,)
         packed = torch.empty(embeddings.size(0), self.dim * self.nbits // 8, dtype=torch.uint8)
         C = self.centroids.float()
         for start in range(0, embeddings.size(0), COMPRESS_BATCH):
             block = embeddings[start:start + COMPRESS_BATCH].float()  # (b, d)
-            block_codes = nearest_centroids(block, self.centroids)  # (b,)
-            residuals = block - C[block_codes.long()]  # (b, d)
-            codes[start:start + block.size(0)] = block_codes
+            residuals = block - C[codes[start:start + COMPRESS_BATCH].long()]  # (b, d)
             packed[start:start + block.size(0)] = kernels.compress_residuals(residuals, self.bucket_cutoffs,
                                                                              self.nbits)
         return codes, packed

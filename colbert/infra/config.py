@@ -247,7 +247,7 @@ class ColBERTConfig(_Assigned):
     name: str = _help_factory("Run name (default: a timestamp taken when the config is made).", _timestamp)
     rank: int = _help("This process's rank.", 0)
     nranks: int = _help("Number of processes.", 1)
-    amp: bool = _help("Mixed precision (fp16 autocast) on CUDA.", True)
+    amp: bool = _help("Mixed precision: fp16 autocast on CUDA; bf16 for indexing on CPUs with native bf16.", True)
     gpus: Optional[int] = _help("GPUs to use (None: every visible GPU; 0: CPU only).", None)
     avoid_fork_if_possible: bool = _help("Run in-process when nranks == 1.", False)
 
@@ -317,7 +317,7 @@ class RunConfig(_Assigned):
     name: str = _help_factory("Run name (default: a timestamp).", _timestamp)
     rank: int = _help("This process's rank.", 0)
     nranks: int = _help("Number of processes.", 1)
-    amp: bool = _help("Mixed precision on CUDA.", True)
+    amp: bool = _help("Mixed precision: fp16 on CUDA; bf16 for indexing on CPUs with native bf16.", True)
     gpus: Optional[int] = _help("GPUs to use (None: every visible GPU; 0: CPU only).", None)
     avoid_fork_if_possible: bool = _help("Run in-process when nranks == 1.", False)
 

@@ -23,6 +23,7 @@ __all__ = [
     "decompress_maxsim",
     "decompress_residuals",
     "gather_segments",
+    "refine_codes",
     "segmented_maxsim",
 ]
 
@@ -290,6 +291,45 @@ def decompress_maxsim(
     if native.has("decompress_maxsim", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
         return torch.ops.colbert.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     return reference.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+
+
+def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor) -> Tensor:
+    """The nearest centroid of each embedding, re-scored exactly among the few a low-precision matmul ranks near the
+    top: the candidates of row i are the centroids c with `scores[i, c] >= max(scores[i]) - slack[i]`; the one with
+    the largest float32 dot product `embeddings[i] . centroids[c]` wins (the lowest index on ties).
+
+    When `slack[i]` is at least twice the largest error of row i's approximate scores, the result is the exact
+    nearest centroid (`colbert.indexing.kmeans.nearest_centroids` derives such a bound for bfloat16 matmuls). Scores
+    must be finite.
+
+    Args:
+        scores: approximate scores of every centroid, bfloat16/float32.
+        slack: how far below its best approximate score a candidate may be, float32, >= 0.
+        embeddings, centroids: float32.
+
+    Returns:
+        The centroid id of each embedding, int32.
+
+    Shapes:
+        scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); returns (n,).
+    """
+    _tensor("scores", scores, 2, (torch.bfloat16, torch.float32))
+    _tensor("slack", slack, 1, (torch.float32,))
+    _tensor("embeddings", embeddings, 2, (torch.float32,))
+    _tensor("centroids", centroids, 2, (torch.float32,))
+    n, C = scores.shape
+    if embeddings.size(0) != n or slack.size(0) != n:
+        raise ValueError(f"scores has {n:,} rows but embeddings has {embeddings.size(0):,} and slack "
+                         f"{slack.size(0):,}")
+    if centroids.size(0) != C or centroids.size(1) != embeddings.size(1):
+        raise ValueError(f"centroids must have shape ({C}, {embeddings.size(1)}) to match scores and embeddings, "
+                         f"got {tuple(centroids.shape)}")
+    if C == 0 and n:
+        raise ValueError("there must be at least one centroid")
+    _same_device(scores=scores, slack=slack, embeddings=embeddings, centroids=centroids)
+    if native.has("refine_codes", scores.device):
+        return torch.ops.colbert.refine_codes(scores, slack, embeddings, centroids)
+    return reference.refine_codes(scores, slack, embeddings, centroids)
 
 
 def backend_info() -> dict[str, Any]:

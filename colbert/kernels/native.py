@@ -38,6 +38,7 @@ OPS = (
     "centroid_maxsim",
     "gather_segments",
     "decompress_maxsim",
+    "refine_codes",
 )
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the library may register
 EXTENSION_NAME = "colbert_kernels"
