@@ -6,7 +6,8 @@
         --no-reference --out benchmarks/results/index_synthetic.json
 
 Per configuration: wall time, documents/s, peak RSS (VmHWM of the process), bytes per embedding (all index files /
-embeddings), our time split (encode / kmeans / compress / write). "encode_only" runs our length-sorted encoder over
+embeddings), our time split (encode / kmeans / compress / write) and our high-water mark after each stage of the
+build (`peak_rss_mib_after`: the stage whose value first reaches the peak is where it happened). "encode_only" runs our length-sorted encoder over
 the same documents and nothing else (model loading included, as in every run): the baseline for the "indexing <=
 1.2x encoding" target. The reference runs
 from its venv (bash ../shared/reference/setup.sh) when present, on the same documents with ids 0..N-1.
@@ -44,11 +45,24 @@ out = {}
 t = time.perf_counter()
 if mode == "ours":
     from colbert import ColBERTConfig, Indexer, Run, RunConfig
+    import colbert.indexing as build
+    stage_peaks = {}  # the process's high-water mark after each stage of build_index: where the peak was reached
+    def traced(name, fn):
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                stage_peaks[name] = peak_mib()
+        return wrapper
+    for name in ("_encode_chunk", "train_centroids", "_train_codec", "_compress_chunk", "_finalize"):
+        setattr(build, name, traced(name.strip("_"), getattr(build, name)))
     with Run().context(RunConfig(nranks=1, root=root, experiment="bench")):
         indexer = Indexer(checkpoint, config=ColBERTConfig(nbits=int(nbits), doc_maxlen=int(doc_maxlen), amp=amp),
                           verbose=0)
+        stage_peaks["load"] = peak_mib()
         path = indexer.index("idx", tsv, overwrite=True)
     out["split_seconds"] = indexer.stats.seconds
+    out["peak_rss_mib_after"] = stage_peaks
     from colbert.infra.device import indexing_uses_bf16
     out["bf16"] = indexing_uses_bf16(indexer.config, torch.device("cpu"))
 elif mode == "encode_only":

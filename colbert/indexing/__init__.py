@@ -158,10 +158,9 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     del rows, flat_rows, owner
     heldout_sample, sample = sample[:heldout], sample[heldout:]
     num_partitions = min(num_partitions, sample.size(0))
-    cpu = torch.device("cpu")
-    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=cpu,
-                                bf16=indexing_uses_bf16(config, cpu))
-    codec = ResidualCodec.fit(centroids, heldout_sample if heldout else sample, config.nbits)
+    bf16 = indexing_uses_bf16(config, torch.device("cpu"))
+    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"), bf16=bf16)
+    codec = ResidualCodec.fit(centroids, heldout_sample if heldout else sample, config.nbits, bf16=bf16)
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
     index_format.write_plan(index_dir, {
