@@ -264,3 +264,26 @@ def test_kmeans_in_bf16_is_deterministic_and_as_good():
         return float((points.float() @ centroids.float().T).max(dim=1).values.mean())
 
     assert fit(bf16) > fit(fp32) - 0.01
+
+
+def test_lloyd_is_fastkmeans_with_exact_assignments():
+    import torch.nn.functional as F
+
+    from colbert.indexing.kmeans import _fastkmeans, lloyd
+
+    g = torch.Generator().manual_seed(2)
+    centers = F.normalize(torch.randn(40, 24, generator=g), dim=1)
+    points = F.normalize(centers.repeat(50, 1) + 0.2 * torch.randn(2000, 24, generator=g), dim=1).half()  # as stored
+    ours = lloyd(points, 40, 5, seed=7)
+    theirs = _fastkmeans(points, 40, 5, torch.device("cpu"), seed=7)  # fp32 on CPU: the oracle
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)  # same start (randperm of seed 7), same updates
+    torch.testing.assert_close(lloyd(points, 40, 5, seed=7, bf16=True), ours, atol=1e-5, rtol=0)  # bf16: same result
+    assert not torch.equal(lloyd(points, 40, 5, seed=8), ours)  # the seed matters
+
+
+def test_lloyd_resets_an_empty_cluster_to_a_point():
+    from colbert.indexing.kmeans import lloyd
+
+    points = torch.tensor([[1.0, 0.0]] * 5 + [[0.0, 1.0]] * 5)  # two distinct points, three centroids
+    centroids = lloyd(points, 3, 3, seed=0)
+    assert all(any(torch.equal(c, p) for p in points[[0, 5]]) for c in centroids)  # every centroid is a real point

@@ -264,6 +264,19 @@ def test_refine_codes_takes_the_exact_best_among_the_screened(impl, score_dtype,
     assert run(impl, "refine_codes", approx[:0], slack[:0], x[:0], centroids).shape == (0,)
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_refine_codes_with_a_bias_minimises_euclidean_distance(impl):
+    g = torch.Generator().manual_seed(5)
+    centroids = torch.randn(300, 16, generator=g) * torch.rand(300, 1, generator=g)  # unnormalised, as k-means means
+    x = torch.randn(200, 16, generator=g)
+    bias = -0.5 * centroids.pow(2).sum(dim=1)
+    approx = (x @ centroids.T).bfloat16()
+    got = run(impl, "refine_codes", approx, torch.full((200,), 1e3), x, centroids, bias)  # all candidates
+    assert torch.equal(got, torch.cdist(x, centroids).argmin(dim=1).to(torch.int32))
+    narrow = run(impl, "refine_codes", approx, torch.zeros(200), x, centroids, bias)  # the best of approx + bias
+    assert torch.equal(narrow, (approx.float() + bias).argmax(dim=1).to(torch.int32))
+
+
 def test_bf16_codes_with_their_slack_are_the_float32_codes():
     from colbert.indexing.kmeans import bf16_score_slack
 

@@ -1,7 +1,8 @@
 """build_index(): the indexing pipeline as a short list of calls to the modules of this package.
 
 1. encode each chunk of passages once, to a build-time file beside the index (fp16);
-2. rank 0 fits centroids (fastkmeans) on a bounded sample of those embeddings, and the residual codec;
+2. rank 0 fits centroids (k-means: `lloyd` on CPU, fastkmeans on CUDA) on a bounded sample of those embeddings,
+   and the residual codec;
 3. each chunk is compressed into codes + packed residuals and written; its build-time file is deleted;
 4. rank 0 writes the IVF, the document ids and, last, metadata.json, which marks the index complete.
 
@@ -26,6 +27,7 @@ from colbert.indexing.codec import ResidualCodec, check_nbits
 from colbert.indexing.encoder import encode_passages
 from colbert.indexing.ivf import build_ivf
 from colbert.indexing.kmeans import train_centroids
+from colbert.indexing.memory import release_free_memory
 from colbert.indexing.plan import (HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, Plan, kmeans_sample_size, make_plan,
                                    num_partitions_for)
 from colbert.infra.config import ColBERTConfig
@@ -73,14 +75,17 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
     for k in progress(mine, desc="Encoding chunks", enabled=show_progress and len(mine) > 1, unit="chunk"):
         if not (resume_codec and index_format.chunk_is_complete(index_dir, k)):
             _encode_chunk(index_dir, k, plan, collection, checkpoint, config, stats, show_progress, resume)
+            release_free_memory()  # each chunk starts from the memory in use, not from what earlier ones left
     _barrier()
     if rank == 0 and not resume_codec:
         _train_codec(index_dir, plan, config, stats)
+        release_free_memory()
     _barrier()
     codec = _read_codec(index_dir, config)
     for k in mine:
         if not (resume and index_format.chunk_is_complete(index_dir, k)):
             _compress_chunk(index_dir, k, plan, codec, config, stats)
+            release_free_memory()
     _barrier()
     if rank == 0:
         _finalize(index_dir, plan, collection, config, codec, stats)
@@ -155,7 +160,8 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     for k in range(plan.num_chunks):
         where = (owner[chosen] == k).nonzero().squeeze(1)  # positions in `sample` drawn from chunk k
         sample[where] = _chunk_embeddings(index_dir, k)[0][flat_rows[chosen[where]]]  # unmapped when dropped
-    del rows, flat_rows, owner
+    del rows, flat_rows, owner, chosen
+    release_free_memory()  # the gathering's temporaries: k-means starts from the sample alone
     heldout_sample, sample = sample[:heldout], sample[heldout:]
     num_partitions = min(num_partitions, sample.size(0))
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))

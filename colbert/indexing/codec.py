@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,17 +48,20 @@ class ResidualCodec:
         Shapes: centroids (C, d) fp16, heldout (n, d).
         """
         check_nbits(nbits)
-        heldout = heldout.float()
-        residuals = heldout - centroids.float()[nearest_centroids(heldout, centroids, bf16=bf16).long()]  # (n, d)
+        codes = nearest_centroids(heldout, centroids, bf16=bf16)  # (n,)
+        residuals = heldout.float().clone() if heldout.dtype == torch.float32 else heldout.float()  # (n, d), owned
+        C = centroids.float()
+        for start in range(0, residuals.size(0), COMPRESS_BATCH):  # in place: one (n, d) buffer in all
+            residuals[start:start + COMPRESS_BATCH] -= C[codes[start:start + COMPRESS_BATCH].long()]
         options = 2**nbits
-        quantiles = torch.arange(options, dtype=torch.float32) / options  # (options,)
-        flat = residuals.flatten()
-        if flat.numel() > 1 << 24:  # torch.quantile's input limit; a strided subsample keeps the distribution
-            flat = flat[:: flat.numel() // (1 << 23) + 1]
-        cutoffs = torch.quantile(flat, quantiles[1:])  # (options - 1,)
-        weights = torch.quantile(flat, quantiles + 0.5 / options)  # (options,)
-        avg_residual = residuals.abs().mean(dim=0).mean()
-        return cls(centroids.half(), cutoffs, weights, avg_residual, nbits)
+        quantiles = np.arange(options, dtype=np.float64) / options  # (options,)
+        # numpy's linear quantiles are torch.quantile's (the reference's) without its sort: one partitioned copy of
+        # the residuals instead of a sorted copy plus int64 indices (75 MiB at 50k held-out embeddings)
+        both = np.quantile(residuals.numpy().reshape(-1), np.concatenate([quantiles[1:], quantiles + 0.5 / options]))
+        both = torch.from_numpy(both.astype(np.float32))
+        cutoffs, weights = both[:options - 1], both[options - 1:]  # (options - 1,), (options,)
+        avg_residual = sum(float(block.abs().sum()) for block in residuals.split(COMPRESS_BATCH)) / residuals.numel()
+        return cls(centroids.half(), cutoffs, weights, torch.tensor(avg_residual, dtype=torch.float32), nbits)
 
     def compress(self, embeddings: Tensor, bf16: bool = False) -> tuple[Tensor, Tensor]:
         """Codes and packed residual buckets; with `bf16` the codes are found through a bf16 matmul, re-checked in

@@ -293,10 +293,12 @@ def decompress_maxsim(
     return reference.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
 
 
-def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor) -> Tensor:
+def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,
+                 bias: Tensor | None = None) -> Tensor:
     """The nearest centroid of each embedding, re-scored exactly among the few a low-precision matmul ranks near the
-    top: the candidates of row i are the centroids c with `scores[i, c] >= max(scores[i]) - slack[i]`; the one with
-    the largest float32 dot product `embeddings[i] . centroids[c]` wins (the lowest index on ties).
+    top: with a = scores + bias, the candidates of row i are the centroids c with `a[i, c] >= max(a[i]) - slack[i]`;
+    the one with the largest float32 `embeddings[i] . centroids[c] + bias[c]` wins (the lowest index on ties).
+    k-means passes bias = -|c|^2 / 2, which turns the largest score into the smallest Euclidean distance.
 
     When `slack[i]` is at least twice the largest error of row i's approximate scores, the result is the exact
     nearest centroid (`colbert.indexing.kmeans.nearest_centroids` derives such a bound for bfloat16 matmuls). Scores
@@ -306,14 +308,20 @@ def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: T
         scores: approximate scores of every centroid, bfloat16/float32.
         slack: how far below its best approximate score a candidate may be, float32, >= 0.
         embeddings, centroids: float32.
+        bias: a float32 term per centroid, or None.
 
     Returns:
         The centroid id of each embedding, int32.
 
     Shapes:
-        scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); returns (n,).
+        scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); bias (C,); returns (n,).
     """
     _tensor("scores", scores, 2, (torch.bfloat16, torch.float32))
+    if bias is not None:
+        _tensor("bias", bias, 1, (torch.float32,))
+        if bias.size(0) != scores.size(1):
+            raise ValueError(f"bias has {bias.size(0):,} values but there are {scores.size(1):,} centroids")
+        _same_device(scores=scores, bias=bias)
     _tensor("slack", slack, 1, (torch.float32,))
     _tensor("embeddings", embeddings, 2, (torch.float32,))
     _tensor("centroids", centroids, 2, (torch.float32,))
@@ -328,8 +336,8 @@ def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: T
         raise ValueError("there must be at least one centroid")
     _same_device(scores=scores, slack=slack, embeddings=embeddings, centroids=centroids)
     if native.has("refine_codes", scores.device):
-        return torch.ops.colbert.refine_codes(scores, slack, embeddings, centroids)
-    return reference.refine_codes(scores, slack, embeddings, centroids)
+        return torch.ops.colbert.refine_codes(scores, slack, embeddings, centroids, bias)
+    return reference.refine_codes(scores, slack, embeddings, centroids, bias)
 
 
 def backend_info() -> dict[str, Any]:

@@ -177,18 +177,20 @@ def decompress_maxsim(
     return segmented_maxsim(D @ Q.float().T, lengths)  # (M, Lq) -> (n,)
 
 
-def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor) -> Tensor:
-    """The nearest centroid of each embedding among those whose approximate score is within `slack` of the row's best
-    approximate score: the largest float32 dot product among those candidates, the lowest index on ties.
+def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,
+                 bias: Tensor | None = None) -> Tensor:
+    """The nearest centroid of each embedding among those whose approximate score (plus `bias`) is within `slack` of
+    the row's best: the largest float32 dot product (plus `bias`) among those candidates, the lowest index on ties.
 
-    Shapes: scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); returns int32 (n,).
+    Shapes: scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); bias (C,); returns int32 (n,).
 
     >>> scores = torch.tensor([[0.50, 0.49, 0.10]])  # low-precision scores rank centroid 0 first
     >>> refine_codes(scores, torch.tensor([0.02]), torch.tensor([[0.0, 1.0]]),
     ...              torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))  # the exact scores favour centroid 1
     tensor([1], dtype=torch.int32)
     """
-    approx = scores.float()  # (n, C)
+    approx = scores.float() if bias is None else scores.float() + bias  # (n, C)
     candidate = approx >= approx.max(dim=1, keepdim=True).values - slack.float()[:, None]  # (n, C)
-    exact = embeddings.float() @ centroids.float().T  # (n, C)
+    exact = embeddings.float() @ centroids.float().T if bias is None else torch.addmm(bias, embeddings.float(),
+                                                                                      centroids.float().T)  # (n, C)
     return exact.masked_fill(~candidate, float("-inf")).argmax(dim=1).to(torch.int32)  # (n,)

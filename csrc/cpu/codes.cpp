@@ -1,6 +1,7 @@
 // refine_codes: the nearest centroid of each embedding, exactly, from scores a fast low-precision matmul computed.
-// A row's candidates are the centroids whose approximate score is within `slack` of the row's best approximate
-// score; each candidate is re-scored in float32 and the best one wins (the lowest index on ties). With a slack that
+// A row's candidates are the centroids whose approximate score (plus an optional per-centroid bias, -|c|^2 / 2 in
+// k-means) is within `slack` of the row's best; each candidate is re-scored in float32 and the best one wins (the
+// lowest index on ties). With a slack that
 // bounds the approximation error twice over, the true nearest centroid is always a candidate (see
 // colbert/indexing/kmeans.py). Contract: colbert/kernels/__init__.py; twin: colbert/kernels/reference.py.
 #include <ATen/Dispatch.h>
@@ -35,6 +36,12 @@ inline float bf16_to_float(uint16_t bits) {
 inline float score_at(const uint16_t* s, int64_t c) { return bf16_to_float(s[c]); }
 inline float score_at(const float* s, int64_t c) { return s[c]; }
 
+// The approximate score of centroid c: the given score plus, with a bias, the centroid's bias.
+template <typename score_t>
+inline float approx_at(const score_t* s, const float* bias, int64_t c) {
+    return bias ? score_at(s, c) + bias[c] : score_at(s, c);
+}
+
 #if defined(__GNUC__)
 typedef float f16v __attribute__((vector_size(64)));
 typedef uint32_t u16v __attribute__((vector_size(64)));
@@ -57,6 +64,11 @@ COLBERT_INLINE f16v load(const uint16_t* s) {
     return v;
 }
 
+template <bool kBias, typename score_t>
+COLBERT_INLINE f16v load_approx(const score_t* s, const float* bias) {
+    return kBias ? load(s) + load(bias) : load(s);
+}
+
 COLBERT_INLINE f16v vmax(f16v a, f16v b) { return a > b ? a : b; }
 
 COLBERT_INLINE float hmax(f16v v) {
@@ -65,71 +77,61 @@ COLBERT_INLINE float hmax(f16v v) {
     return best;
 }
 
-// The best of the first `groups` * kGroup scores; the lane-wise maximum of each group of kGroup goes to `maxima`.
-template <typename score_t>
-COLBERT_INLINE float group_maxima(const score_t* s, int64_t groups, float* maxima) {
-    f16v best = load(s);
+// The best of the first `groups` * kGroup approximate scores; the lane-wise maximum of each group goes to `maxima`.
+template <bool kBias, typename score_t>
+COLBERT_INLINE float group_maxima(const score_t* s, const float* bias, int64_t groups, float* maxima) {
+    f16v best = load_approx<kBias>(s, bias);
     for (int64_t g = 0; g < groups; ++g) {
-        const score_t* p = s + g * kGroup;
-        const f16v m = vmax(vmax(load(p), load(p + kLanes)), vmax(load(p + 2 * kLanes), load(p + 3 * kLanes)));
+        const int64_t c = g * kGroup;
+        const f16v m = vmax(vmax(load_approx<kBias>(s + c, bias + c), load_approx<kBias>(s + c + kLanes, bias + c + kLanes)),
+                            vmax(load_approx<kBias>(s + c + 2 * kLanes, bias + c + 2 * kLanes),
+                                 load_approx<kBias>(s + c + 3 * kLanes, bias + c + 3 * kLanes)));
         std::memcpy(maxima + g * kLanes, &m, sizeof(m));
         best = vmax(best, m);
     }
     return hmax(best);
 }
-
-COLBERT_INLINE bool any_at_least(const float* maxima, float threshold) { return hmax(load(maxima)) >= threshold; }
 #else
 #define COLBERT_INLINE inline
 #endif
 
-// Indices c < C with s[c] >= threshold, in increasing order, appended to `out`; `best` is max(s[0:C]).
-template <typename score_t>
-COLBERT_INLINE float screen(const score_t* s, int64_t C, float slack, std::vector<int64_t>& out,
-                                std::vector<float>& scratch) {
+// Appends to `out`, in increasing order, the centroids whose approximate score is within `slack` of the best one.
+template <bool kBias, typename score_t>
+COLBERT_INLINE void screen(const score_t* s, const float* bias, int64_t C, float slack, std::vector<int64_t>& out,
+                           std::vector<float>& scratch) {
     int64_t done = 0;
     float best = -std::numeric_limits<float>::infinity();
 #if defined(__GNUC__)
     const int64_t groups = C / kGroup;
     scratch.resize(groups * kLanes);
     float* maxima = scratch.data();
-    if (groups > 0) best = group_maxima(s, groups, maxima);
+    if (groups > 0) best = group_maxima<kBias>(s, bias, groups, maxima);
     done = groups * kGroup;
 #endif
-    for (int64_t c = done; c < C; ++c) best = std::max(best, score_at(s, c));
+    for (int64_t c = done; c < C; ++c) best = std::max(best, approx_at(s, bias, c));
     const float threshold = best - slack;
 #if defined(__GNUC__)
     for (int64_t g = 0; g < groups; ++g) {
-        if (!any_at_least(maxima + g * kLanes, threshold)) continue;
+        if (!(hmax(load(maxima + g * kLanes)) >= threshold)) continue;
         for (int64_t c = g * kGroup; c < (g + 1) * kGroup; ++c) {
-            if (score_at(s, c) >= threshold) out.push_back(c);
+            if (approx_at(s, bias, c) >= threshold) out.push_back(c);
         }
     }
 #endif
     for (int64_t c = done; c < C; ++c) {
-        if (score_at(s, c) >= threshold) out.push_back(c);
+        if (approx_at(s, bias, c) >= threshold) out.push_back(c);
     }
-    return best;
 }
 
-COLBERT_CPU_CLONES float screen_bf16(const uint16_t* s, int64_t C, float slack, std::vector<int64_t>& out,
-                                     std::vector<float>& scratch) {
-    return screen(s, C, slack, out, scratch);
+// One compiled copy per score type, each cloned for the CPU's vector width; bias may be null.
+COLBERT_CPU_CLONES void screen_row(const uint16_t* s, const float* bias, int64_t C, float slack,
+                                   std::vector<int64_t>& out, std::vector<float>& scratch) {
+    bias ? screen<true>(s, bias, C, slack, out, scratch) : screen<false>(s, bias, C, slack, out, scratch);
 }
 
-COLBERT_CPU_CLONES float screen_f32(const float* s, int64_t C, float slack, std::vector<int64_t>& out,
-                                    std::vector<float>& scratch) {
-    return screen(s, C, slack, out, scratch);
-}
-
-inline float screen_row(const uint16_t* s, int64_t C, float slack, std::vector<int64_t>& out,
-                        std::vector<float>& scratch) {
-    return screen_bf16(s, C, slack, out, scratch);
-}
-
-inline float screen_row(const float* s, int64_t C, float slack, std::vector<int64_t>& out,
-                        std::vector<float>& scratch) {
-    return screen_f32(s, C, slack, out, scratch);
+COLBERT_CPU_CLONES void screen_row(const float* s, const float* bias, int64_t C, float slack,
+                                   std::vector<int64_t>& out, std::vector<float>& scratch) {
+    bias ? screen<true>(s, bias, C, slack, out, scratch) : screen<false>(s, bias, C, slack, out, scratch);
 }
 
 // float32 dot product in kLanes partial sums (so that it vectorises), added up in a fixed order.
@@ -145,27 +147,27 @@ COLBERT_CPU_CLONES float dot(const float* a, const float* b, int64_t d) {
     return total;
 }
 
-// The code of one embedding: the best exact score among the candidates, or among all centroids when there is none
-// (only possible when the row's scores are NaN).
+// The code of one embedding: the best exact score (dot product plus bias) among the candidates; the first centroid
+// when there is none (only possible when the row's scores are NaN), as the twin's argmax.
 template <typename score_t>
-int32_t refine_row(const score_t* s, float slack, const float* x, const float* centroids, int64_t C, int64_t d,
-                   std::vector<int64_t>& candidates, std::vector<float>& scratch) {
+int32_t refine_row(const score_t* s, float slack, const float* x, const float* centroids, const float* bias,
+                   int64_t C, int64_t d, std::vector<int64_t>& candidates, std::vector<float>& scratch) {
     candidates.clear();
-    screen_row(s, C, slack, candidates, scratch);
-    int64_t best = -1;
+    screen_row(s, bias, C, slack, candidates, scratch);
+    int64_t best = 0;
     float best_score = -std::numeric_limits<float>::infinity();
+    bool found = false;
     for (const int64_t c : candidates) {
-        const float exact = dot(x, centroids + c * d, d);
-        if (best < 0 || exact > best_score) best = c, best_score = exact;
+        const float exact = bias ? dot(x, centroids + c * d, d) + bias[c] : dot(x, centroids + c * d, d);
+        if (!found || exact > best_score) best = c, best_score = exact, found = true;
     }
-    for (int64_t c = 0; best < 0 && c < C; ++c) best = c;  // no candidate: the first centroid, as the twin's argmax
     return static_cast<int32_t>(best);
 }
 
 }  // namespace
 
 at::Tensor refine_codes_cpu(const at::Tensor& scores, const at::Tensor& slack, const at::Tensor& embeddings,
-                            const at::Tensor& centroids) {
+                            const at::Tensor& centroids, const std::optional<at::Tensor>& bias) {
     TORCH_CHECK(scores.dim() == 2 && (scores.scalar_type() == at::kBFloat16 || scores.scalar_type() == at::kFloat),
                 "refine_codes: scores must be a 2-D bfloat16/float32 tensor (n, C), got ", scores.scalar_type(),
                 " of shape ", scores.sizes());
@@ -180,6 +182,12 @@ at::Tensor refine_codes_cpu(const at::Tensor& scores, const at::Tensor& slack, c
     TORCH_CHECK(slack.dim() == 1 && slack.scalar_type() == at::kFloat && slack.size(0) == scores.size(0),
                 "refine_codes: slack must be a float32 (", scores.size(0), ",) tensor");
     TORCH_CHECK(scores.size(1) > 0 || scores.size(0) == 0, "refine_codes: there must be at least one centroid");
+    if (bias.has_value()) {
+        TORCH_CHECK(bias->dim() == 1 && bias->scalar_type() == at::kFloat && bias->size(0) == scores.size(1),
+                    "refine_codes: bias must be a float32 (", scores.size(1), ",) tensor");
+    }
+    const at::Tensor b = bias.has_value() ? bias->contiguous() : at::Tensor();
+    const float* b_p = bias.has_value() ? b.data_ptr<float>() : nullptr;
     const at::Tensor s = scores.contiguous(), x = embeddings.contiguous(), c = centroids.contiguous();
     const at::Tensor sl = slack.contiguous();
     const int64_t n = s.size(0), C = s.size(1), d = x.size(1);
@@ -194,10 +202,10 @@ at::Tensor refine_codes_cpu(const at::Tensor& scores, const at::Tensor& slack, c
         std::vector<int64_t> candidates;
         std::vector<float> scratch;
         for (int64_t i = begin; i < end; ++i) {
-            out_p[i] = low ? refine_row(static_cast<const uint16_t*>(s_p) + i * C, slack_p[i], x_p + i * d, c_p, C,
-                                        d, candidates, scratch)
-                           : refine_row(static_cast<const float*>(s_p) + i * C, slack_p[i], x_p + i * d, c_p, C, d,
-                                        candidates, scratch);
+            out_p[i] = low ? refine_row(static_cast<const uint16_t*>(s_p) + i * C, slack_p[i], x_p + i * d, c_p, b_p,
+                                        C, d, candidates, scratch)
+                           : refine_row(static_cast<const float*>(s_p) + i * C, slack_p[i], x_p + i * d, c_p, b_p, C,
+                                        d, candidates, scratch);
         }
     });
     return out;
