@@ -1,16 +1,17 @@
 """Indexing benchmark: ours (nbits 2 and 4) vs pure encoding vs the reference, each in its own process, one run.
 
     python benchmarks/index.py --out benchmarks/results/index.json
-    python benchmarks/index.py --reference-nbits 2      # the reference at nbits 2 only (it takes about an hour)
+    python benchmarks/index.py --reference-nbits 2 --repeats 3   # medians of 3 rounds; the reference once, at nbits 2
     python benchmarks/index.py --synthetic 100000 --synthetic-base 5000 --synthetic-words 4 12 --nbits 2 \
         --no-reference --out benchmarks/results/index_synthetic.json
 
 Per configuration: wall time, documents/s, peak RSS (VmHWM of the process), bytes per embedding (all index files /
 embeddings), our time split (encode / kmeans / compress / write) and our high-water mark after each stage of the
-build (`peak_rss_mib_after`: the stage whose value first reaches the peak is where it happened). "encode_only" runs our length-sorted encoder over
-the same documents and nothing else (model loading included, as in every run): the baseline for the "indexing <=
-1.2x encoding" target. The reference runs
-from its venv (bash ../shared/reference/setup.sh) when present, on the same documents with ids 0..N-1.
+build (`peak_rss_mib_after`: the stage whose value first reaches the peak is where it happened). "encode_only"
+runs our length-sorted encoder over the same documents and nothing else (model loading included, as in every
+run): the baseline for the "indexing <= 1.2x encoding" target. The reference runs from its venv
+(bash ../shared/reference/setup.sh) when present, on the same documents with ids 0..N-1. --repeats R runs ours in
+R interleaved rounds and reports medians.
 --synthetic N builds indexes of N short synthetic documents (and of --synthetic-base documents) to show that peak
 memory does not grow with the collection.
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,6 +107,20 @@ def run_child(python: str, args: list[str], threads: int, cwd: str) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def summarise(runs: list[dict], n: int) -> dict:
+    """One configuration's repeats: the median run's fields, the median seconds and peak RSS, and every repeat."""
+    ok = [r for r in runs if "seconds" in r]
+    if not ok:
+        return runs[-1]
+    out = dict(sorted(ok, key=lambda r: r["seconds"])[len(ok) // 2])
+    out["seconds"] = statistics.median(r["seconds"] for r in ok)
+    out["peak_rss_mib"] = statistics.median(r["peak_rss_mib"] for r in ok)
+    out["docs_per_s"] = n / out["seconds"]
+    if len(runs) > 1:
+        out["repeats"] = [{k: r.get(k) for k in ("seconds", "peak_rss_mib", "split_seconds", "error")} for r in runs]
+    return out
+
+
 def scifact_tsv(n: int | None, work: Path) -> tuple[Path, int]:
     """The first n SciFact documents with ids 0..n-1 (the reference needs line-number ids)."""
     lines = (SHARED / "data" / "scifact" / "collection.tsv").read_text(encoding="utf-8").splitlines()[:n]
@@ -137,6 +153,9 @@ def main() -> None:
     parser.add_argument("--synthetic-words", type=int, nargs=2, default=[10, 40], metavar=("MIN", "MAX"),
                         help="words per synthetic document")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="rounds of our runs (encode-only and each nbits, interleaved); medians are reported, and "
+                             "the encode-only ratio is the median of each round's own ratio. The reference runs once")
     parser.add_argument("--fp32", action="store_true",
                         help="also run ours and the encoder with amp=False (fp32 on CPU; the default uses bf16 where "
                              "the CPU has it natively)")
@@ -165,30 +184,39 @@ def main() -> None:
             inputs = {"scifact": scifact_tsv(args.docs, tmp_path)}
         for name, (tsv, n) in inputs.items():
             precisions = (("", "1"), ("-fp32", "0")) if args.fp32 else (("", "1"),)
-            if not args.synthetic:  # the synthetic runs measure memory; they skip the encoding baseline
+            rounds: dict[str, list[dict]] = {}  # our runs, repeated in interleaved rounds (the machine drifts)
+            for _ in range(args.repeats):
                 for suffix, amp in precisions:
-                    result["runs"][f"{name}/encode_only{suffix}"] = run_child(
-                        sys.executable, ["encode_only", checkpoint, str(tsv), str(tmp_path), "2", str(args.doc_maxlen),
-                                         amp], args.threads, str(tmp_path))
+                    if not args.synthetic:  # the synthetic runs measure memory; they skip the encoding baseline
+                        rounds.setdefault(f"{name}/encode_only{suffix}", []).append(run_child(
+                            sys.executable, ["encode_only", checkpoint, str(tsv), str(tmp_path), "2",
+                                             str(args.doc_maxlen), amp], args.threads, str(tmp_path)))
+                    for nbits in args.nbits:
+                        run = run_child(sys.executable, ["ours", checkpoint, str(tsv), str(tmp_path / "ours"),
+                                                         str(nbits), str(args.doc_maxlen), amp],
+                                        args.threads, str(tmp_path))
+                        rounds.setdefault(f"{name}/ours{suffix}/nbits{nbits}", []).append(run)
+                        print(name, "ours" + suffix, nbits, {k: v for k, v in run.items() if k != "error"},
+                              flush=True)
+            for key, runs in rounds.items():
+                result["runs"][key] = summarise(runs, n)
             for nbits in args.nbits:
-                runs = [("ours" + suffix, "ours", sys.executable, amp) for suffix, amp in precisions]
-                for who, mode, python, amp in runs + [("reference", "reference", reference, "1")]:
-                    if python is None or (who == "reference" and args.reference_nbits is not None
-                                          and nbits not in args.reference_nbits):
-                        continue
-                    run = run_child(python, [mode, checkpoint, str(tsv), str(tmp_path / who), str(nbits),
-                                             str(args.doc_maxlen), amp], args.threads, str(tmp_path))
-                    if "seconds" in run:
-                        run["docs_per_s"] = n / run["seconds"]
-                    result["runs"][f"{name}/{who}/nbits{nbits}"] = run
-                    print(name, who, nbits, {k: v for k, v in run.items() if k != "error"}, flush=True)
+                if reference is None or (args.reference_nbits is not None and nbits not in args.reference_nbits):
+                    continue
+                run = run_child(reference, ["reference", checkpoint, str(tsv), str(tmp_path / "reference"),
+                                            str(nbits), str(args.doc_maxlen), "1"], args.threads, str(tmp_path))
+                result["runs"][f"{name}/reference/nbits{nbits}"] = summarise([run], n)
+                print(name, "reference", nbits, {k: v for k, v in run.items() if k != "error"}, flush=True)
             for suffix, _ in precisions:
-                encode = result["runs"].get(f"{name}/encode_only{suffix}", {}).get("seconds")
+                encode = rounds.get(f"{name}/encode_only{suffix}")
                 for nbits in args.nbits:
                     ours = result["runs"][f"{name}/ours{suffix}/nbits{nbits}"]
                     ref = result["runs"].get(f"{name}/reference/nbits{nbits}", {})
-                    if encode and "seconds" in ours:
-                        ours["total_over_encode_only"] = ours["seconds"] / encode
+                    mine = rounds[f"{name}/ours{suffix}/nbits{nbits}"]
+                    if encode and all("seconds" in r for r in encode + mine):
+                        ratios = [o["seconds"] / e["seconds"] for o, e in zip(mine, encode)]  # same round
+                        ours["total_over_encode_only_per_round"] = ratios
+                        ours["total_over_encode_only"] = statistics.median(ratios)
                     if "seconds" in ref and "seconds" in ours:
                         ours["speedup_vs_reference"] = ref["seconds"] / ours["seconds"]
     result["load_average_at_end"] = list(os.getloadavg())
