@@ -80,12 +80,12 @@ COLBERT_INLINE float hmax(f16v v) {
 // The best of the first `groups` * kGroup approximate scores; the lane-wise maximum of each group goes to `maxima`.
 template <bool kBias, typename score_t>
 COLBERT_INLINE float group_maxima(const score_t* s, const float* bias, int64_t groups, float* maxima) {
-    f16v best = load_approx<kBias>(s, bias);
+    // (no arithmetic on a null bias pointer)
+    const auto at = [&](int64_t c) { return load_approx<kBias>(s + c, kBias ? bias + c : bias); };
+    f16v best = at(0);
     for (int64_t g = 0; g < groups; ++g) {
         const int64_t c = g * kGroup;
-        const f16v m = vmax(vmax(load_approx<kBias>(s + c, bias + c), load_approx<kBias>(s + c + kLanes, bias + c + kLanes)),
-                            vmax(load_approx<kBias>(s + c + 2 * kLanes, bias + c + 2 * kLanes),
-                                 load_approx<kBias>(s + c + 3 * kLanes, bias + c + 3 * kLanes)));
+        const f16v m = vmax(vmax(at(c), at(c + kLanes)), vmax(at(c + 2 * kLanes), at(c + 3 * kLanes)));
         std::memcpy(maxima + g * kLanes, &m, sizeof(m));
         best = vmax(best, m);
     }
