@@ -49,7 +49,7 @@ class ResidualCodec:
         """
         check_nbits(nbits)
         codes = nearest_centroids(heldout, centroids, bf16=bf16)  # (n,)
-        residuals = heldout.float().clone() if heldout.dtype == torch.float32 else heldout.float()  # (n, d), owned
+        residuals = heldout.to(torch.float32, copy=True)  # (n, d), ours to modify
         C = centroids.float()
         for start in range(0, residuals.size(0), COMPRESS_BATCH):  # in place: one (n, d) buffer in all
             residuals[start:start + COMPRESS_BATCH] -= C[codes[start:start + COMPRESS_BATCH].long()]

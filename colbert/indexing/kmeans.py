@@ -32,7 +32,7 @@ def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: to
 
     Shapes: sample (n, d) -> (num_partitions, d).
     """
-    n, dim = sample.shape
+    n = sample.size(0)
     if n < num_partitions:
         raise ValueError(f"k-means needs at least as many sample embeddings ({n:,}) as centroids ({num_partitions:,})")
     logger.info("Clustering %s embeddings into %s centroids (%d iterations)", f"{n:,}", f"{num_partitions:,}", niters)
