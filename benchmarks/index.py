@@ -6,7 +6,7 @@
         --no-reference --out benchmarks/results/index_synthetic.json
 
 Per configuration: wall time, documents/s, peak RSS (VmHWM of the process), bytes per embedding (all index files /
-embeddings), our time split (encode / kmeans / compress / write) and our high-water mark after each stage of the
+embeddings) with each file's size and the IVF's (centroid, passage) pairs and padding, our time split (encode / kmeans / compress / write) and our high-water mark after each stage of the
 build (`peak_rss_mib_after`: the stage whose value first reaches the peak is where it happened). "encode_only"
 runs our length-sorted encoder over the same documents and nothing else (model loading included, as in every
 run): the baseline for the "indexing <= 1.2x encoding" target. The reference runs from its venv
@@ -91,7 +91,10 @@ if path:
     meta = json.load(open(os.path.join(path, "metadata.json")))
     size = sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path))
     out.update(num_embeddings=meta["num_embeddings"], num_partitions=meta["num_partitions"], index_bytes=size,
-               bytes_per_embedding=size / meta["num_embeddings"])
+               bytes_per_embedding=size / meta["num_embeddings"],
+               file_bytes={f: os.path.getsize(os.path.join(path, f)) for f in sorted(os.listdir(path))})
+    ivf, ivf_lengths = torch.load(os.path.join(path, "ivf.pid.pt"))  # what the IVF's size is made of
+    out.update(ivf_pairs=int(ivf_lengths.sum()), ivf_padding=int(ivf.numel() - ivf_lengths.sum()))
 out["peak_rss_mib"] = peak_mib()
 print("RESULT " + json.dumps(out))
 """

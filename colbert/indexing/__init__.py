@@ -131,6 +131,28 @@ def _sampled_rows(plan: Plan, k: int, doclens: list[int]) -> Tensor:
     return torch.repeat_interleave(keep, torch.tensor(doclens)).nonzero().squeeze(1)  # (rows,)
 
 
+def _gather(index_dir: Path, rows: list[Tensor], parts: list[Tensor], dim: int) -> list[Tensor]:
+    """The embeddings of each part of a sample, as (n, dim) fp16 tensors, rows in chunk order.
+
+    `rows[k]` are chunk k's candidate rows; a part holds positions into their concatenation. Each chunk file is
+    mapped once and its rows are copied straight into their place (no temporary per chunk).
+    """
+    starts = torch.tensor([0] + [r.numel() for r in rows]).cumsum(0)  # (num_chunks + 1,) first position of each
+    parts = [part.sort().values for part in parts]
+    bounds = [torch.searchsorted(part, starts) for part in parts]  # part[bounds[k]:bounds[k + 1]] lie in chunk k
+    out = [torch.empty(part.numel(), dim, dtype=torch.float16) for part in parts]
+    for k, chunk_rows in enumerate(rows):
+        if not any(int(b[k + 1]) > int(b[k]) for b in bounds):
+            continue
+        embeddings = _chunk_embeddings(index_dir, k)[0]  # memory-mapped; unmapped when dropped
+        for part, b, dest in zip(parts, bounds, out):
+            first, last = int(b[k]), int(b[k + 1])
+            if last > first:
+                torch.index_select(embeddings, 0, chunk_rows[part[first:last] - starts[k]], out=dest[first:last])
+        del embeddings
+    return out
+
+
 def _chunk_embeddings(index_dir: Path, k: int) -> tuple[Tensor, list[int]]:
     stored = index_format.read_chunk_embeddings(index_dir, k)
     if stored is None:
@@ -154,19 +176,16 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     num_points = kmeans_sample_size(available - heldout, num_partitions)
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     chosen = torch.randperm(available, generator=generator)[: num_points + heldout]  # random order = the split
-    flat_rows = torch.cat(rows)
-    owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([r.numel() for r in rows]))
-    sample = torch.empty(chosen.numel(), config.dim, dtype=torch.float16)
-    for k in range(plan.num_chunks):
-        where = (owner[chosen] == k).nonzero().squeeze(1)  # positions in `sample` drawn from chunk k
-        sample[where] = _chunk_embeddings(index_dir, k)[0][flat_rows[chosen[where]]]  # unmapped when dropped
-    del rows, flat_rows, owner, chosen
+    heldout_sample, sample = _gather(index_dir, rows, [chosen[:heldout], chosen[heldout:]], config.dim)
+    del rows, chosen
     release_free_memory()  # the gathering's temporaries: k-means starts from the sample alone
-    heldout_sample, sample = sample[:heldout], sample[heldout:]
     num_partitions = min(num_partitions, sample.size(0))
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
     centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"), bf16=bf16)
-    codec = ResidualCodec.fit(centroids, heldout_sample if heldout else sample, config.nbits, bf16=bf16)
+    fit_on = heldout_sample if heldout else sample
+    del sample, heldout_sample  # the buckets need only the held-out embeddings: the rest is freed before fitting them
+    release_free_memory()
+    codec = ResidualCodec.fit(centroids, fit_on, config.nbits, bf16=bf16)
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
     index_format.write_plan(index_dir, {

@@ -30,6 +30,26 @@ logger = logging.getLogger(__name__)
 CPU_FORWARD_TOKENS = 2048  # padded tokens per forward pass on CPU (11 passages at doc_maxlen 180, 4 at 512)
 
 
+def padded_length(longest: int, doc_maxlen: int) -> int:
+    """The length a CPU forward pass of passages of at most `longest` tokens is padded to: rounded up to a multiple
+    of 2^(floor(log2(longest)) - 2) (by less than a quarter) or of 16, whichever is smaller, but never past
+    doc_maxlen (nor below `longest`).
+
+    oneDNN, which runs the linear layers on CPU, compiles and caches kernels per input shape. Length-sorted batches
+    of passages of every length gave hundreds of shapes, and the cache grew chunk after chunk of a large
+    collection: 10 chunks of 5,825 short passages went from 589 to 620 MiB retained (peak 662 to 717 MiB). With
+    rounded lengths (28 up to 180), each with a fixed number of rows per pass, they stay at 546-549 MiB (peak
+    612-645 MiB), for about 6 % more encoding time on such short passages. Padding does not change the vectors:
+    padded tokens are masked out.
+
+    >>> [padded_length(n, 180) for n in (10, 21, 47, 130, 177, 200)]
+    [10, 24, 48, 144, 180, 200]
+    """
+    granule = min(16, 1 << max(0, longest.bit_length() - 3))  # 2^(floor(log2(longest)) - 2), at most 16
+    rounded = -(-longest // granule) * granule
+    return max(longest, min(rounded, doc_maxlen))
+
+
 def kept_lengths(checkpoint: Checkpoint, ids: list[list[int]]) -> list[int]:
     """Vectors each passage will have: its tokens minus [PAD] and the punctuation skiplist."""
     skip = set(checkpoint.skiplist_ids.tolist()) | {checkpoint.pad_token}
@@ -57,11 +77,13 @@ def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
     batches = length_sorted_batches([len(x) for x in ids], bsize)
     on_cpu = checkpoint.device.type == "cpu"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and on_cpu else contextlib.nullcontext()
+    doc_maxlen = checkpoint.colbert_config.doc_maxlen
     for batch in progress(batches, desc="Encoding passages", enabled=show_progress, unit="batch"):
-        step = max(1, CPU_FORWARD_TOKENS // max(len(ids[i]) for i in batch)) if on_cpu else len(batch)
+        length = padded_length(max(len(ids[i]) for i in batch), doc_maxlen) if on_cpu else None
+        step = max(1, CPU_FORWARD_TOKENS // length) if on_cpu else len(batch)
         for first in range(0, len(batch), step):
             part = batch[first:first + step]
-            input_ids, attention_mask = checkpoint.doc_tokenizer.pad([ids[i] for i in part])
+            input_ids, attention_mask = checkpoint.doc_tokenizer.pad([ids[i] for i in part], length)
             with autocast:
                 D, keep = checkpoint.doc(input_ids, attention_mask, keep_dims="return_mask", to_cpu=True)
             for row, i in enumerate(part):

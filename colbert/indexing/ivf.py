@@ -17,7 +17,7 @@ from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
-IVF_CHUNK = 1 << 22  # embeddings keyed and deduplicated at once: 2**22 x int64 keys = 32 MiB (plus the sort's copy)
+IVF_CHUNK = 1 << 20  # embeddings keyed and deduplicated at once: 2**20 x int64 keys = 8 MiB (a few such temporaries)
 
 
 def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tensor, Tensor]:

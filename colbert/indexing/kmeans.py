@@ -58,7 +58,7 @@ def _fastkmeans(sample: Tensor, k: int, niters: int, device: torch.device, seed:
     return torch.from_numpy(kmeans.centroids).float()
 
 
-SCORE_BLOCK = 1 << 23  # centroid scores held at once by nearest_centroids: 32 MiB in fp32, 16 in bf16, whatever C is
+SCORE_BLOCK = 1 << 22  # centroid scores held at once by nearest_centroids: 16 MiB in fp32, 8 in bf16, whatever C is
 BF16_UNIT = 2.0 ** -9  # the relative error of one rounding to bfloat16 (8 significant bits, round to nearest)
 LLOYD_BLOCK = 1 << 13  # points converted to fp32 at once by lloyd's update (2**13 x 128 x 4 B = 4 MiB)
 

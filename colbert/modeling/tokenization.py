@@ -141,9 +141,13 @@ class DocTokenizer:
                        return_attention_mask=False)["input_ids"]
         return [x[:1] + [self.D_marker_token_id] + x[1:] for x in ids]
 
-    def pad(self, ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-        """Right-pad a batch to its longest member. Shapes: -> ids (B, L), mask (B, L)."""
-        length = max(len(x) for x in ids)
+    def pad(self, ids: Sequence[Sequence[int]], length: Optional[int] = None) -> tuple[Tensor, Tensor]:
+        """Right-pad a batch to its longest member, or to `length` (at least that long).
+        Shapes: -> ids (B, L), mask (B, L)."""
+        longest = max(len(x) for x in ids)
+        if length is not None and length < longest:
+            raise ValueError(f"cannot pad a batch whose longest member has {longest} tokens to {length}")
+        length = length or longest
         out = torch.full((len(ids), length), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), length), dtype=torch.long)
         for row, x in enumerate(ids):
