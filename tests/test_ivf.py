@@ -9,7 +9,7 @@ import torch
 
 from colbert.indexing import format as index_format
 from colbert.indexing import ivf as ivf_module
-from colbert.indexing.ivf import build_ivf, ivf_offsets
+from colbert.indexing.ivf import build_ivf, build_ivf_from_chunks, ivf_offsets
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COMPAT_INDEX = SHARED / "compat" / "index-scifact1k-nbits2"
@@ -26,7 +26,8 @@ def brute_force_ivf(codes: torch.Tensor, doclens: torch.Tensor, num_partitions: 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("block", [3, 64, 1 << 22])
 def test_build_ivf_equals_brute_force(seed, block, monkeypatch):
-    monkeypatch.setattr(ivf_module, "IVF_CHUNK", block)  # small blocks cut documents in the middle
+    monkeypatch.setattr(ivf_module, "IVF_CHUNK", block)  # small blocks: many of them, some a single long document
+    monkeypatch.setattr(ivf_module, "BLOCK_PER_CENTROID", 0)
     g = torch.Generator().manual_seed(seed)
     num_partitions = int(torch.randint(1, 20, (1,), generator=g))
     doclens = torch.randint(0, 9, (int(torch.randint(1, 30, (1,), generator=g)),), generator=g)
@@ -53,6 +54,23 @@ def test_empty_partitions_and_empty_documents():
     assert lengths.tolist() == [0, 0, 0, 1, 0] and ivf[:1].tolist() == [1]
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_chunks_give_the_same_lists_as_the_whole(seed, monkeypatch):
+    monkeypatch.setattr(ivf_module, "IVF_CHUNK", 16)
+    monkeypatch.setattr(ivf_module, "BLOCK_PER_CENTROID", 0)
+    g = torch.Generator().manual_seed(seed)
+    doclens = torch.randint(0, 12, (60,), generator=g)
+    codes = torch.randint(0, 7, (int(doclens.sum()),), generator=g, dtype=torch.int32)
+    cuts = [0, 5, 5, 31, 60]  # an empty chunk included
+    chunks = []
+    for a, b in zip(cuts, cuts[1:]):
+        first, last = int(doclens[:a].sum()), int(doclens[:b].sum())
+        chunks.append((codes[first:last], doclens[a:b]))
+    whole, whole_lengths = build_ivf(codes, doclens, 7)
+    ivf, lengths = build_ivf_from_chunks(iter(chunks), 7)
+    assert torch.equal(lengths, whole_lengths) and torch.equal(ivf, whole)
+
+
 def test_build_ivf_rejects_bad_input():
     with pytest.raises(ValueError, match="sum to 3 but there are 2 codes"):
         build_ivf(torch.tensor([0, 1]), torch.tensor([3]), 2)
@@ -67,6 +85,7 @@ def test_rebuilding_the_reference_ivf_is_exact(monkeypatch):
     if not COMPAT_INDEX.is_dir():
         pytest.skip(f"{COMPAT_INDEX} is missing: the reference-built index lives in ../shared beside the checkout")
     monkeypatch.setattr(ivf_module, "IVF_CHUNK", 10_000)  # several blocks
+    monkeypatch.setattr(ivf_module, "BLOCK_PER_CENTROID", 0)
     chunk = index_format.read_chunk(COMPAT_INDEX, 0, dim=128, nbits=2, mmap=True)
     ivf, lengths = build_ivf(chunk.codes, chunk.doclens, 4096)
     expected_ivf, expected_lengths = index_format.read_ivf(COMPAT_INDEX, 4096)

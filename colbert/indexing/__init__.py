@@ -25,7 +25,7 @@ from colbert.data import Collection
 from colbert.indexing import format as index_format
 from colbert.indexing.codec import ResidualCodec, check_nbits
 from colbert.indexing.encoder import encode_passages
-from colbert.indexing.ivf import build_ivf
+from colbert.indexing.ivf import build_ivf_from_chunks
 from colbert.indexing.kmeans import train_centroids
 from colbert.indexing.memory import release_free_memory
 from colbert.indexing.plan import (HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, Plan, kmeans_sample_size, make_plan,
@@ -221,12 +221,10 @@ def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBE
               stats: IndexStats) -> None:
     t0 = time.perf_counter()
     num_embeddings = index_format.write_embedding_offsets(index_dir, plan.num_chunks)
-    chunks = [index_format.read_chunk(index_dir, k, config.dim, config.nbits, mmap=True)
-              for k in range(plan.num_chunks)]
-    codes = torch.cat([c.codes for c in chunks]) if len(chunks) > 1 else chunks[0].codes
-    doclens = torch.cat([c.doclens for c in chunks])
     num_partitions = codec.centroids.size(0)
-    ivf, ivf_lengths = build_ivf(codes, doclens, num_partitions)
+    chunks = (index_format.read_chunk(index_dir, k, config.dim, config.nbits, mmap=True)
+              for k in range(plan.num_chunks))  # read one at a time, each unmapped once its lists are taken
+    ivf, ivf_lengths = build_ivf_from_chunks(((c.codes, c.doclens) for c in chunks), num_partitions)
     index_format.write_ivf(index_dir, ivf, ivf_lengths)
     index_format.write_doc_ids(index_dir, collection.ids)
     index_format.write_metadata(index_dir, {

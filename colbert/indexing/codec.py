@@ -17,7 +17,7 @@ from colbert import kernels
 from colbert.indexing.kmeans import nearest_centroids
 
 VALID_NBITS = (1, 2, 4)
-COMPRESS_BATCH = 1 << 14  # embeddings compressed at once (their residuals: 2**14 x 128 x fp32 = 8 MiB)
+COMPRESS_BATCH = 1 << 13  # embeddings compressed at once (their residuals: 2**13 x 128 x fp32 = 4 MiB)
 
 
 def check_nbits(nbits: int) -> int:
@@ -68,12 +68,15 @@ class ResidualCodec:
         float32 (see `nearest_centroids`: the same codes).
 
         Shapes: embeddings (n, d) -> codes (n,) int32, residuals (n, d * nbits / 8) uint8."""
-        codes = nearest_centroids(embeddings, self.centroids, bf16=bf16)  # (n,)
+        C = self.centroids.float()  # (C, d), shared with nearest_centroids (which would make its own copy)
+        codes = nearest_centroids(embeddings, C, bf16=bf16)  # (n,)
         packed = torch.empty(embeddings.size(0), self.dim * self.nbits // 8, dtype=torch.uint8)
-        C = self.centroids.float()
+        buffer = torch.empty(min(COMPRESS_BATCH, embeddings.size(0)), self.dim)  # one (b, d) fp32 block in all
         for start in range(0, embeddings.size(0), COMPRESS_BATCH):
-            block = embeddings[start:start + COMPRESS_BATCH].float()  # (b, d)
-            residuals = block - C[codes[start:start + COMPRESS_BATCH].long()]  # (b, d)
+            block = embeddings[start:start + COMPRESS_BATCH]  # (b, d)
+            residuals = buffer[:block.size(0)]
+            torch.index_select(C, 0, codes[start:start + COMPRESS_BATCH].long(), out=residuals)
+            residuals.neg_().add_(block)  # embedding - centroid, the same float32 as block.float() - centroid
             packed[start:start + block.size(0)] = kernels.compress_residuals(residuals, self.bucket_cutoffs,
                                                                              self.nbits)
         return codes, packed

@@ -9,6 +9,7 @@ StridedTensor reads such windows); `build_ivf` does the same, so rebuilding an i
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
@@ -17,15 +18,13 @@ from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
-IVF_CHUNK = 1 << 20  # embeddings keyed and deduplicated at once: 2**20 x int64 keys = 8 MiB (a few such temporaries)
+IVF_CHUNK = 1 << 18  # embeddings keyed and deduplicated at once: 2**18 x int64 keys = 2 MiB (a few such temporaries)
+BLOCK_PER_CENTROID = 4  # ... and at least 4 per centroid, so one block's int32 counts per centroid (C,) stay
+#                         below about half of its int32 pids, whatever the number of blocks
 
 
 def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tensor, Tensor]:
     """Inverted lists from the centroid code of every embedding.
-
-    Each (centroid, pid) pair is encoded as one int64 key `code * P + pid`; keys are deduplicated (sorted) a
-    block of `IVF_CHUNK` embeddings at a time, then once more over the blocks' survivors, so memory follows the
-    number of distinct pairs rather than the number of embeddings. No Python loop over embeddings or centroids.
 
     Args:
         codes: the centroid id of each embedding, passages in pid order (may be memory-mapped).
@@ -44,37 +43,73 @@ def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tens
         >>> ivf.tolist(), lengths.tolist()
         ([0, 1, 0, 1], [1, 1, 2])
     """
-    doclens = torch.as_tensor(doclens, dtype=torch.int64)
-    if codes.dim() != 1 or codes.is_floating_point() or doclens.dim() != 1:
-        raise ValueError(f"codes and doclens must be 1-D integer tensors, got {tuple(codes.shape)} {codes.dtype} "
-                         f"and {tuple(doclens.shape)}")
-    if int(doclens.sum()) != codes.numel():
-        raise ValueError(f"doclens sum to {int(doclens.sum()):,} but there are {codes.numel():,} codes")
-    num_passages = doclens.numel()
-    doc_starts = torch.cumsum(doclens, 0) - doclens  # (P,) first embedding of each passage
-    keys = []
-    for start in progress(range(0, codes.numel(), IVF_CHUNK), desc="Building the IVF", unit="block"):
-        block = codes[start : start + IVF_CHUNK].to(torch.int64)  # (n,)
-        if block.numel() and (int(block.min()) < 0 or int(block.max()) >= num_partitions):
-            raise ValueError(f"codes must lie in [0, {num_partitions}); embeddings {start:,}.. have "
-                             f"[{int(block.min())}, {int(block.max())}]")
-        positions = torch.arange(start, start + block.numel())  # (n,) embedding ids
-        pids = torch.searchsorted(doc_starts, positions, right=True) - 1  # (n,) passage of each embedding
-        keys.append(torch.unique(block * num_passages + pids))  # (m <= n,) sorted distinct (code, pid) keys
-    keys = torch.unique(torch.cat(keys)) if keys else torch.empty(0, dtype=torch.int64)  # sorted by code, then pid
-    ivf = (keys % max(num_passages, 1)).to(torch.int32)
-    lengths = torch.bincount(keys // max(num_passages, 1), minlength=num_partitions)
-    return _pad_like_reference(ivf, lengths), lengths
+    return build_ivf_from_chunks([(codes, doclens)], num_partitions)
 
 
-def _pad_like_reference(ivf: Tensor, lengths: Tensor) -> Tensor:
-    """Append max(lengths) zeros when a max-length window from the last list's start would run past the end."""
-    if lengths.numel() == 0:
-        return ivf
-    longest = int(lengths.max())
-    if longest > int(lengths[-1]):  # i.e. offsets[-2] + longest > len(ivf)
-        ivf = torch.cat([ivf, ivf.new_zeros(longest)])
-    return ivf
+def build_ivf_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], num_partitions: int) -> tuple[Tensor, Tensor]:
+    """`build_ivf` over consecutive (codes, doclens) chunks of the passages, read one at a time.
+
+    The embeddings are cut into blocks of at most `IVF_CHUNK` (or 4 per centroid) at passage boundaries, so no (centroid, pid) pair can
+    occur in two blocks: each block's pairs are deduplicated alone (one sort of `code * P + pid` keys), kept as
+    int32 pids with per-centroid counts, and at the end every block's pids are copied straight to their place in
+    the output (a centroid's list is its pairs from block 0, then block 1, ...: pids grow from block to block).
+    Memory is the output plus one block's temporaries, not a sort of all pairs; no Python loop over embeddings.
+    """
+    pieces: list[tuple[Tensor, Tensor]] = []  # per block: pids sorted by (code, pid) and the count per code
+    first_pid = 0
+    for codes, doclens in chunks:
+        doclens = torch.as_tensor(doclens, dtype=torch.int64)
+        if codes.dim() != 1 or codes.is_floating_point() or doclens.dim() != 1:
+            raise ValueError(f"codes and doclens must be 1-D integer tensors, got {tuple(codes.shape)} "
+                             f"{codes.dtype} and {tuple(doclens.shape)}")
+        if int(doclens.sum()) != codes.numel():
+            raise ValueError(f"doclens sum to {int(doclens.sum()):,} but there are {codes.numel():,} codes")
+        for first, last, block in _blocks(codes, doclens, max(IVF_CHUNK, BLOCK_PER_CENTROID * num_partitions)):
+            block = block.to(torch.int64)  # (n,)
+            if block.numel() and (int(block.min()) < 0 or int(block.max()) >= num_partitions):
+                raise ValueError(f"codes must lie in [0, {num_partitions}); passages {first_pid + first:,}.. have "
+                                 f"[{int(block.min())}, {int(block.max())}]")
+            width = last - first
+            local = torch.repeat_interleave(torch.arange(width), doclens[first:last])  # (n,) passage in the block
+            keys = torch.unique(block * width + local)  # (m <= n,) sorted distinct (code, pid) pairs
+            counts = torch.bincount(keys // width, minlength=num_partitions).to(torch.int32)  # (C,)
+            pieces.append(((keys % width + (first_pid + first)).to(torch.int32), counts))
+            del block, local, keys
+        first_pid += doclens.numel()
+    return _place(pieces, num_partitions)
+
+
+def _blocks(codes: Tensor, doclens: Tensor, size: int):
+    """(first passage, end passage, their codes) for runs of whole passages of at most `size` embeddings (or one
+    passage, when it is longer)."""
+    ends = torch.cumsum(doclens, 0)  # (P,) one past each passage's last embedding
+    first, start = 0, 0
+    while first < doclens.numel():
+        last = max(int(torch.searchsorted(ends, start + size, right=True)), first + 1)
+        end = int(ends[last - 1])
+        yield first, last, codes[start:end]
+        first, start = last, end
+
+
+def _place(pieces: list[tuple[Tensor, Tensor]], num_partitions: int) -> tuple[Tensor, Tensor]:
+    lengths = torch.zeros(num_partitions, dtype=torch.int64)
+    for _, counts in pieces:
+        lengths += counts
+    offsets = ivf_offsets(lengths)[:-1]  # (C,) where each list starts
+    total = int(lengths.sum())
+    longest = int(lengths.max()) if num_partitions else 0
+    # The reference appends max(lengths) zeros when a max-length window from the last list's start would run
+    # past the end (i.e. offsets[-2] + longest > len(ivf)).
+    padding = longest if num_partitions and longest > int(lengths[-1]) else 0
+    ivf = torch.zeros(total + padding, dtype=torch.int32)
+    placed = torch.zeros(num_partitions, dtype=torch.int64)  # pairs of each centroid copied so far
+    for pids, counts in progress(pieces, desc="Building the IVF", unit="block"):
+        counts = counts.to(torch.int64)
+        code = torch.repeat_interleave(torch.arange(num_partitions), counts)  # (m,) centroid of each pair
+        within = torch.arange(pids.numel()) - (torch.cumsum(counts, 0) - counts)[code]  # (m,) rank in its list
+        ivf[offsets[code] + placed[code] + within] = pids
+        placed += counts
+    return ivf, lengths
 
 
 def ivf_offsets(lengths: Tensor) -> Tensor:

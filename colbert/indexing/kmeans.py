@@ -125,7 +125,8 @@ def lloyd(points: Tensor, k: int, niters: int, seed: int = KMEANS_SEED, bf16: bo
 
     The nearest centroid maximises x.c - |c|^2 / 2; `nearest_centroids` finds it through one matmul into a reused
     buffer and, with `bf16`, a bf16 matmul whose candidates are re-scored in float32, so bf16 changes the speed,
-    not the result. Memory: the points, the centroids and one score buffer (no copy of the points).
+    not the result. Memory: the points, one (k, d) buffer for the centroids and their sums, and one score buffer
+    (no copy of the points).
 
     Shapes: points (n, d), any float dtype -> (k, d) float32, not normalised.
     """
@@ -134,11 +135,11 @@ def lloyd(points: Tensor, k: int, niters: int, seed: int = KMEANS_SEED, bf16: bo
     centroids = points[torch.randperm(n, generator=generator)[:k]].float()  # (k, d)
     for _ in range(niters):
         codes = nearest_centroids(points, centroids, bf16=bf16, bias=-0.5 * centroids.pow(2).sum(dim=1))  # (n,)
-        sums = torch.zeros(k, d)
+        sums = centroids.zero_()  # (k, d): the centroids' own buffer, no longer needed (one (k, d) tensor in all)
         for start in range(0, n, LLOYD_BLOCK):
             sums.index_add_(0, codes[start:start + LLOYD_BLOCK].long(), points[start:start + LLOYD_BLOCK].float())
         counts = torch.bincount(codes, minlength=k)  # (k,)
-        centroids = sums / counts.clamp_min(1)[:, None].float()
+        centroids = sums.div_(counts.clamp_min(1)[:, None].float())
         empty = (counts == 0).nonzero().squeeze(1)
         if empty.numel():
             centroids[empty] = points[torch.randint(0, n, (empty.numel(),), generator=generator)].float()
