@@ -94,6 +94,35 @@ def test_write_chunk_of_a_view_saves_only_the_view(tmp_path):
     assert index_format.chunk_is_complete(tmp_path, 0)
 
 
+def test_build_time_embeddings_read_back_window_by_window(tmp_path):
+    embeddings = torch.randn(1000, 16).half()
+    doclens = [300, 1, 699]
+    index_format.write_chunk_embeddings(tmp_path, 3, embeddings, doclens)
+    stored = index_format.read_chunk_embeddings(tmp_path, 3)
+    assert len(stored) == 1000 and stored.doclens == doclens
+    windows = list(stored.windows(128))
+    assert [start for start, _ in windows] == list(range(0, 1000, 128))
+    assert torch.equal(torch.cat([w for _, w in windows]), embeddings)
+    assert torch.equal(stored.rows(990, 5000), embeddings[990:]) and stored.rows(1000, 1010).shape == (0, 16)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "no doclens", "wrong doclens", "no embeddings"])
+def test_damaged_build_time_embeddings_read_as_absent(tmp_path, damage):
+    index_format.write_chunk_embeddings(tmp_path, 0, torch.randn(10, 4), [4, 6])
+    npy, side = tmp_path / index_format.embeddings_file(0), tmp_path / index_format.embeddings_doclens_file(0)
+    if damage == "truncate":
+        npy.write_bytes(npy.read_bytes()[:-2])
+    elif damage == "no doclens":
+        side.unlink()
+    elif damage == "wrong doclens":
+        side.write_text(json.dumps({"shape": [10, 4], "doclens": [4, 5]}))
+    else:
+        npy.unlink()
+    assert index_format.read_chunk_embeddings(tmp_path, 0) is None  # the build encodes that chunk again
+    index_format.remove_chunk_embeddings(tmp_path, 0)
+    assert not npy.exists() and not side.exists()
+
+
 def test_writers_refuse_inconsistent_input(tmp_path):
     with pytest.raises(ValueError, match="doclens sum to 5"):
         index_format.write_chunk(tmp_path, 0, torch.zeros(4, dtype=torch.int32), torch.zeros(4, 4, dtype=torch.uint8),

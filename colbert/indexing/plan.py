@@ -9,9 +9,9 @@ from dataclasses import dataclass
 TYPICAL_DOCLEN = 120  # the reference's doclen guess for sampling, independent of doc_maxlen
 MAX_CHUNK_PASSAGES = 25_000  # the reference's chunk size cap
 CHUNK_EMBEDDINGS_BUDGET = 1 << 20  # token embeddings encoded per chunk: 2**20 x 128 dims x fp16 = 256 MiB
-KMEANS_POINTS_PER_CENTROID = 64  # k-means sample cap per centroid (faiss would take up to 256), within the absolute cap below
+KMEANS_POINTS_PER_CENTROID = 64  # k-means sample cap per centroid (faiss would take up to 256), within the caps below
 KMEANS_MIN_POINTS = 1 << 16  # but never fewer points than this (when the collection has them)
-KMEANS_MAX_POINTS = 1 << 18  # nor more: 2**18 x 128 dims x fp32 = 128 MiB, whatever the collection size
+KMEANS_MAX_POINTS = 1 << 18  # nor more: 2**18 x 128 dims x fp16 = 64 MiB, whatever the collection size
 HELDOUT_FRACTION, HELDOUT_MAX = 0.05, 50_000  # sample share kept out of k-means to fit the residual buckets
 SAMPLE_SEED = 12345  # the reference's seed for the passage sample
 
