@@ -104,6 +104,9 @@ def test_build_time_embeddings_read_back_window_by_window(tmp_path):
     assert [start for start, _ in windows] == list(range(0, 1000, 128))
     assert torch.equal(torch.cat([w for _, w in windows]), embeddings)
     assert torch.equal(stored.rows(990, 5000), embeddings[990:]) and stored.rows(1000, 1010).shape == (0, 16)
+    index_format.write_chunk_embeddings(tmp_path, 4, embeddings[:10], [10])  # a view: only its rows are written
+    assert torch.equal(index_format.read_chunk_embeddings(tmp_path, 4).rows(0, 10), embeddings[:10])
+    assert (tmp_path / index_format.embeddings_file(4)).stat().st_size < 10 * 16 * 2 + 200
 
 
 @pytest.mark.parametrize("damage", ["truncate", "no doclens", "wrong doclens", "no embeddings"])

@@ -300,3 +300,13 @@ def test_lloyd_resets_an_empty_cluster_to_a_point():
     points = torch.tensor([[1.0, 0.0]] * 5 + [[0.0, 1.0]] * 5)  # two distinct points, three centroids
     centroids = lloyd(points, 3, 3, seed=0)
     assert all(any(torch.equal(c, p) for p in points[[0, 5]]) for c in centroids)  # every centroid is a real point
+
+
+def test_the_encoder_output_has_a_storage_glibc_always_maps():
+    from colbert.indexing.encoder import OUTPUT_MIN_BYTES, _output_buffer
+
+    small = _output_buffer(10, 128)
+    assert small.shape == (10, 128) and small.dtype == torch.float16 and small.is_contiguous()
+    assert small.untyped_storage().nbytes() >= OUTPUT_MIN_BYTES
+    big = _output_buffer(200_000, 128)  # past the minimum: exactly its rows
+    assert big.untyped_storage().nbytes() == 200_000 * 128 * 2
