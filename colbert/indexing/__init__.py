@@ -133,33 +133,34 @@ def _sampled_rows(plan: Plan, k: int, doclens: list[int]) -> Tensor:
     return torch.repeat_interleave(keep, torch.tensor(doclens)).nonzero().squeeze(1)  # (rows,)
 
 
-def _gather(index_dir: Path, rows: list[Tensor], parts: list[Tensor], dim: int) -> list[Tensor]:
-    """The embeddings of each part of a sample, as (n, dim) fp16 tensors, rows in chunk order.
-
-    `rows[k]` are chunk k's candidate rows (ascending); a part holds positions into their concatenation. Chunk
-    files are read a window of `READ_WINDOW` rows at a time (windows without a wanted row are skipped) and rows are
-    copied straight into their place: memory is the output plus one window.
-    """
+def _select(rows: list[Tensor], positions: Tensor) -> list[Tensor]:
+    """Chunk k's rows at `positions` into the concatenation of `rows` (chunk k's candidate rows, ascending).
+    Shapes: positions (m,) -> per chunk (m_k,) int64, ascending, sum(m_k) = m."""
     starts = torch.tensor([0] + [r.numel() for r in rows]).cumsum(0)  # (num_chunks + 1,) first position of each
-    parts = [part.sort().values for part in parts]
-    out = [torch.empty(part.numel(), dim, dtype=torch.float16) for part in parts]
-    for k, chunk_rows in enumerate(rows):
-        wanted = []  # (where its rows go, which chunk rows: ascending) per part with rows in chunk k
-        for part, dest in zip(parts, out):
-            a, b = torch.searchsorted(part, starts[k:k + 2]).tolist()
-            if b > a:
-                wanted.append((dest[a:b], chunk_rows[part[a:b] - starts[k]]))
-        if not wanted:
+    positions = positions.sort().values
+    bounds = torch.searchsorted(positions, starts).tolist()  # positions[bounds[k]:bounds[k + 1]] lie in chunk k
+    return [r[positions[a:b] - start] for r, a, b, start in zip(rows, bounds, bounds[1:], starts.tolist())]
+
+
+def _gather(index_dir: Path, rows: list[Tensor], dim: int) -> Tensor:
+    """The embeddings at chunk k's `rows[k]` (ascending) for every k, in chunk order. Shapes: -> (n, dim) fp16.
+
+    Chunk files are read a window of `READ_WINDOW` rows at a time (windows without a wanted row are skipped) and rows
+    are copied straight into their place: memory is the output plus one window.
+    """
+    out = torch.empty(sum(r.numel() for r in rows), dim, dtype=torch.float16)
+    first = 0
+    for k, chosen in enumerate(rows):
+        if chosen.numel() == 0:
             continue
-        chunk = _chunk_embeddings(index_dir, k)
-        for start in range(0, len(chunk), READ_WINDOW):
-            window = None
-            for dest, chosen in wanted:
-                a, b = torch.searchsorted(chosen, torch.tensor([start, start + READ_WINDOW])).tolist()
-                if b > a:
-                    window = chunk.rows(start, start + READ_WINDOW) if window is None else window
-                    torch.index_select(window, 0, chosen[a:b] - start, out=dest[a:b])
-            del window  # unmapped: its pages leave this process's memory
+        dest, chunk = out[first:first + chosen.numel()], _chunk_embeddings(index_dir, k)
+        bounds = torch.searchsorted(chosen, torch.arange(0, len(chunk) + READ_WINDOW, READ_WINDOW)).tolist()
+        for start, a, b in zip(range(0, len(chunk), READ_WINDOW), bounds, bounds[1:]):
+            if b > a:
+                window = chunk.rows(start, start + READ_WINDOW)
+                torch.index_select(window, 0, chosen[a:b] - start, out=dest[a:b])
+                del window  # unmapped: its pages leave this process's memory
+        first += chosen.numel()
     return out
 
 
@@ -184,7 +185,10 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     num_points = kmeans_sample_size(available - heldout, num_partitions)
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     chosen = torch.randperm(available, generator=generator)[: num_points + heldout]  # random order = the split
-    (sample,) = _gather(index_dir, rows, [chosen[heldout:]], config.dim)
+    sample_rows, heldout_rows = _select(rows, chosen[heldout:]), _select(rows, chosen[:heldout])
+    del rows, chosen  # a row id per candidate embedding: 8 MiB per million, not kept through k-means
+    sample = _gather(index_dir, sample_rows, config.dim)
+    del sample_rows
     release_free_memory()  # the gathering's temporaries: k-means starts from the sample alone
     num_partitions = min(num_partitions, sample.size(0))
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
@@ -192,10 +196,9 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     if heldout:  # read after k-means, once the sample is gone: the two are never in memory together
         del sample
         release_free_memory()
-        (fit_on,) = _gather(index_dir, rows, [chosen[:heldout]], config.dim)
+        fit_on = _gather(index_dir, heldout_rows, config.dim)
     else:
         fit_on = sample
-    del rows, chosen
     codec = ResidualCodec.fit(centroids, fit_on, config.nbits, bf16=bf16)
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
