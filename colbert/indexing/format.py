@@ -330,15 +330,11 @@ def read_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> ChunkEmbedding
     try:
         meta = load_json(side)
         shape, doclens = tuple(int(x) for x in meta["shape"]), [int(x) for x in meta["doclens"]]
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
-                      np.lib.format.read_array_header_2_0)(f)
-            offset = f.tell()
-        stored_shape, fortran, dtype = header
-        size_ok = path.stat().st_size == offset + shape[0] * shape[1] * 2
-        if (tuple(stored_shape) != shape or fortran or dtype != np.float16 or len(shape) != 2
-                or sum(doclens) != shape[0] or not size_ok):
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file, reads only its header
+        offset, stored = header.offset, (tuple(header.shape), header.dtype, header.flags.c_contiguous)
+        del header
+        if (len(shape) != 2 or stored != (shape, np.dtype(np.float16), True) or sum(doclens) != shape[0]
+                or path.stat().st_size != offset + shape[0] * shape[1] * 2):
             return None
     except (OSError, ValueError, KeyError, TypeError, IndexFormatError):
         return None
