@@ -126,6 +126,24 @@ def test_damaged_build_time_embeddings_read_as_absent(tmp_path, damage):
     assert not npy.exists() and not side.exists()
 
 
+def test_rows_are_written_piece_by_piece_and_checked_on_reading(tmp_path):
+    rows = torch.randn(70, 8).half()
+    path = tmp_path / "rows.npy"
+    index_format.write_rows(path, 70, 8, rows.split(32))
+    assert np.array_equal(np.load(path), rows.numpy())  # a plain .npy
+    stored = index_format.read_rows(path)
+    assert stored.shape == (70, 8) and torch.equal(stored.rows(30, 45), rows[30:45])
+    with pytest.raises(ValueError, match="to hold 80 rows, but 70"):
+        index_format.write_rows(tmp_path / "short.npy", 80, 8, rows.split(32))
+    with pytest.raises(ValueError, match="8 columns expected"):
+        index_format.write_rows(tmp_path / "wide.npy", 70, 8, [torch.zeros(70, 9)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.npy"]  # nothing half-written left behind
+    path.write_bytes(path.read_bytes()[:-1])
+    assert index_format.read_rows(path) is None and index_format.read_rows(tmp_path / "absent.npy") is None
+    np.save(tmp_path / "f32.npy", np.zeros((3, 8), dtype=np.float32))
+    assert index_format.read_rows(tmp_path / "f32.npy") is None
+
+
 def test_writers_refuse_inconsistent_input(tmp_path):
     with pytest.raises(ValueError, match="doclens sum to 5"):
         index_format.write_chunk(tmp_path, 0, torch.zeros(4, dtype=torch.int32), torch.zeros(4, 4, dtype=torch.uint8),

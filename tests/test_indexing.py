@@ -302,6 +302,52 @@ def test_lloyd_resets_an_empty_cluster_to_a_point():
     assert all(any(torch.equal(c, p) for p in points[[0, 5]]) for c in centroids)  # every centroid is a real point
 
 
+def test_lloyd_streams_points_from_disk_with_the_same_result(tmp_path, monkeypatch):
+    from colbert.indexing import kmeans
+
+    monkeypatch.setattr(kmeans, "LLOYD_WINDOW", 16)  # many windows; LLOYD_BLOCK stays a divisor of it
+    monkeypatch.setattr(kmeans, "LLOYD_BLOCK", 8)
+    g = torch.Generator().manual_seed(3)
+    points = torch.randn(203, 12, generator=g).half()
+    points[100:] = points[0]  # many duplicates: some of 64 centroids start equal and end empty, then are reset
+    path = tmp_path / "sample.npy"
+    index_format.write_rows(path, 203, 12, points.split(50))
+    on_disk = index_format.read_rows(path)
+    for bf16 in (False, True):
+        assert torch.equal(kmeans.lloyd(on_disk, 64, 4, seed=5, bf16=bf16), kmeans.lloyd(points, 64, 4, seed=5, bf16=bf16))
+    index = torch.tensor([202, 0, 17, 17, 150, 31])
+    assert torch.equal(kmeans._take(on_disk, index), points[index].float())
+
+
+def test_a_build_leaves_no_build_time_files(tiny_checkpoint, tmp_path, monkeypatch):
+    import colbert.indexing as indexing
+
+    real, seen = indexing.train_centroids, []
+
+    def spy(sample, *args, **kwargs):  # k-means is given the sample on disk, not in memory
+        seen.append((type(sample).__name__, sorted(p.name for p in sample.path.parent.glob("*.build.*"))))
+        return real(sample, *args, **kwargs)
+
+    monkeypatch.setattr(indexing, "train_centroids", spy)
+    monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 16 * 64)
+    path = build(tiny_checkpoint, tmp_path, texts(40))
+    assert seen[0][0] == "ChunkEmbeddings" and index_format.KMEANS_SAMPLE_FILE in seen[0][1]
+    assert not list(Path(path).glob("*.build.*"))
+
+
+def test_resume_removes_an_earlier_versions_build_files(tiny_checkpoint, tmp_path, monkeypatch):
+    import colbert.indexing as indexing
+
+    monkeypatch.setattr(indexing, "_train_codec", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_checkpoint, tmp_path, texts(20))
+    staging = next(p for p in tmp_path.rglob("*") if p.is_dir() and list(p.glob("*.embeddings.build.npy")))
+    torch.save(torch.zeros(3, 4), staging / "7.embeddings.build.pt")  # what earlier versions wrote
+    monkeypatch.undo()
+    path = build(tiny_checkpoint, tmp_path, texts(20), overwrite="resume")
+    assert not list(Path(path).glob("*.build.*")) and LoadedIndex.open(path).num_passages == 20
+
+
 def test_the_encoder_output_has_a_storage_glibc_always_maps():
     from colbert.indexing.encoder import OUTPUT_MIN_BYTES, _output_buffer
 

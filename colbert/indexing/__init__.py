@@ -2,11 +2,12 @@
 
 1. encode each chunk of passages once, to a build-time file beside the index (fp16);
 2. rank 0 fits centroids (k-means: `lloyd` on CPU, fastkmeans on CUDA) on a bounded sample of those embeddings,
-   and the residual codec;
+   written to a build-time file that `lloyd` reads a window at a time, and the residual codec;
 3. each chunk is compressed into codes + packed residuals and written; its build-time file is deleted;
 4. rank 0 writes the IVF, the document ids and, last, metadata.json, which marks the index complete.
 
-Memory holds one chunk of embeddings, the k-means sample and the centroids, whatever the collection size. With
+Memory holds one chunk of embeddings while encoding, then k-means' buffers (the centroids, their scores, a code
+per sample point) and one window of the sample, whatever the collection size. With
 `resume=True`, chunks already written are kept and encoded chunks are not encoded again.
 """
 
@@ -16,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -80,7 +81,7 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
             release_free_memory()  # each chunk starts from the memory in use, not from what earlier ones left
     _barrier()
     if rank == 0 and not resume_codec:
-        _train_codec(index_dir, plan, config, stats)
+        _train_codec(index_dir, plan, config, stats, checkpoint.device)
         release_free_memory()
     _barrier()
     codec = _read_codec(index_dir, config)
@@ -142,25 +143,33 @@ def _select(rows: list[Tensor], positions: Tensor) -> list[Tensor]:
     return [r[positions[a:b] - start] for r, a, b, start in zip(rows, bounds, bounds[1:], starts.tolist())]
 
 
-def _gather(index_dir: Path, rows: list[Tensor], dim: int) -> Tensor:
-    """The embeddings at chunk k's `rows[k]` (ascending) for every k, in chunk order. Shapes: -> (n, dim) fp16.
+def _gathered(index_dir: Path, rows: list[Tensor]) -> Iterator[Tensor]:
+    """The embeddings at chunk k's `rows[k]` (ascending) for every k, in chunk order, a piece per window read.
+    Shapes: -> pieces (m, dim) fp16, sum(m) = sum(rows[k].numel()).
 
-    Chunk files are read a window of `READ_WINDOW` rows at a time (windows without a wanted row are skipped) and rows
-    are copied straight into their place: memory is the output plus one window.
+    Chunk files are read a window of `READ_WINDOW` rows at a time (windows without a wanted row are skipped), each
+    unmapped before the next: memory is one window and one piece.
     """
-    out = torch.empty(sum(r.numel() for r in rows), dim, dtype=torch.float16)
-    first = 0
     for k, chosen in enumerate(rows):
         if chosen.numel() == 0:
             continue
-        dest, chunk = out[first:first + chosen.numel()], _chunk_embeddings(index_dir, k)
+        chunk = _chunk_embeddings(index_dir, k)
         bounds = torch.searchsorted(chosen, torch.arange(0, len(chunk) + READ_WINDOW, READ_WINDOW)).tolist()
         for start, a, b in zip(range(0, len(chunk), READ_WINDOW), bounds, bounds[1:]):
             if b > a:
                 window = chunk.rows(start, start + READ_WINDOW)
-                torch.index_select(window, 0, chosen[a:b] - start, out=dest[a:b])
+                piece = window[chosen[a:b] - start]  # a copy
                 del window  # unmapped: its pages leave this process's memory
-        first += chosen.numel()
+                yield piece
+
+
+def _gather(index_dir: Path, rows: list[Tensor], dim: int) -> Tensor:
+    """`_gathered`, in one tensor. Shapes: -> (sum(rows[k].numel()), dim) fp16."""
+    out = torch.empty(sum(r.numel() for r in rows), dim, dtype=torch.float16)
+    first = 0
+    for piece in _gathered(index_dir, rows):
+        out[first:first + piece.size(0)] = piece
+        first += piece.size(0)
     return out
 
 
@@ -171,9 +180,10 @@ def _chunk_embeddings(index_dir: Path, k: int) -> index_format.ChunkEmbeddings:
     return stored
 
 
-def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats) -> None:
-    """Centroids from a bounded sample of the sampled passages' embeddings, then the residual buckets from a
-    held-out part of it (the reference's 5 %, at most 50k)."""
+def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats,
+                 device: torch.device) -> None:
+    """Centroids from a bounded sample of the sampled passages' embeddings (k-means on `device` when it is a GPU,
+    else on CPU), then the residual buckets from a held-out part of it (the reference's 5 %, at most 50k)."""
     t0 = time.perf_counter()
     all_doclens = [_chunk_embeddings(index_dir, k).doclens for k in range(plan.num_chunks)]  # (no embedding read)
     rows = [_sampled_rows(plan, k, doclens) for k, doclens in enumerate(all_doclens)]
@@ -187,18 +197,22 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     chosen = torch.randperm(available, generator=generator)[: num_points + heldout]  # random order = the split
     sample_rows, heldout_rows = _select(rows, chosen[heldout:]), _select(rows, chosen[:heldout])
     del rows, chosen  # a row id per candidate embedding: 8 MiB per million, not kept through k-means
-    sample = _gather(index_dir, sample_rows, config.dim)
+    sample_path = index_dir / index_format.KMEANS_SAMPLE_FILE  # on disk: lloyd reads it a window at a time
+    index_format.write_rows(sample_path, num_points, config.dim, _gathered(index_dir, sample_rows))
     del sample_rows
-    release_free_memory()  # the gathering's temporaries: k-means starts from the sample alone
-    num_partitions = min(num_partitions, sample.size(0))
+    sample = index_format.read_rows(sample_path)
+    if sample is None:
+        raise RuntimeError(f"{sample_path} could not be read back after writing it; is the disk full?")
+    release_free_memory()  # the gathering's temporaries: k-means starts from its buffers alone
+    num_partitions = min(num_partitions, num_points)
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
-    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=torch.device("cpu"), bf16=bf16)
-    if heldout:  # read after k-means, once the sample is gone: the two are never in memory together
-        del sample
-        release_free_memory()
-        fit_on = _gather(index_dir, heldout_rows, config.dim)
-    else:
-        fit_on = sample
+    kmeans_device = device if device.type == "cuda" else torch.device("cpu")
+    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=kmeans_device, bf16=bf16)
+    # the buckets are fit on held-out embeddings, gathered once k-means' buffers are gone (tiny collections have
+    # none: then on the sample)
+    fit_on = _gather(index_dir, heldout_rows, config.dim) if heldout else sample.rows(0, num_points).clone()
+    del sample
+    sample_path.unlink()
     codec = ResidualCodec.fit(centroids, fit_on, config.nbits, bf16=bf16)
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -245,6 +259,9 @@ def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBE
     ivf, ivf_lengths = build_ivf_from_chunks(((c.codes, c.doclens) for c in chunks), num_partitions)
     index_format.write_ivf(index_dir, ivf, ivf_lengths)
     index_format.write_doc_ids(index_dir, collection.ids)
+    leftovers = index_format.remove_build_files(index_dir)  # e.g. an earlier version's, from an interrupted build
+    if leftovers:
+        logger.info("Removed %d build-time files left in %s", len(leftovers), index_dir)
     index_format.write_metadata(index_dir, {
         "config": config, "num_chunks": plan.num_chunks, "num_partitions": num_partitions,
         "num_embeddings": num_embeddings, "avg_doclen": num_embeddings / plan.num_passages})

@@ -30,7 +30,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence, Union
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 import torch
@@ -59,8 +59,10 @@ CHUNK_KEYS = ("passage_offset", "num_passages", "num_embeddings", "embedding_off
 
 REBUILD = "Rebuild it with Indexer.index(name, collection, overwrite=True)."
 # Files we may delete when an index is overwritten; ivf.pt is the reference's pre-optimisation IVF.
-_INDEX_FILE = re.compile(
-    r"^(\d+\.(codes|residuals|embeddings\.build)\.pt|doclens\.\d+\.json|\d+\.metadata\.json|ivf\.pt)$")
+_INDEX_FILE = re.compile(r"^(\d+\.(codes|residuals)\.pt|doclens\.\d+\.json|\d+\.metadata\.json|ivf\.pt)$")
+# Build-time files (deleted before an index is complete); N.embeddings.build.pt is what earlier versions wrote.
+_BUILD_FILE = re.compile(r"^(\d+\.embeddings\.build\.(npy|json|pt)|kmeans_sample\.build\.npy)$")
+KMEANS_SAMPLE_FILE = "kmeans_sample.build.npy"  # build-time: the k-means sample, read a window at a time
 _TEMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")
 
 
@@ -294,11 +296,12 @@ def write_chunk_embeddings(index_dir: PathLike, chunk_idx: int, embeddings: Tens
 
 
 class ChunkEmbeddings:
-    """A chunk's build-time embeddings on disk, read a window at a time: each `rows(start, end)` maps just that
-    window, and unmapping it (dropping the tensor) takes its pages out of this process's memory. One mapping of
-    the whole file would keep every page read in it resident until the end, a whole chunk's worth."""
+    """Build-time fp16 embeddings on disk (a chunk's, with its doclens, or the k-means sample's), read a window at
+    a time: each `rows(start, end)` maps just that window, and unmapping it (dropping the tensor) takes its pages
+    out of this process's memory. One mapping of the whole file would keep every page read in it resident until
+    the end, a whole chunk's worth."""
 
-    def __init__(self, path: Path, offset: int, shape: tuple[int, int], doclens: list[int]):
+    def __init__(self, path: Path, offset: int, shape: tuple[int, int], doclens: list[int] | None = None):
         self.path, self.offset, self.shape, self.doclens = path, offset, shape, doclens
 
     def __len__(self) -> int:
@@ -320,30 +323,70 @@ class ChunkEmbeddings:
             yield start, self.rows(start, start + size)
 
 
+def write_rows(path: PathLike, num_rows: int, dim: int, pieces: Iterable[Tensor]) -> None:
+    """Build-time: a (num_rows, dim) fp16 .npy written piece by piece, so that it is never whole in memory, through
+    a temporary name. Raises ValueError when the pieces do not add up to that shape (nothing is left behind).
+    Shapes: each piece (m, dim), sum of m = num_rows."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+              "shape": (int(num_rows), int(dim))}
+    written = 0
+    with atomic_write(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for piece in pieces:
+            if piece.dim() != 2 or piece.size(1) != dim:
+                raise ValueError(f"cannot write rows of shape {tuple(piece.shape)} into {path}: {dim} columns expected")
+            f.write(piece.detach().cpu().half().contiguous().numpy().data)
+            written += piece.size(0)
+        if written != num_rows:
+            raise ValueError(f"{path} was to hold {num_rows:,} rows, but {written:,} were given")
+
+
+def read_rows(path: PathLike) -> ChunkEmbeddings | None:
+    """A 2-D fp16 .npy (from write_rows or write_chunk_embeddings) for window reads, or None when it is absent,
+    unreadable or shorter than its header says. Reads only the header."""
+    path = Path(path)
+    try:
+        header = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file, reads only its header
+        offset, shape = header.offset, tuple(int(x) for x in header.shape)
+        ok = header.dtype == np.float16 and header.flags.c_contiguous and len(shape) == 2
+        del header
+        if not ok or path.stat().st_size != offset + shape[0] * shape[1] * 2:
+            return None
+    except (OSError, ValueError):
+        return None
+    return ChunkEmbeddings(path, offset, shape)
+
+
 def read_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> ChunkEmbeddings | None:
     """What write_chunk_embeddings wrote, or None when it is absent, incomplete or unreadable (then the chunk is
     encoded again). Reads only the .npy header and the doclens; `ChunkEmbeddings.rows` reads the embeddings."""
-    path = Path(index_dir) / embeddings_file(chunk_idx)
     side = Path(index_dir) / embeddings_doclens_file(chunk_idx)
-    if not (path.is_file() and side.is_file()):
+    if not side.is_file():
         return None
     try:
         meta = load_json(side)
         shape, doclens = tuple(int(x) for x in meta["shape"]), [int(x) for x in meta["doclens"]]
-        header = np.load(path, mmap_mode="r", allow_pickle=False)  # maps the file, reads only its header
-        offset, stored = header.offset, (tuple(header.shape), header.dtype, header.flags.c_contiguous)
-        del header
-        if (len(shape) != 2 or stored != (shape, np.dtype(np.float16), True) or sum(doclens) != shape[0]
-                or path.stat().st_size != offset + shape[0] * shape[1] * 2):
-            return None
-    except (OSError, ValueError, KeyError, TypeError, IndexFormatError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return ChunkEmbeddings(path, offset, shape, doclens)
+    stored = read_rows(Path(index_dir) / embeddings_file(chunk_idx))
+    if stored is None or stored.shape != shape or sum(doclens) != shape[0]:
+        return None
+    stored.doclens = doclens
+    return stored
 
 
 def remove_chunk_embeddings(index_dir: PathLike, chunk_idx: int) -> None:
     (Path(index_dir) / embeddings_doclens_file(chunk_idx)).unlink(missing_ok=True)  # first: no half pair looks whole
     (Path(index_dir) / embeddings_file(chunk_idx)).unlink(missing_ok=True)
+
+
+def remove_build_files(index_dir: PathLike) -> list[str]:
+    """Delete every build-time file left in `index_dir` (the k-means sample, chunk embeddings, and the
+    `N.embeddings.build.pt` files of earlier versions, which a resumed build does not read). Returns the names."""
+    names = sorted(p.name for p in Path(index_dir).iterdir() if _BUILD_FILE.match(p.name))
+    for name in names:
+        (Path(index_dir) / name).unlink(missing_ok=True)
+    return names
 
 
 def codec_is_complete(index_dir: PathLike) -> bool:
@@ -547,7 +590,8 @@ def remove_index_files(index_dir: PathLike) -> list[str]:
         return []
     fixed = [METADATA_FILE, PLAN_FILE, CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE, IVF_FILE, DOC_IDS_FILE]
     names = [n for n in fixed if (index_dir / n).is_file()]
-    names += sorted(p.name for p in index_dir.iterdir() if _INDEX_FILE.match(p.name) or _TEMP_FILE.match(p.name))
+    names += sorted(p.name for p in index_dir.iterdir()
+                   if _INDEX_FILE.match(p.name) or _BUILD_FILE.match(p.name) or _TEMP_FILE.match(p.name))
     for name in names:
         (index_dir / name).unlink(missing_ok=True)
     logger.debug("Removed %d index files from %s", len(names), index_dir)

@@ -12,6 +12,7 @@ fastkmeans in float32: the same centroids.
 from __future__ import annotations
 
 import logging
+from typing import Protocol, Union
 
 import numpy as np
 import torch
@@ -25,21 +26,34 @@ logger = logging.getLogger(__name__)
 KMEANS_SEED = 123  # the reference's faiss seed
 
 
-def train_centroids(sample: Tensor, num_partitions: int, niters: int, device: torch.device,
+class Rows(Protocol):
+    """Points on disk read a window at a time (`format.ChunkEmbeddings`): what `lloyd` streams instead of a
+    tensor, so the sample need not be in memory."""
+
+    shape: tuple[int, int]
+
+    def rows(self, start: int, end: int) -> Tensor: ...
+
+
+Points = Union[Tensor, Rows]
+
+
+def train_centroids(sample: Points, num_partitions: int, niters: int, device: torch.device,
                     seed: int = KMEANS_SEED, bf16: bool = False) -> Tensor:
-    """k-means on the sample; returns L2-normalised centroids rounded to fp16 (what the index stores and search
-    uses), as float16. On CPU `lloyd` (with `bf16`, its matmuls in bf16 and the same result); on CUDA fastkmeans.
+    """k-means on the sample (a tensor, or `Rows` on disk that `lloyd` streams); returns L2-normalised centroids
+    rounded to fp16 (what the index stores and search uses), as float16. On CPU `lloyd` (with `bf16`, its matmuls
+    in bf16 and the same result); on CUDA fastkmeans, on the sample read whole.
 
     Shapes: sample (n, d) -> (num_partitions, d).
     """
-    n = sample.size(0)
+    n = sample.shape[0]
     if n < num_partitions:
         raise ValueError(f"k-means needs at least as many sample embeddings ({n:,}) as centroids ({num_partitions:,})")
     logger.info("Clustering %s embeddings into %s centroids (%d iterations)", f"{n:,}", f"{num_partitions:,}", niters)
     if device.type == "cpu":
         centroids = lloyd(sample, num_partitions, niters, seed=seed, bf16=bf16)
     else:
-        centroids = _fastkmeans(sample, num_partitions, niters, device, seed)
+        centroids = _fastkmeans(_rows(sample, 0, n), num_partitions, niters, device, seed)
     return F.normalize(centroids, dim=-1).half()
 
 
@@ -61,6 +75,7 @@ def _fastkmeans(sample: Tensor, k: int, niters: int, device: torch.device, seed:
 SCORE_BLOCK = 1 << 22  # centroid scores held at once by nearest_centroids: 16 MiB in fp32, 8 in bf16, whatever C is
 BF16_UNIT = 2.0 ** -9  # the relative error of one rounding to bfloat16 (8 significant bits, round to nearest)
 LLOYD_BLOCK = 1 << 13  # points converted to fp32 at once by lloyd's update (2**13 x 128 x 4 B = 4 MiB)
+LLOYD_WINDOW = 1 << 14  # points read at once from Rows on disk (2**14 x 128 x fp16 = 4 MiB); a multiple of the above
 
 
 def bf16_score_slack(rows: Tensor, centroids: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -117,7 +132,27 @@ def nearest_centroids(embeddings: Tensor, centroids: Tensor, batch: int | None =
     return codes
 
 
-def lloyd(points: Tensor, k: int, niters: int, seed: int = KMEANS_SEED, bf16: bool = False) -> Tensor:
+def _rows(points: Points, start: int, end: int) -> Tensor:
+    return points[start:end] if isinstance(points, Tensor) else points.rows(start, end)
+
+
+def _take(points: Points, index: Tensor) -> Tensor:
+    """points[index] as float32, reading `points` window by window in ascending order (windows with no wanted row
+    are not read). Shapes: index (m,) int64 -> (m, d) float32."""
+    if isinstance(points, Tensor):
+        return points[index].float()
+    order = index.argsort()
+    wanted = index[order]
+    out = torch.empty(index.numel(), points.shape[1])
+    n = points.shape[0]
+    bounds = torch.searchsorted(wanted, torch.arange(0, n + LLOYD_WINDOW, LLOYD_WINDOW)).tolist()
+    for start, a, b in zip(range(0, n, LLOYD_WINDOW), bounds, bounds[1:]):
+        if b > a:
+            out[order[a:b]] = _rows(points, start, start + LLOYD_WINDOW)[wanted[a:b] - start].float()
+    return out
+
+
+def lloyd(points: Points, k: int, niters: int, seed: int = KMEANS_SEED, bf16: bool = False) -> Tensor:
     """Euclidean k-means on CPU, fastkmeans' algorithm with exact assignments: start from k points drawn by
     `randperm(n)` of a generator seeded with `seed` (the points fastkmeans starts from), then `niters` times assign
     every point to its nearest centroid and move each centroid to the mean of its points (one with no point is
@@ -125,22 +160,32 @@ def lloyd(points: Tensor, k: int, niters: int, seed: int = KMEANS_SEED, bf16: bo
 
     The nearest centroid maximises x.c - |c|^2 / 2; `nearest_centroids` finds it through one matmul into a reused
     buffer and, with `bf16`, a bf16 matmul whose candidates are re-scored in float32, so bf16 changes the speed,
-    not the result. Memory: the points, one (k, d) buffer for the centroids and their sums, and one score buffer
-    (no copy of the points).
+    not the result. `points` may be a tensor or `Rows` on disk: each iteration reads them twice, `LLOYD_WINDOW`
+    rows at a time, the same arithmetic in the same order either way. Memory: one (k, d) buffer for the centroids
+    and their sums, one score buffer, an int32 code per point, and the points when they are a tensor.
 
     Shapes: points (n, d), any float dtype -> (k, d) float32, not normalised.
     """
     n, d = points.shape
     generator = torch.Generator().manual_seed(seed)
-    centroids = points[torch.randperm(n, generator=generator)[:k]].float()  # (k, d)
+    centroids = _take(points, torch.randperm(n, generator=generator)[:k])  # (k, d)
+    codes = torch.empty(n, dtype=torch.int32)
     for _ in range(niters):
-        codes = nearest_centroids(points, centroids, bf16=bf16, bias=-0.5 * centroids.pow(2).sum(dim=1))  # (n,)
+        bias = -0.5 * centroids.pow(2).sum(dim=1)  # (k,)
+        for start in range(0, n, LLOYD_WINDOW):
+            window = _rows(points, start, start + LLOYD_WINDOW)
+            codes[start:start + window.size(0)] = nearest_centroids(window, centroids, bf16=bf16, bias=bias)
+            del window  # (a mapped window is unmapped)
         sums = centroids.zero_()  # (k, d): the centroids' own buffer, no longer needed (one (k, d) tensor in all)
-        for start in range(0, n, LLOYD_BLOCK):
-            sums.index_add_(0, codes[start:start + LLOYD_BLOCK].long(), points[start:start + LLOYD_BLOCK].float())
+        for start in range(0, n, LLOYD_WINDOW):
+            window = _rows(points, start, start + LLOYD_WINDOW)
+            for at in range(0, window.size(0), LLOYD_BLOCK):
+                block = slice(start + at, start + at + LLOYD_BLOCK)
+                sums.index_add_(0, codes[block].long(), window[at:at + LLOYD_BLOCK].float())
+            del window
         counts = torch.bincount(codes, minlength=k)  # (k,)
         centroids = sums.div_(counts.clamp_min(1)[:, None].float())
         empty = (counts == 0).nonzero().squeeze(1)
         if empty.numel():
-            centroids[empty] = points[torch.randint(0, n, (empty.numel(),), generator=generator)].float()
+            centroids[empty] = _take(points, torch.randint(0, n, (empty.numel(),), generator=generator))
     return centroids
