@@ -348,6 +348,43 @@ def test_resume_removes_an_earlier_versions_build_files(tiny_checkpoint, tmp_pat
     assert not list(Path(path).glob("*.build.*")) and LoadedIndex.open(path).num_passages == 20
 
 
+@pytest.mark.gpu
+def test_a_gpu_build_clusters_on_the_gpu(tiny_checkpoint, tmp_path, monkeypatch):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import colbert.indexing as indexing
+
+    real, devices = indexing.train_centroids, []
+
+    def spy(sample, *args, device, **kwargs):
+        devices.append(device)
+        return real(sample, *args, device=device, **kwargs)
+
+    monkeypatch.setattr(indexing, "train_centroids", spy)
+    index = LoadedIndex.open(build(tiny_checkpoint, tmp_path, texts(40)))
+    assert devices[0].type == "cuda"  # fastkmeans on the encoder's GPU
+    assert index.centroids.shape[0] == index.metadata["num_partitions"] and index.num_passages == 40
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_codec_fit_in_place_gives_the_same_codec(nbits):
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(nbits)
+    centroids = F.normalize(torch.randn(32, 16, generator=g), dim=1).half()
+    heldout = F.normalize(torch.randn(500, 16, generator=g), dim=1).half()
+    copied = ResidualCodec.fit(centroids, heldout, nbits)
+    buffer = heldout.float()
+    in_place = ResidualCodec.fit(centroids, buffer, nbits, in_place=True)
+    for field in ("bucket_cutoffs", "bucket_weights", "avg_residual"):
+        assert torch.equal(getattr(copied, field), getattr(in_place, field)), field
+    assert not torch.equal(buffer, heldout.float())  # the buffer became the residuals; the fp16 input is untouched
+    quantiles = torch.quantile((heldout.float() - centroids.float()[torch.tensor(
+        [int(i) for i in (heldout.float() @ centroids.float().T).argmax(1)])]).flatten(),
+        torch.arange(1, 2**nbits) / 2**nbits)
+    torch.testing.assert_close(copied.bucket_cutoffs, quantiles, rtol=0, atol=1e-6)  # torch.quantile's values
+
+
 def test_the_encoder_output_has_a_storage_glibc_always_maps():
     from colbert.indexing.encoder import OUTPUT_MIN_BYTES, _output_buffer
 

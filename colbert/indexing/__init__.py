@@ -163,9 +163,9 @@ def _gathered(index_dir: Path, rows: list[Tensor]) -> Iterator[Tensor]:
                 yield piece
 
 
-def _gather(index_dir: Path, rows: list[Tensor], dim: int) -> Tensor:
-    """`_gathered`, in one tensor. Shapes: -> (sum(rows[k].numel()), dim) fp16."""
-    out = torch.empty(sum(r.numel() for r in rows), dim, dtype=torch.float16)
+def _gather(index_dir: Path, rows: list[Tensor], dim: int, dtype: torch.dtype = torch.float16) -> Tensor:
+    """`_gathered`, in one tensor of `dtype`. Shapes: -> (sum(rows[k].numel()), dim)."""
+    out = torch.empty(sum(r.numel() for r in rows), dim, dtype=dtype)
     first = 0
     for piece in _gathered(index_dir, rows):
         out[first:first + piece.size(0)] = piece
@@ -208,12 +208,16 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
     kmeans_device = device if device.type == "cuda" else torch.device("cpu")
     centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=kmeans_device, bf16=bf16)
-    # the buckets are fit on held-out embeddings, gathered once k-means' buffers are gone (tiny collections have
-    # none: then on the sample)
-    fit_on = _gather(index_dir, heldout_rows, config.dim) if heldout else sample.rows(0, num_points).clone()
-    del sample
+    # the buckets are fit on held-out embeddings, gathered once k-means' buffers are gone, in float32 so that fit
+    # turns them into the residuals where they lie (tiny collections have none: then on the sample)
+    if heldout:
+        fit_on = _gather(index_dir, heldout_rows, config.dim, dtype=torch.float32)
+    else:
+        fit_on = sample.rows(0, num_points).float()
+    del sample, heldout_rows
     sample_path.unlink()
-    codec = ResidualCodec.fit(centroids, fit_on, config.nbits, bf16=bf16)
+    codec = ResidualCodec.fit(centroids, fit_on, config.nbits, bf16=bf16, in_place=True)
+    del fit_on
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
     index_format.write_plan(index_dir, {

@@ -41,26 +41,30 @@ class ResidualCodec:
         return self.centroids.size(1)
 
     @classmethod
-    def fit(cls, centroids: Tensor, heldout: Tensor, nbits: int, bf16: bool = False) -> "ResidualCodec":
+    def fit(cls, centroids: Tensor, heldout: Tensor, nbits: int, bf16: bool = False,
+            in_place: bool = False) -> "ResidualCodec":
         """Bucket cutoffs and weights from the residuals of held-out embeddings (the reference's quantiles); `bf16`
-        finds their codes faster, the same ones (see `nearest_centroids`).
+        finds their codes faster, the same ones (see `nearest_centroids`). With `in_place`, a float32 contiguous
+        `heldout` is turned into the residuals and then reordered (no copy of it is made).
 
         Shapes: centroids (C, d) fp16, heldout (n, d).
         """
         check_nbits(nbits)
         codes = nearest_centroids(heldout, centroids, bf16=bf16)  # (n,)
-        residuals = heldout.to(torch.float32, copy=True)  # (n, d), ours to modify
+        own = in_place and heldout.dtype == torch.float32 and heldout.is_contiguous()
+        residuals = heldout if own else heldout.to(torch.float32, copy=True)  # (n, d), ours to modify
         C = centroids.float()
         for start in range(0, residuals.size(0), COMPRESS_BATCH):  # in place: one (n, d) buffer in all
             residuals[start:start + COMPRESS_BATCH] -= C[codes[start:start + COMPRESS_BATCH].long()]
+        avg_residual = sum(float(block.abs().sum()) for block in residuals.split(COMPRESS_BATCH)) / residuals.numel()
         options = 2**nbits
         quantiles = np.arange(options, dtype=np.float64) / options  # (options,)
-        # numpy's linear quantiles are torch.quantile's (the reference's) without its sort: one partitioned copy of
-        # the residuals instead of a sorted copy plus int64 indices (75 MiB at 50k held-out embeddings)
-        both = np.quantile(residuals.numpy().reshape(-1), np.concatenate([quantiles[1:], quantiles + 0.5 / options]))
+        # numpy's linear quantiles are torch.quantile's (the reference's) without its sort: the residuals are
+        # partitioned where they lie instead of a sorted copy plus int64 indices (75 MiB at 50k held-out embeddings)
+        both = np.quantile(residuals.numpy().reshape(-1), np.concatenate([quantiles[1:], quantiles + 0.5 / options]),
+                           overwrite_input=True)
         both = torch.from_numpy(both.astype(np.float32))
         cutoffs, weights = both[:options - 1], both[options - 1:]  # (options - 1,), (options,)
-        avg_residual = sum(float(block.abs().sum()) for block in residuals.split(COMPRESS_BATCH)) / residuals.numel()
         return cls(centroids.half(), cutoffs, weights, torch.tensor(avg_residual, dtype=torch.float32), nbits)
 
     def compress(self, embeddings: Tensor, bf16: bool = False) -> tuple[Tensor, Tensor]:
