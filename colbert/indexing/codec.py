@@ -50,10 +50,10 @@ class ResidualCodec:
         Shapes: centroids (C, d) fp16, heldout (n, d).
         """
         check_nbits(nbits)
-        codes = nearest_centroids(heldout, centroids, bf16=bf16)  # (n,)
+        C = centroids.float()  # (C, d), shared with nearest_centroids (which would make its own copy)
+        codes = nearest_centroids(heldout, C, bf16=bf16)  # (n,)
         own = in_place and heldout.dtype == torch.float32 and heldout.is_contiguous()
         residuals = heldout if own else heldout.to(torch.float32, copy=True)  # (n, d), ours to modify
-        C = centroids.float()
         for start in range(0, residuals.size(0), COMPRESS_BATCH):  # in place: one (n, d) buffer in all
             residuals[start:start + COMPRESS_BATCH] -= C[codes[start:start + COMPRESS_BATCH].long()]
         avg_residual = sum(float(block.abs().sum()) for block in residuals.split(COMPRESS_BATCH)) / residuals.numel()
