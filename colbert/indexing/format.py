@@ -16,6 +16,10 @@ An index folder holds (C centroids, d = dim, N token embeddings, P passages, k =
 | `doc_ids.json`     | ours, optional: the user's document ids in pid order (absent: ids are 0..P-1)      |
 | `metadata.json`    | {"config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"}; LAST   |
 
+While an index is built its folder also holds build-time files, all deleted before `metadata.json` is written:
+`k.embeddings.build.npy` with `k.embeddings.build.json` (a chunk's fp16 embeddings and doclens, from encoding to
+compression) and `kmeans_sample.build.npy` (the k-means sample, during k-means).
+
 Every write goes to a temporary sibling renamed over the target. Within a chunk `k.metadata.json` is written after
 the chunk's other files, and `metadata.json` after everything else, so its presence marks a complete index. The
 reference (colbert-ai) ignores `doc_ids.json`, so indexes move both ways.

@@ -75,7 +75,7 @@ def _fastkmeans(sample: Tensor, k: int, niters: int, device: torch.device, seed:
 SCORE_BLOCK = 1 << 22  # centroid scores held at once by nearest_centroids: 16 MiB in fp32, 8 in bf16, whatever C is
 BF16_UNIT = 2.0 ** -9  # the relative error of one rounding to bfloat16 (8 significant bits, round to nearest)
 LLOYD_BLOCK = 1 << 13  # points converted to fp32 at once by lloyd's update (2**13 x 128 x 4 B = 4 MiB)
-LLOYD_WINDOW = 1 << 14  # points read at once from Rows on disk (2**14 x 128 x fp16 = 4 MiB); a multiple of the above
+LLOYD_WINDOW = 1 << 14  # points read at once from Rows on disk (2**14 x 128 x fp16 = 4 MiB)
 
 
 def bf16_score_slack(rows: Tensor, centroids: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -180,8 +180,8 @@ def lloyd(points: Points, k: int, niters: int, seed: int = KMEANS_SEED, bf16: bo
         for start in range(0, n, LLOYD_WINDOW):
             window = _rows(points, start, start + LLOYD_WINDOW)
             for at in range(0, window.size(0), LLOYD_BLOCK):
-                block = slice(start + at, start + at + LLOYD_BLOCK)
-                sums.index_add_(0, codes[block].long(), window[at:at + LLOYD_BLOCK].float())
+                end = min(at + LLOYD_BLOCK, window.size(0))
+                sums.index_add_(0, codes[start + at:start + end].long(), window[at:end].float())
             del window
         counts = torch.bincount(codes, minlength=k)  # (k,)
         centroids = sums.div_(counts.clamp_min(1)[:, None].float())
