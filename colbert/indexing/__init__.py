@@ -151,16 +151,8 @@ def _gathered(index_dir: Path, rows: list[Tensor]) -> Iterator[Tensor]:
     unmapped before the next: memory is one window and one piece.
     """
     for k, chosen in enumerate(rows):
-        if chosen.numel() == 0:
-            continue
-        chunk = _chunk_embeddings(index_dir, k)
-        bounds = torch.searchsorted(chosen, torch.arange(0, len(chunk) + READ_WINDOW, READ_WINDOW)).tolist()
-        for start, a, b in zip(range(0, len(chunk), READ_WINDOW), bounds, bounds[1:]):
-            if b > a:
-                window = chunk.rows(start, start + READ_WINDOW)
-                piece = window[chosen[a:b] - start]  # a copy
-                del window  # unmapped: its pages leave this process's memory
-                yield piece
+        if chosen.numel():
+            yield from _chunk_embeddings(index_dir, k).take(chosen, READ_WINDOW)
 
 
 def _gather(index_dir: Path, rows: list[Tensor], dim: int, dtype: torch.dtype = torch.float16) -> Tensor:

@@ -293,8 +293,7 @@ def write_chunk_embeddings(index_dir: PathLike, chunk_idx: int, embeddings: Tens
     if sum(doclens) != embeddings.size(0) or embeddings.dim() != 2:
         raise ValueError(f"doclens sum to {sum(doclens):,} but chunk {chunk_idx} has embeddings of shape "
                          f"{tuple(embeddings.shape)}")
-    with atomic_write(Path(index_dir) / embeddings_file(chunk_idx), "wb") as f:
-        np.save(f, embeddings.detach().cpu().half().contiguous().numpy(), allow_pickle=False)
+    write_rows(Path(index_dir) / embeddings_file(chunk_idx), embeddings.size(0), embeddings.size(1), [embeddings])
     _write_json(Path(index_dir) / embeddings_doclens_file(chunk_idx),
                 {"shape": list(embeddings.shape), "doclens": doclens}, indent=None)
 
@@ -325,6 +324,18 @@ class ChunkEmbeddings:
         """(start, rows) for consecutive windows of `size` rows."""
         for start in range(0, self.shape[0], size):
             yield start, self.rows(start, start + size)
+
+    def take(self, wanted: Tensor, size: int):
+        """The rows at `wanted` (ascending, repeats allowed), a piece (a copy) per window of `size` rows that holds
+        any of them; the other windows are not mapped, and each is unmapped before the next.
+        Shapes: wanted (m,) int64 -> pieces (m_i, d) fp16, sum(m_i) = m."""
+        bounds = torch.searchsorted(wanted, torch.arange(0, self.shape[0] + size, size)).tolist()
+        for start, a, b in zip(range(0, self.shape[0], size), bounds, bounds[1:]):
+            if b > a:
+                window = self.rows(start, start + size)
+                piece = window[wanted[a:b] - start]
+                del window  # unmapped: its pages leave this process's memory
+                yield piece
 
 
 def write_rows(path: PathLike, num_rows: int, dim: int, pieces: Iterable[Tensor]) -> None:

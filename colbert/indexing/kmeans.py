@@ -12,7 +12,7 @@ fastkmeans in float32: the same centroids.
 from __future__ import annotations
 
 import logging
-from typing import Protocol, Union
+from typing import Iterator, Protocol, Union
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ class Rows(Protocol):
     shape: tuple[int, int]
 
     def rows(self, start: int, end: int) -> Tensor: ...
+
+    def take(self, wanted: Tensor, size: int) -> Iterator[Tensor]: ...
 
 
 Points = Union[Tensor, Rows]
@@ -142,13 +144,11 @@ def _take(points: Points, index: Tensor) -> Tensor:
     if isinstance(points, Tensor):
         return points[index].float()
     order = index.argsort()
-    wanted = index[order]
     out = torch.empty(index.numel(), points.shape[1])
-    n = points.shape[0]
-    bounds = torch.searchsorted(wanted, torch.arange(0, n + LLOYD_WINDOW, LLOYD_WINDOW)).tolist()
-    for start, a, b in zip(range(0, n, LLOYD_WINDOW), bounds, bounds[1:]):
-        if b > a:
-            out[order[a:b]] = _rows(points, start, start + LLOYD_WINDOW)[wanted[a:b] - start].float()
+    first = 0
+    for piece in points.take(index[order], LLOYD_WINDOW):
+        out[order[first:first + piece.size(0)]] = piece.float()
+        first += piece.size(0)
     return out
 
 
