@@ -38,7 +38,8 @@ at::Tensor centroid_maxsim_cpu(const at::Tensor& centroid_scores, const at::Tens
 std::tuple<at::Tensor, at::Tensor> gather_segments_cpu(const at::Tensor& values, const at::Tensor& doc_offsets,
                                                        const at::Tensor& pids);
 at::Tensor refine_codes_cpu(const at::Tensor& scores, const at::Tensor& slack, const at::Tensor& embeddings,
-                            const at::Tensor& centroids, const std::optional<at::Tensor>& bias);
+                            const at::Tensor& centroids, const std::optional<at::Tensor>& bias,
+                            const std::optional<at::Tensor>& row_scale);
 
 // ---- CUDA (cuda/*.cu), compiled only with COLBERT_WITH_CUDA ----
 at::Tensor compress_residuals_cuda(const at::Tensor& residuals, const at::Tensor& bucket_cutoffs, int64_t nbits);

@@ -18,7 +18,9 @@ TORCH_LIBRARY(colbert, m) {
     m.def(
         "decompress_maxsim(Tensor Q, Tensor codes, Tensor packed, Tensor lengths, Tensor centroids, "
         "Tensor bucket_weights, int nbits) -> Tensor");
-    m.def("refine_codes(Tensor scores, Tensor slack, Tensor embeddings, Tensor centroids, Tensor? bias) -> Tensor");
+    m.def(
+        "refine_codes(Tensor scores, Tensor slack, Tensor embeddings, Tensor centroids, Tensor? bias, "
+        "Tensor? row_scale) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(colbert, CPU, m) {

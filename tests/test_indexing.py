@@ -210,11 +210,16 @@ def test_kmeans_leaves_the_callers_random_state_alone():
     assert torch.equal(first, train_centroids(points, 32, 2, torch.device("cpu")))  # seeded: deterministic
 
 
-def test_bf16_screening_picks_the_fp32_nearest_centroid():
+@pytest.mark.parametrize("int8", [True, False], ids=["int8", "bf16"])
+def test_low_precision_screening_picks_the_fp32_nearest_centroid(int8, monkeypatch):
     import torch.nn.functional as F
 
+    from colbert.indexing import kmeans
     from colbert.indexing.kmeans import nearest_centroids
 
+    if int8 and not kmeans.int8_matmul_available():
+        pytest.skip("this torch has no int8 CPU matmul (torch._int_mm)")
+    monkeypatch.setattr(kmeans, "int8_matmul_available", lambda: int8)  # False: the bf16 screen
     g = torch.Generator().manual_seed(0)
     centroids = F.normalize(torch.randn(1024, 32, generator=g), dim=1).half()
     near = centroids.float()[torch.randint(0, 1024, (5000,), generator=g)]
@@ -225,6 +230,33 @@ def test_bf16_screening_picks_the_fp32_nearest_centroid():
     assert torch.equal(nearest_centroids(points, centroids, batch=77, bf16=True), exact)  # batches share one buffer
     few = centroids[:4]
     assert torch.equal(nearest_centroids(points, few, bf16=True), nearest_centroids(points, few))
+    means = centroids.float() * torch.rand(1024, 1, generator=g)  # unnormalised, as in k-means, with its bias
+    bias = -0.5 * means.pow(2).sum(dim=1)
+    assert torch.equal(nearest_centroids(points, means, bf16=True, bias=bias), nearest_centroids(points, means,
+                                                                                                 bias=bias))
+
+
+def test_int8_scores_stay_within_half_their_slack():
+    import torch.nn.functional as F
+
+    from colbert.indexing.kmeans import Int8Centroids, int8_matmul_available, int8_score_slack, quantize_rows
+
+    if not int8_matmul_available():
+        pytest.skip("this torch has no int8 CPU matmul (torch._int_mm)")
+    g = torch.Generator().manual_seed(3)
+    centroids = F.normalize(torch.randn(2048, 128, generator=g), dim=1).half().float()
+    x = F.normalize(torch.randn(3000, 128, generator=g), dim=1)
+    x[0] = 0.0  # an all-zero row: scale 1, no error
+    q, scale = quantize_rows(x)
+    assert q.dtype == torch.int8 and int(q.abs().max()) <= 127
+    assert bool(((x / scale[:, None] - q.float()).abs() <= 0.5 + 2 ** -16).all())
+    low = Int8Centroids.of(centroids)
+    approx = torch._int_mm(q, low.q.T).float() * (scale * low.scale)[:, None]
+    bias = -0.5 * centroids.pow(2).sum(dim=1)
+    error = (approx - x @ centroids.T).abs().amax(dim=1)
+    slack = int8_score_slack(q, scale, x, low)
+    assert bool((2 * error <= slack).all()) and float(slack.mean()) < 0.2  # a bound, and not a vacuous one
+    assert bool((int8_score_slack(q, scale, x, low, bias) >= slack).all())
 
 
 def test_indexing_precision_follows_amp_and_the_cpu(monkeypatch):

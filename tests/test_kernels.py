@@ -277,6 +277,49 @@ def test_refine_codes_with_a_bias_minimises_euclidean_distance(impl):
     assert torch.equal(narrow, (approx.float() + bias).argmax(dim=1).to(torch.int32))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("C", [1, 50, 64, 1000])
+def test_refine_codes_on_int32_scores_times_a_row_scale(impl, with_bias, C):
+    g = torch.Generator().manual_seed(C + with_bias)
+    centroids = torch.randn(C, 32, generator=g)
+    x = torch.randn(300, 32, generator=g)
+    bias = -0.5 * centroids.pow(2).sum(dim=1) if with_bias else None
+    exact = x @ centroids.T + (0 if bias is None else bias)  # (n, C)
+    scale = torch.rand(300, generator=g) * 1e-3 + 1e-4  # (n,) not powers of two: the roundings matter
+    scale[:5] = 0.0  # no scale at all: every score is 0 (+ bias)
+    ints = ((x @ centroids.T) / scale.clamp_min(1e-4)[:, None] + torch.randint(-300, 300, exact.shape, generator=g))
+    ints = ints.round().to(torch.int32)  # (n, C) an int8 matmul's scores, with noise
+    slack = torch.rand(300, generator=g) * 0.5
+    slack[5:15] = 0.0  # only the approximate best (and its ties) is a candidate
+    got = run(impl, "refine_codes", ints, slack, x, centroids, bias, row_scale=scale)
+    a = ints.float() * scale[:, None] + (0 if bias is None else bias)
+    candidate = a >= a.max(dim=1, keepdim=True).values - slack[:, None]
+    brute = torch.tensor([int(torch.nonzero(row).squeeze(1)[exact[i, row].argmax()]) for i, row in
+                          enumerate(candidate)], dtype=torch.int32)
+    assert torch.equal(got, brute)
+    wide = run(impl, "refine_codes", ints, torch.full((300,), 1e6), x, centroids, bias, row_scale=scale)
+    assert torch.equal(wide, exact.argmax(dim=1).to(torch.int32))  # every centroid a candidate
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_refine_codes_int32_threshold_falls_between_integers_as_the_floats_do(impl):
+    # candidates are the integers I with float(I) * r >= float(max) * r - slack; the native screen compares the
+    # integers against the smallest such I: check it at the edges, where float rounding decides
+    r = torch.tensor([0.1, 1 / 3, 3.0, 1e-7])
+    best = torch.tensor([1000, 999, 7, 123456])
+    ints = (best[:, None] - torch.arange(200)).int()  # (4, 200) scores best, best - 1, ... (vector groups + a tail)
+    x = torch.ones(4, 8)
+    centroids = torch.arange(200, dtype=torch.float32)[:, None].expand(200, 8).contiguous()  # exact grows with c
+    a = ints.float() * r[:, None]
+    for k in [*range(1, 20), 63, 64, 65, 127, 128, 150, 198]:
+        gap = best.float() * r - (best - k).float() * r  # exactly the gap down to the k-th score below the best
+        for slack in (gap, torch.nextafter(gap, gap + 1), torch.nextafter(gap, gap - 1)):
+            got = run(impl, "refine_codes", ints, slack, x, centroids, None, row_scale=r)
+            last = (a >= a.max(dim=1, keepdim=True).values - slack[:, None]).int().cumsum(1).argmax(1)
+            assert torch.equal(got, last.int())  # the last candidate wins: the screen kept exactly the twin's
+
+
 def test_bf16_codes_with_their_slack_are_the_float32_codes():
     from colbert.indexing.kmeans import bf16_score_slack
 

@@ -68,8 +68,8 @@ class ResidualCodec:
         return cls(centroids.half(), cutoffs, weights, torch.tensor(avg_residual, dtype=torch.float32), nbits)
 
     def compress(self, embeddings: Tensor, bf16: bool = False) -> tuple[Tensor, Tensor]:
-        """Codes and packed residual buckets; with `bf16` the codes are found through a bf16 matmul, re-checked in
-        float32 (see `nearest_centroids`: the same codes).
+        """Codes and packed residual buckets; with `bf16` (a CPU with native bf16) the codes are found through an
+        int8 or bf16 matmul, re-checked in float32 (see `nearest_centroids`: the same codes).
 
         Shapes: embeddings (n, d) -> codes (n,) int32, residuals (n, d * nbits / 8) uint8."""
         C = self.centroids.float()  # (C, d), shared with nearest_centroids (which would make its own copy)

@@ -294,38 +294,43 @@ def decompress_maxsim(
 
 
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,
-                 bias: Tensor | None = None) -> Tensor:
+                 bias: Tensor | None = None, row_scale: Tensor | None = None) -> Tensor:
     """The nearest centroid of each embedding, re-scored exactly among the few a low-precision matmul ranks near the
-    top: with a = scores + bias, the candidates of row i are the centroids c with `a[i, c] >= max(a[i]) - slack[i]`;
-    the one with the largest float32 `embeddings[i] . centroids[c] + bias[c]` wins (the lowest index on ties).
-    k-means passes bias = -|c|^2 / 2, which turns the largest score into the smallest Euclidean distance.
+    top: with a[i, c] = float32(scores[i, c]) * row_scale[i] + bias[c] (each term optional; two float32 roundings,
+    never fused), the candidates
+    of row i are the centroids c with `a[i, c] >= max(a[i]) - slack[i]`; the one with the largest float32
+    `embeddings[i] . centroids[c] + bias[c]` wins (the lowest index on ties). k-means passes bias = -|c|^2 / 2,
+    which turns the largest score into the smallest Euclidean distance; an int8 matmul passes its int32 scores and
+    the product of the two quantisation scales.
 
     When `slack[i]` is at least twice the largest error of row i's approximate scores, the result is the exact
-    nearest centroid (`colbert.indexing.kmeans.nearest_centroids` derives such a bound for bfloat16 matmuls). Scores
-    must be finite.
+    nearest centroid (`colbert.indexing.kmeans.nearest_centroids` derives such bounds for bfloat16 and int8
+    matmuls). Scores must be finite.
 
     Args:
-        scores: approximate scores of every centroid, bfloat16/float32.
+        scores: approximate scores of every centroid, bfloat16/float32/int32.
         slack: how far below its best approximate score a candidate may be, float32, >= 0.
         embeddings, centroids: float32.
         bias: a float32 term per centroid, or None.
+        row_scale: a float32 factor per row, or None.
 
     Returns:
         The centroid id of each embedding, int32.
 
     Shapes:
-        scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); bias (C,); returns (n,).
+        scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); bias (C,); row_scale (n,); returns (n,).
     """
-    _tensor("scores", scores, 2, (torch.bfloat16, torch.float32))
-    if bias is not None:
-        _tensor("bias", bias, 1, (torch.float32,))
-        if bias.size(0) != scores.size(1):
-            raise ValueError(f"bias has {bias.size(0):,} values but there are {scores.size(1):,} centroids")
-        _same_device(scores=scores, bias=bias)
+    _tensor("scores", scores, 2, (torch.bfloat16, torch.float32, torch.int32))
+    n, C = scores.shape
+    for name, value, size, what in (("bias", bias, C, "centroids"), ("row_scale", row_scale, n, "rows of scores")):
+        if value is not None:
+            _tensor(name, value, 1, (torch.float32,))
+            if value.size(0) != size:
+                raise ValueError(f"{name} has {value.size(0):,} values but there are {size:,} {what}")
+            _same_device(scores=scores, **{name: value})
     _tensor("slack", slack, 1, (torch.float32,))
     _tensor("embeddings", embeddings, 2, (torch.float32,))
     _tensor("centroids", centroids, 2, (torch.float32,))
-    n, C = scores.shape
     if embeddings.size(0) != n or slack.size(0) != n:
         raise ValueError(f"scores has {n:,} rows but embeddings has {embeddings.size(0):,} and slack "
                          f"{slack.size(0):,}")
@@ -336,8 +341,8 @@ def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: T
         raise ValueError("there must be at least one centroid")
     _same_device(scores=scores, slack=slack, embeddings=embeddings, centroids=centroids)
     if native.has("refine_codes", scores.device):
-        return torch.ops.colbert.refine_codes(scores, slack, embeddings, centroids, bias)
-    return reference.refine_codes(scores, slack, embeddings, centroids, bias)
+        return torch.ops.colbert.refine_codes(scores, slack, embeddings, centroids, bias, row_scale)
+    return reference.refine_codes(scores, slack, embeddings, centroids, bias, row_scale)
 
 
 def backend_info() -> dict[str, Any]:

@@ -178,18 +178,24 @@ def decompress_maxsim(
 
 
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,
-                 bias: Tensor | None = None) -> Tensor:
-    """The nearest centroid of each embedding among those whose approximate score (plus `bias`) is within `slack` of
-    the row's best: the largest float32 dot product (plus `bias`) among those candidates, the lowest index on ties.
+                 bias: Tensor | None = None, row_scale: Tensor | None = None) -> Tensor:
+    """The nearest centroid of each embedding among those whose approximate score (float32 scores * row_scale +
+    bias, each term optional) is within `slack` of the row's best: the largest float32 dot product (plus `bias`)
+    among those candidates, the lowest index on ties.
 
-    Shapes: scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); bias (C,); returns int32 (n,).
+    Shapes: scores (n, C); slack (n,); embeddings (n, d); centroids (C, d); bias (C,); row_scale (n,);
+    returns int32 (n,).
 
     >>> scores = torch.tensor([[0.50, 0.49, 0.10]])  # low-precision scores rank centroid 0 first
     >>> refine_codes(scores, torch.tensor([0.02]), torch.tensor([[0.0, 1.0]]),
     ...              torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))  # the exact scores favour centroid 1
     tensor([1], dtype=torch.int32)
     """
-    approx = scores.float() if bias is None else scores.float() + bias  # (n, C)
+    approx = scores.float()  # (n, C)
+    if row_scale is not None:
+        approx = approx * row_scale[:, None]
+    if bias is not None:
+        approx = approx + bias
     candidate = approx >= approx.max(dim=1, keepdim=True).values - slack.float()[:, None]  # (n, C)
     exact = embeddings.float() @ centroids.float().T if bias is None else torch.addmm(bias, embeddings.float(),
                                                                                       centroids.float().T)  # (n, C)
