@@ -100,10 +100,12 @@ COLBERT_INLINE f16v load_approx(const score_t* s, const Terms& t, int64_t c) {
     return v;
 }
 
-COLBERT_INLINE f16v vmax(f16v a, f16v b) { return a > b ? a : b; }
+template <typename V>
+COLBERT_INLINE V vmax(V a, V b) { return a > b ? a : b; }
 
 // The largest lane, by halving: four shuffle-and-max steps instead of fifteen dependent scalar ones.
-COLBERT_INLINE float hmax(f16v v) {
+template <typename V>
+COLBERT_INLINE auto hmax(V v) {
     const u16v i8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
     const u16v i4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
     const u16v i2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
@@ -115,18 +117,42 @@ COLBERT_INLINE float hmax(f16v v) {
     return v[0];
 }
 
-// The best of the first `groups` * kGroup approximate scores; the lane-wise maximum of each group goes to `maxima`.
-template <bool kBias, bool kScale, typename score_t>
-COLBERT_INLINE float group_maxima(const score_t* s, const Terms& t, int64_t groups, float* maxima) {
-    const auto at = [&](int64_t c) { return load_approx<kBias, kScale>(s, t, c); };
-    f16v best = at(0);
+template <typename V, typename E>
+COLBERT_INLINE V load_lanes(const E* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+// The best of the first `groups` * kGroup values (`at(c)`: the kLanes values from c on); the lane-wise maximum of
+// each group of kGroup goes to `maxima`.
+template <typename V, typename E, typename At>
+COLBERT_INLINE E group_maxima(const At& at, int64_t groups, E* maxima) {
+    V best = at(0);
     for (int64_t g = 0; g < groups; ++g) {
         const int64_t c = g * kGroup;
-        const f16v m = vmax(vmax(at(c), at(c + kLanes)), vmax(at(c + 2 * kLanes), at(c + 3 * kLanes)));
+        const V m = vmax(vmax(at(c), at(c + kLanes)), vmax(at(c + 2 * kLanes), at(c + 3 * kLanes)));
         std::memcpy(maxima + g * kLanes, &m, sizeof(m));
         best = vmax(best, m);
     }
     return hmax(best);
+}
+
+// visit(c) for every c of the groups whose maximum reaches `threshold`, in increasing order. Candidates are few
+// (about one to three a row): kSpan groups' maxima are tested at once, and a span, then a group, is looked into
+// only when its maximum reaches the threshold.
+template <typename V, typename E, typename Visit>
+COLBERT_INLINE void visit_groups_reaching(const E* maxima, int64_t groups, E threshold, const Visit& visit) {
+    for (int64_t first = 0; first < groups; first += kSpan) {
+        const int64_t last = std::min(first + kSpan, groups);
+        V span = load_lanes<V>(maxima + first * kLanes);
+        for (int64_t g = first + 1; g < last; ++g) span = vmax(span, load_lanes<V>(maxima + g * kLanes));
+        if (!(hmax(span) >= threshold)) continue;
+        for (int64_t g = first; g < last; ++g) {
+            if (!(hmax(load_lanes<V>(maxima + g * kLanes)) >= threshold)) continue;
+            for (int64_t c = g * kGroup; c < (g + 1) * kGroup; ++c) visit(c);
+        }
+    }
 }
 #else
 #define COLBERT_INLINE inline
@@ -142,30 +168,19 @@ COLBERT_INLINE void screen(const score_t* s, const Terms& t, int64_t C, float sl
     const int64_t groups = C / kGroup;
     scratch.resize(groups * kLanes);
     float* maxima = scratch.data();
-    if (groups > 0) best = group_maxima<kBias, kScale>(s, t, groups, maxima);
+    const auto at = [&](int64_t c) { return load_approx<kBias, kScale>(s, t, c); };
+    if (groups > 0) best = group_maxima<f16v>(at, groups, maxima);
     done = groups * kGroup;
 #endif
     for (int64_t c = done; c < C; ++c) best = std::max(best, approx_at<kBias, kScale>(s, t, c));
     const float threshold = best - slack;
-#if defined(__GNUC__)
-    // candidates are few (about one to three a row): test kSpan groups' maxima at once, and look inside a span,
-    // then a group, only when its maximum reaches the threshold
-    for (int64_t first = 0; first < groups; first += kSpan) {
-        const int64_t last = std::min(first + kSpan, groups);
-        f16v span = load(maxima + first * kLanes);
-        for (int64_t g = first + 1; g < last; ++g) span = vmax(span, load(maxima + g * kLanes));
-        if (!(hmax(span) >= threshold)) continue;
-        for (int64_t g = first; g < last; ++g) {
-            if (!(hmax(load(maxima + g * kLanes)) >= threshold)) continue;
-            for (int64_t c = g * kGroup; c < (g + 1) * kGroup; ++c) {
-                if (approx_at<kBias, kScale>(s, t, c) >= threshold) out.push_back(c);
-            }
-        }
-    }
-#endif
-    for (int64_t c = done; c < C; ++c) {
+    const auto keep = [&](int64_t c) {
         if (approx_at<kBias, kScale>(s, t, c) >= threshold) out.push_back(c);
-    }
+    };
+#if defined(__GNUC__)
+    visit_groups_reaching<f16v>(maxima, groups, threshold, keep);
+#endif
+    for (int64_t c = done; c < C; ++c) keep(c);
 }
 
 // One compiled copy per score type and choice of terms, each cloned for the CPU's vector width.
@@ -188,29 +203,10 @@ COLBERT_INLINE void screen_int(const int32_t* s, float r, int64_t C, float slack
     int32_t best = std::numeric_limits<int32_t>::min();
 #if defined(__GNUC__)
     const int64_t groups = C / kGroup;
-    scratch.resize(groups * kLanes);  // int32 maxima, in the float scratch's bytes
+    scratch.resize(groups * kLanes);  // int32 maxima, in the float scratch's bytes (read and written by memcpy)
     int32_t* maxima = reinterpret_cast<int32_t*>(scratch.data());
-    const auto at = [&](int64_t c) {
-        i16v v;
-        std::memcpy(&v, s + c, sizeof(v));
-        return v;
-    };
-    const auto imax = [](i16v a, i16v b) { return a > b ? a : b; };
-    const auto ihmax = [](i16v v) {
-        int32_t m = v[0];
-        for (int j = 1; j < kLanes; ++j) m = std::max(m, v[j]);
-        return m;
-    };
-    if (groups > 0) {
-        i16v top = at(0);
-        for (int64_t g = 0; g < groups; ++g) {
-            const int64_t c = g * kGroup;
-            const i16v m = imax(imax(at(c), at(c + kLanes)), imax(at(c + 2 * kLanes), at(c + 3 * kLanes)));
-            std::memcpy(maxima + g * kLanes, &m, sizeof(m));
-            top = imax(top, m);
-        }
-        best = ihmax(top);
-    }
+    const auto at = [&](int64_t c) { return load_lanes<i16v>(s + c); };
+    if (groups > 0) best = group_maxima<i16v>(at, groups, maxima);
     done = groups * kGroup;
 #endif
     for (int64_t c = done; c < C; ++c) best = std::max(best, s[c]);
@@ -220,30 +216,14 @@ COLBERT_INLINE void screen_int(const int32_t* s, float r, int64_t C, float slack
     low = std::min<int64_t>(std::max<int64_t>(low, std::numeric_limits<int32_t>::min()), best);
     while (low < best && !(value(low) >= threshold)) ++low;  // (value(best) >= threshold: slack >= 0)
     while (low > std::numeric_limits<int32_t>::min() && value(low - 1) >= threshold) --low;
+    const int32_t lowest = static_cast<int32_t>(low);
+    const auto keep = [&](int64_t c) {
+        if (s[c] >= lowest) out.push_back(c);
+    };
 #if defined(__GNUC__)
-    for (int64_t first = 0; first < groups; first += kSpan) {
-        const int64_t last = std::min(first + kSpan, groups);
-        i16v span;
-        std::memcpy(&span, maxima + first * kLanes, sizeof(span));
-        for (int64_t g = first + 1; g < last; ++g) {
-            i16v m;
-            std::memcpy(&m, maxima + g * kLanes, sizeof(m));
-            span = imax(span, m);
-        }
-        if (ihmax(span) < low) continue;
-        for (int64_t g = first; g < last; ++g) {
-            i16v m;
-            std::memcpy(&m, maxima + g * kLanes, sizeof(m));
-            if (ihmax(m) < low) continue;
-            for (int64_t c = g * kGroup; c < (g + 1) * kGroup; ++c) {
-                if (s[c] >= low) out.push_back(c);
-            }
-        }
-    }
+    visit_groups_reaching<i16v>(maxima, groups, lowest, keep);
 #endif
-    for (int64_t c = done; c < C; ++c) {
-        if (s[c] >= low) out.push_back(c);
-    }
+    for (int64_t c = done; c < C; ++c) keep(c);
 }
 
 COLBERT_CPU_CLONES void screen_row(const uint16_t* s, const Terms& t, int64_t C, float slack,
