@@ -125,9 +125,13 @@ INT8_HALF_STEP = 0.5 + 2.0 ** -16  # |x / scale - round(x / scale)| with x / sca
 
 @functools.lru_cache(maxsize=None)
 def int8_matmul_available() -> bool:
-    """Whether this torch multiplies int8 matrices on CPU into exact int32 (`torch._int_mm`, torch >= 2.2 or so).
-    Checked once per process on a tiny product."""
+    """Whether the int8 screen is worth it here: an x86 CPU with VNNI (int8 dot products in hardware, which every
+    CPU with AVX512-BF16 or AMX has) and a torch that multiplies int8 matrices on CPU into exact int32
+    (`torch._int_mm`). Checked once per process, on a tiny product. Elsewhere (aarch64 among them) the screen is
+    bf16."""
     try:
+        if not torch.cpu._is_vnni_supported():
+            return False
         a = torch.arange(-64, 64, dtype=torch.int8).reshape(4, 32)
         b = torch.arange(64, -64, -1, dtype=torch.int8).reshape(4, 32)
         return bool(torch.equal(torch._int_mm(a, b.T), a.int() @ b.int().T))
