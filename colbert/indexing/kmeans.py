@@ -9,7 +9,7 @@ sample (262,144 points, 8,192 centroids, 4 iterations, 2 threads) `lloyd` took 5
 `tests/test_indexing.py` checks `lloyd` against fastkmeans in float32: the same centroids.
 
 Assignments and codes (`nearest_centroids`) on a CPU with native bf16 screen the centroids with a low-precision
-matmul (int8 where torch has `torch._int_mm`, else bf16) and re-score the few within a proven error bound of the
+matmul (int8 on x86 CPUs with VNNI where torch has `torch._int_mm`, else bf16) and re-score the few within a proven error bound of the
 best in float32 (`kernels.refine_codes`): the codes are the float32 ones. `python benchmarks/screen.py` times the
 two screens against each other.
 """
@@ -204,7 +204,7 @@ def nearest_centroids(embeddings: Tensor, centroids: Tensor, batch: int | None =
     `kernels.refine_codes` re-scores in float32 the centroids within a proven bound of each row's best: the true
     nearest centroid is always among them, so the codes are the float32 ones. On CPU that matmul is int8
     (`torch._int_mm`; each row quantised with its own scale, the centroids with one; bound `int8_score_slack`),
-    where torch has it: about 1.7x the bf16 rate on AVX512-VNNI CPUs (every CPU with native bf16 has VNNI), with
+    on x86 CPUs with AVX512-VNNI where torch has it (`int8_matmul_available`): about 1.7x the bf16 rate, with
     about three candidates a row instead of one or two. Elsewhere it is bf16 (`bf16_score_slack`). Rows are
     converted, quantised and bounded PREPARE_ROWS at a time, then screened a batch at a time.
 
@@ -271,8 +271,8 @@ def lloyd(points: Points, k: int, niters: int, seed: int = KMEANS_SEED, bf16: bo
 
     The nearest centroid maximises x.c - |c|^2 / 2; `nearest_centroids` finds it through one matmul into a reused
     buffer and, with `bf16`, a low-precision (int8 or bf16) matmul whose candidates are re-scored in float32, so
-    bf16 changes the speed, not the result. `points` may be a tensor or `Rows` on disk: each iteration reads them twice, `LLOYD_WINDOW`
-    rows at a time, the same arithmetic in the same order either way. Memory: one (k, d) buffer for the centroids
+    bf16 changes the speed, not the result. `points` may be a tensor or `Rows` on disk: each iteration reads them
+    twice, `LLOYD_WINDOW` rows at a time, the same arithmetic in the same order either way. Memory: one (k, d) buffer for the centroids
     and their sums, one score buffer, an int32 code per point, and the points when they are a tensor.
 
     Shapes: points (n, d), any float dtype -> (k, d) float32, not normalised.

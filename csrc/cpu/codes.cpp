@@ -70,26 +70,23 @@ typedef uint16_t h16v __attribute__((vector_size(32)));
 
 #define COLBERT_INLINE inline __attribute__((always_inline))
 
-COLBERT_INLINE f16v load(const float* s) {
-    f16v v;
-    std::memcpy(&v, s, sizeof(v));
+// The vector of type V at p (any alignment).
+template <typename V, typename E>
+COLBERT_INLINE V load_lanes(const E* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(v));
     return v;
 }
+
+// kLanes scores from s on, as float32.
+COLBERT_INLINE f16v load(const float* s) { return load_lanes<f16v>(s); }
 
 COLBERT_INLINE f16v load(const uint16_t* s) {
-    h16v h;
-    std::memcpy(&h, s, sizeof(h));
-    const u16v widened = __builtin_convertvector(h, u16v) << 16;
-    f16v v;
-    std::memcpy(&v, &widened, sizeof(v));
-    return v;
+    const u16v widened = __builtin_convertvector(load_lanes<h16v>(s), u16v) << 16;  // bf16: a float's top half
+    return load_lanes<f16v>(&widened);
 }
 
-COLBERT_INLINE f16v load(const int32_t* s) {
-    i16v i;
-    std::memcpy(&i, s, sizeof(i));
-    return __builtin_convertvector(i, f16v);
-}
+COLBERT_INLINE f16v load(const int32_t* s) { return __builtin_convertvector(load_lanes<i16v>(s), f16v); }
 
 // approx_at for the kLanes centroids from c on, with the same operations in the same order.
 template <bool kBias, bool kScale, typename score_t>
@@ -115,13 +112,6 @@ COLBERT_INLINE auto hmax(V v) {
     v = vmax(v, __builtin_shuffle(v, i2));
     v = vmax(v, __builtin_shuffle(v, i1));
     return v[0];
-}
-
-template <typename V, typename E>
-COLBERT_INLINE V load_lanes(const E* p) {
-    V v;
-    std::memcpy(&v, p, sizeof(v));
-    return v;
 }
 
 // The best of the first `groups` * kGroup values (`at(c)`: the kLanes values from c on); the lane-wise maximum of
