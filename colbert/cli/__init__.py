@@ -29,6 +29,10 @@ PROG = "colbert"
 
 # One module per subcommand, in the order `colbert --help` lists them. One name per line, to keep merges easy.
 SUBCOMMANDS = (
+    "index",
+    "search",
+    "rerank",
+    "update",
     "verify",
     "info",
 )
