@@ -35,6 +35,8 @@ SUBCOMMANDS = (
     "update",
     "verify",
     "info",
+    "eval",
+    "train",
 )
 
 
