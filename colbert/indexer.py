@@ -84,7 +84,8 @@ class Indexer:
         if overwrite not in OVERWRITE_VALUES or (overwrite is not True and overwrite is not False
                                                  and not isinstance(overwrite, str)):
             raise ValueError(f"overwrite must be one of {OVERWRITE_VALUES}, got {overwrite!r}")
-        check_index_name(name)
+        if name != "":
+            check_index_name(name)
         collection = Collection.cast(collection)
         stored_metadata = None
         if store_documents or (store_documents is None and metadata is not None):
@@ -93,7 +94,9 @@ class Indexer:
             raise ValueError("metadata was given with store_documents=False; metadata is only kept with the texts")
         described = collection.path or f"<{len(collection):,} passages given in memory>"
         self.configure(collection=described, index_name=name, resume=overwrite == "resume")
-        index_path = Path(self.config.index_path_)
+        index_path = Path(self.config.index_path_ or self.config.index_root_)  # name "": index_root itself
+        if name == "" and not self.config.index_path:
+            _check_root_as_index(index_path)
         self.index_path = str(index_path)
         if index_format.is_complete(index_path) and overwrite in ("reuse", "resume"):
             logger.info("Index %s exists and is complete; reusing it", index_path)
@@ -121,6 +124,16 @@ class Indexer:
                             metadata, nranks=self.config.nranks, backend=backend)
         publish(staging, index_path)
         logger.info("Index written to %s", index_path)
+
+
+def _check_root_as_index(index_path: Path) -> None:
+    """The name "" builds the index in index_root itself (the reference's rule, which llama-index's ColbertIndex
+    relies on). A rebuild replaces that whole folder, so it must not hold other indexes."""
+    others = [p.name for p in index_path.iterdir() if p.is_dir() and not p.name.startswith(".")] \
+        if index_path.is_dir() else []
+    if others:
+        raise ValueError(f"The index name '' builds the index in {index_path} itself, which holds other folders "
+                         f"({', '.join(others[:5])}) that a build would replace; give the index a name")
 
 
 def _cuda_count() -> int:
