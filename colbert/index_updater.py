@@ -31,6 +31,7 @@ from colbert.errors import CheckpointError
 from colbert.indexing import plan as index_plan
 from colbert.indexing import versions
 from colbert.indexing.codec import ResidualCodec
+from colbert.indexing.documents import Documents, MetadataLike, align_metadata, read_documents, write_documents
 from colbert.indexing.edits import IndexState, refit_codec
 from colbert.indexing.verify import verify_index
 from colbert.indexing.versions import IndexChangedError
@@ -93,10 +94,13 @@ class IndexUpdater:
                                  f"was built with {key}={getattr(loaded.config, key)}; they must match")
         self._checkpoint_arg, self._checkpoint = checkpoint, None
         self.drift_warning, self._warned = drift_warning, False
-        self._load(loaded)
+        self._load(loaded, None if self.searcher is None else (self.searcher.documents or False))
 
-    def _load(self, loaded: LoadedIndex) -> None:
+    def _load(self, loaded: LoadedIndex, documents: Any = None) -> None:
         self._state = IndexState.from_loaded(loaded)
+        if documents is None:
+            documents = read_documents(loaded.path, loaded.doc_ids, loaded.num_passages) or False
+        self._documents: Optional[Documents] = documents or None  # texts and metadata, when the index stores them
         updates = dict(self._state.metadata.get(UPDATES_KEY) or {})
         updates.setdefault("fitted_embeddings", self._state.num_embeddings)
         updates.setdefault("added_embeddings", 0)
@@ -137,7 +141,8 @@ class IndexUpdater:
 
     # ----------------------------------------------------------------------------------------------- edits
 
-    def add(self, passages: Passages, ids: Optional[Sequence[DocId]] = None) -> list[DocId]:
+    def add(self, passages: Passages, ids: Optional[Sequence[DocId]] = None,
+            metadata: MetadataLike = None) -> list[DocId]:
         """Encode and add passages; searches through the searcher see them at once.
 
         Args:
@@ -145,6 +150,8 @@ class IndexUpdater:
                 than the largest integer id the index has ever held; as strings in an index of string ids), or a
                 Collection (its ids).
             ids: the ids of a list of texts.
+            metadata: a JSON object per passage (a list aligned with the passages, or a dict {id: dict}); kept
+                with the texts when the index stores documents (documents.jsonl), `{}` where none is given.
 
         Returns:
             The ids of the added passages, in order ([] for an empty add, which changes nothing).
@@ -154,7 +161,11 @@ class IndexUpdater:
             TypeError: passages or ids of the wrong type.
             IndexChangedError: the index on disk was deleted or replaced since it was opened.
         """
+        if metadata is not None and self._documents is None:
+            raise ValueError(f"The index at {self.index_path} stores no documents, so metadata cannot be kept; "
+                             "rebuild it with Indexer.index(..., store_documents=True) to store them")
         texts, new_ids = self._prepare(passages, ids)
+        new_metadata = align_metadata(metadata, new_ids)
         self._check_base()
         if not texts:
             return []
@@ -166,6 +177,8 @@ class IndexUpdater:
         codes, residuals = self._codec().compress(embeddings,
                                                   bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
         self._state.append(codes, residuals, doclens, new_ids)
+        if self._documents is not None:
+            self._documents = self._documents.with_added(new_ids, texts, new_metadata)
         self._state.metadata[UPDATES_KEY]["added_embeddings"] += int(codes.numel())
         self._changed()
         logger.info("Added %d passages (%s embeddings)", len(texts), f"{codes.numel():,}")
@@ -198,7 +211,10 @@ class IndexUpdater:
         self._check_base()
         if not ids:
             return []
-        self._state.remove(torch.tensor(sorted(self._state.pid_of(i) for i in ids), dtype=torch.int64))
+        pids = sorted(self._state.pid_of(i) for i in ids)
+        self._state.remove(torch.tensor(pids, dtype=torch.int64))
+        if self._documents is not None:
+            self._documents = self._documents.without(pids)
         self._changed()
         logger.info("Removed %d passages", len(ids))
         return ids
@@ -220,6 +236,8 @@ class IndexUpdater:
             return
         real = Path(os.path.realpath(self.index_path))  # an index reached through a symlink is updated in place
         with versions.transaction(real, base=self._state.base) as txn:
+            if self._documents is not None:
+                write_documents(txn.dir, self._documents)  # before the index's files, metadata.json last
             self._state.write(txn.dir, base_dir=real, capacity=chunk_capacity(self.config.doc_maxlen))
             txn.commit()
         logger.info("Persisted %s passages to %s", f"{self._state.num_passages:,}", self.index_path)
@@ -333,13 +351,14 @@ class IndexUpdater:
     def _serve(self, loaded: LoadedIndex) -> None:
         from colbert.search import plaid
 
+        self.searcher._documents = self._documents or False
         self.searcher.ranker = plaid.SearchIndex.from_loaded(loaded, self.searcher.device)
         self.searcher.loaded = loaded
 
     def _reopen(self) -> None:
         """Read the committed version back, so the searcher maps the new files instead of holding edits in RAM."""
         loaded = LoadedIndex.open(self.index_path, mmap=self._mmap)
-        self._load(loaded)
+        self._load(loaded, self._documents or False)  # the documents just written
         if self.searcher is not None:
             self._serve(loaded)
 

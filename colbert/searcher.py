@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
+from colbert.indexing.documents import Documents, metadata_filter, read_documents
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
 from colbert.infra.run import Run
@@ -96,6 +97,7 @@ class Searcher:
         self.config = ColBERTConfig.from_existing(self.checkpoint_config, self.index_config, initial)
         self.config.configure(checkpoint=name, load_index_with_mmap=mmap)
         self._collection = collection
+        self._documents: Any = None  # documents.jsonl, read on first use (False: the index has none)
         self.checkpoint = self._load_checkpoint(name)
         self.ranker = plaid.SearchIndex.from_loaded(self.loaded, self.device)
         if verbose > 1:
@@ -143,6 +145,42 @@ class Searcher:
                                         "exist here; pass Searcher(..., collection=...)")
             self._collection = Collection.cast(source)
         return self._collection
+
+    @property
+    def documents(self) -> Optional[Documents]:
+        """The texts and metadata stored with the index (documents.jsonl), read on first use; None when it stores
+        none (build it with `Indexer.index(..., store_documents=True)` or `metadata=`)."""
+        if self._documents is None:
+            stored = read_documents(self.loaded.path, self.loaded.doc_ids, self.loaded.num_passages)
+            self._documents = False if stored is None else stored
+        return self._documents or None
+
+    def document(self, doc_id: DocId) -> dict:
+        """{"id", "text", "metadata"} of a document stored with the index.
+
+        Raises:
+            ValueError: the index stores no documents. KeyError: no such id.
+        """
+        if self.documents is None:
+            raise ValueError(f"The index at {self.index} stores no document texts; build it with "
+                             "Indexer.index(..., store_documents=True) or metadata=...")
+        return self.documents.get(doc_id)
+
+    def metadata_filter(self, predicate: Callable[[dict], bool]) -> plaid.FilterFn:
+        """A `filter_fn` keeping documents whose stored metadata satisfy `predicate` (a function of the metadata
+        dict), applied to the candidates before scoring: `search(q, k, filter_fn=searcher.metadata_filter(f))`.
+
+        The predicate runs once on every document, now. With PLAID, a filter that keeps few documents may leave
+        fewer than k candidates: for those, `search(q, k, pids=searcher.ids_where(f))` scores every match exactly.
+        """
+        return metadata_filter(self.documents, predicate, self.index)
+
+    def ids_where(self, predicate: Callable[[dict], bool]) -> list[DocId]:
+        """The ids of the documents whose stored metadata satisfy `predicate`, for `search(..., pids=...)`."""
+        if self.documents is None:
+            metadata_filter(None, predicate, self.index)  # raises, saying how to store metadata
+        keep = self.documents.mask(predicate)
+        return [self.documents.ids[p] for p in keep.nonzero().squeeze(1).tolist()]
 
     def encode(self, text: Union[str, Sequence[str]], full_length_search: bool = False) -> Tensor:
         """Query embeddings: (n, query_maxlen, d), or longer with full_length_search (one query per call).
