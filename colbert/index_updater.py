@@ -37,6 +37,7 @@ from colbert.indexing.verify import verify_index
 from colbert.indexing.versions import IndexChangedError
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import indexing_uses_bf16
+from colbert.modeling.pooling import check_pooling
 from colbert.search.index import DocId, LoadedIndex
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class IndexUpdater:
             if getattr(self.config, key) != getattr(loaded.config, key):
                 raise ValueError(f"config has {key}={getattr(self.config, key)} but the index at {self.index_path} "
                                  f"was built with {key}={getattr(loaded.config, key)}; they must match")
+        check_pooling(self.config.pool_factor, self.config.protected_tokens, self.config.clustering_mode)
         self._checkpoint_arg, self._checkpoint = checkpoint, None
         self.drift_warning, self._warned = drift_warning, False
         self._load(loaded, None if self.searcher is None else (self.searcher.documents or False))
@@ -173,7 +175,9 @@ class IndexUpdater:
 
         encoder = self._encoder()
         bf16 = indexing_uses_bf16(self.config, encoder.device)  # as the Indexer encodes and compresses
-        embeddings, doclens = encode_passages(encoder, texts, self.config.index_bsize, show_progress=False, bf16=bf16)
+        embeddings, doclens = encode_passages(encoder, texts, self.config.index_bsize, show_progress=False, bf16=bf16,
+                                              pool_factor=self.config.pool_factor,
+                                              protected_tokens=self.config.protected_tokens)
         codes, residuals = self._codec().compress(embeddings,
                                                   bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
         self._state.append(codes, residuals, doclens, new_ids)

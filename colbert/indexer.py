@@ -20,6 +20,7 @@ from colbert.indexing import format as index_format
 from colbert.indexing import versions
 from colbert.indexing.codec import check_nbits
 from colbert.indexing.documents import MetadataLike, align_metadata
+from colbert.modeling.pooling import check_pooling
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.run import Run
 
@@ -118,6 +119,7 @@ class Indexer:
         from colbert.indexing import load_or_make_plan
 
         check_nbits(self.config.nbits)
+        check_pooling(self.config.pool_factor, self.config.protected_tokens, self.config.clustering_mode)
         plan = load_or_make_plan(staging, collection, self.config, self.config.nranks, resume)
         backend = "nccl" if self.config.gpus != 0 and _cuda_count() >= self.config.nranks else "gloo"
         self.stats = launch(_index_rank, str(staging), collection, self.config, plan, resume, self.verbose,

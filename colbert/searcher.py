@@ -23,6 +23,7 @@ from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
 from colbert.infra.run import Run
 from colbert.search import plaid
+from colbert.search.diversity import candidates_for, check_diversity, diversify
 from colbert.search.index import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
 from colbert.utils.progress import progress
@@ -195,7 +196,7 @@ class Searcher:
 
     def search(self, text: str, k: int = 10, filter_fn: Optional[plaid.FilterFn] = None,
                full_length_search: bool = False, pids: Optional[Iterable[DocId]] = None, *,
-               exact: bool = False) -> SearchResult:
+               exact: bool = False, diversity: float = 0.0) -> SearchResult:
         """The top k documents for one query: (ids, ranks from 1, scores), best first.
 
         Args:
@@ -207,37 +208,46 @@ class Searcher:
             pids: restrict the search to these document ids (the user's ids); every listed document is scored
                 exactly, as in the reference.
             exact: skip PLAID and score every document by MaxSim over its decompressed embeddings.
+            diversity: 0 (plain search) to 1: pick the k results by maximal marginal relevance among the best
+                `colbert.search.diversity.candidates_for(k)` (100 at k <= 50), trading relevance for results
+                unlike those ranked above them (documents compared by MaxSim between the vectors that matched the
+                query). Scores stay MaxSim scores, so they need not decrease down the list.
         """
         if not isinstance(text, str):
             raise TypeError(f"search takes one query as a str, got {type(text).__name__}; use search_all for many")
         k = check_k(k)
+        diversity = check_diversity(diversity)
         Q = self.encode(text, full_length_search=full_length_search)
-        return self.dense_search(Q, k, filter_fn=filter_fn, pids=pids, exact=exact)
+        return self.dense_search(Q, k, filter_fn=filter_fn, pids=pids, exact=exact, diversity=diversity)
 
     def dense_search(self, Q: Tensor, k: int = 10, filter_fn: Optional[plaid.FilterFn] = None,
-                     pids: Optional[Iterable[DocId]] = None, *, exact: bool = False) -> SearchResult:
+                     pids: Optional[Iterable[DocId]] = None, *, exact: bool = False,
+                     diversity: float = 0.0) -> SearchResult:
         """`search` for a query already encoded. Shapes: Q (1, Lq, d) or (Lq, d)."""
         k = check_k(k)
+        diversity = check_diversity(diversity)
         Q = self._check_query(Q)
         allowed = None if pids is None else self.pids_of(pids)
-        top_pids, top_scores = self._search_one(Q, k, filter_fn, allowed, exact)
+        top_pids, top_scores = self._search_one(Q, k, filter_fn, allowed, exact, diversity)
         return self._result(top_pids, top_scores)
 
     def search_all(self, queries: TextQueries, k: int = 10, filter_fn: Optional[plaid.FilterFn] = None,
                    full_length_search: bool = False, qid_to_pids: Optional[Mapping[Any, Iterable[DocId]]] = None,
-                   *, exact: bool = False) -> Ranking:
+                   *, exact: bool = False, diversity: float = 0.0) -> Ranking:
         """Search many queries ({qid: text}, a list, a TSV path or Queries) in batches of SEARCH_ALL_BATCH, keeping
         only the top k of each: memory grows with the number of queries times k, not with the index.
 
         Args:
             qid_to_pids: per query, the document ids to restrict it to (as `search(pids=...)`); every qid needs one.
             full_length_search: each query is encoded at its own length (one at a time).
+            diversity: as `search` (MMR per query).
             Other arguments as `search`.
 
         Returns:
             A Ranking {qid: [(id, rank, score), ...]}.
         """
         k = check_k(k)
+        diversity = check_diversity(diversity)
         queries = Queries.cast(queries)
         qids = list(queries.keys())
         if qid_to_pids is not None:
@@ -250,14 +260,20 @@ class Searcher:
             batch = qids[start:start + SEARCH_ALL_BATCH]
             encoded = self._encode_batch([queries[qid] for qid in batch], full_length_search)
             if exact and filter_fn is None and qid_to_pids is None and not full_length_search:
-                tops = plaid.exhaustive_search(self.ranker, self._stack(encoded), k)  # one pass for the batch
+                Qs = self._stack(encoded)
+                want = candidates_for(k) if diversity else k
+                tops = plaid.exhaustive_search(self.ranker, Qs, want)  # one pass for the batch
+                if diversity:
+                    tops = [diversify(self.ranker, Q, *top, k, diversity) for Q, top in zip(Qs, tops)]
             else:
                 tops = [self._search_one(Q.to(self.device, torch.float32), k, filter_fn,
-                                         None if qid_to_pids is None else self.pids_of(qid_to_pids[qid]), exact)
+                                         None if qid_to_pids is None else self.pids_of(qid_to_pids[qid]), exact,
+                                         diversity)
                         for qid, Q in zip(batch, encoded)]
             for qid, (top_pids, top_scores) in zip(batch, tops):
                 data[qid] = list(zip(*self._result(top_pids, top_scores)))
         provenance = {"source": "Searcher.search_all", "index": self.index, "k": k, "exact": exact,
+                      **({"diversity": diversity} if diversity else {}),
                       "queries": queries.provenance()}
         return Ranking(data=data, provenance=provenance)
 
@@ -307,8 +323,17 @@ class Searcher:
         return torch.stack(encoded).to(self.device, torch.float32)  # (B, Lq, d)
 
     def _search_one(self, Q: Tensor, k: int, filter_fn: Optional[plaid.FilterFn], allowed: Optional[Tensor],
-                    exact: bool) -> tuple[Tensor, Tensor]:
+                    exact: bool, diversity: float = 0.0) -> tuple[Tensor, Tensor]:
         """One query on pids. Shapes: Q (Lq, d) float32 on the device -> ((<= k,), (<= k,))."""
+        if not diversity:
+            return self._top(Q, k, filter_fn, allowed, exact)
+        top_pids, top_scores = self._top(Q, candidates_for(k), filter_fn, allowed, exact)
+        with torch.inference_mode():
+            return diversify(self.ranker, Q, top_pids, top_scores, k, diversity)
+
+    def _top(self, Q: Tensor, k: int, filter_fn: Optional[plaid.FilterFn], allowed: Optional[Tensor],
+             exact: bool) -> tuple[Tensor, Tensor]:
+        """The k best pids by MaxSim. Shapes: Q (Lq, d) float32 on the device -> ((<= k,), (<= k,))."""
         with torch.inference_mode():
             if allowed is not None and filter_fn is not None:
                 allowed = plaid.apply_filter(filter_fn, allowed.int(), self.loaded.num_passages)

@@ -121,7 +121,8 @@ def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, c
     t0 = time.perf_counter()
     embeddings, doclens = encode_passages(checkpoint, collection.data[start:end], config.index_bsize,
                                           show_progress=show_progress, first_pid=start,
-                                          bf16=indexing_uses_bf16(config, checkpoint.device))
+                                          bf16=indexing_uses_bf16(config, checkpoint.device),
+                                          pool_factor=config.pool_factor, protected_tokens=config.protected_tokens)
     t1 = time.perf_counter()
     index_format.write_chunk_embeddings(index_dir, k, embeddings, doclens)
     stats.seconds["encode"] += t1 - t0
