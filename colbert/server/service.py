@@ -125,7 +125,8 @@ class Service:
         found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
                                        for Q in encoded))
         results = [self._hits(served, ids_, scores, body.include_text) for ids_, _, scores in found]
-        return {"index": served.name, "results": results[0] if body.query is not None else results}
+        return {"index": served.name, "documents": searcher.loaded.num_passages,
+                "results": results[0] if body.query is not None else results}
 
     async def rerank(self, body: Any) -> dict:
         served = self.served(body.index)
