@@ -37,6 +37,7 @@ SUBCOMMANDS = (
     "info",
     "eval",
     "train",
+    "serve",
 )
 
 
