@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -36,11 +37,13 @@ from colbert.index.loaded import IndexBusyError, IndexHandle
 from colbert.indexing import plan as index_plan
 from colbert.indexing import versions
 from colbert.indexing.codec import ResidualCodec
+from colbert.indexing.documents import Documents, MetadataLike, align_metadata, read_documents, write_documents
 from colbert.indexing.edits import IndexState, refit_codec
 from colbert.indexing.verify import verify_index
 from colbert.indexing.versions import IndexChangedError
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import indexing_uses_bf16
+from colbert.modeling.pooling import check_pooling
 from colbert.search.index import DocId, LoadedIndex
 
 if TYPE_CHECKING:
@@ -69,6 +72,15 @@ def _updates(metadata: dict, num_embeddings: int) -> dict:
     updates.setdefault("fitted_embeddings", num_embeddings)
     updates.setdefault("added_embeddings", 0)
     return updates
+
+
+@dataclass
+class _Edits:
+    """What the writers of one IndexHandle share: the index being edited and its stored documents (None when the
+    index stores none). Changed only under the handle's writer lock."""
+
+    state: IndexState
+    documents: Optional[Documents]
 
 
 def _int_value(doc_id: DocId) -> Optional[int]:
@@ -112,6 +124,7 @@ class IndexUpdater:
             if getattr(self.config, key) != getattr(loaded.config, key):
                 raise ValueError(f"config has {key}={getattr(self.config, key)} but the index at {self.index_path} "
                                  f"was built with {key}={getattr(loaded.config, key)}; they must match")
+        check_pooling(self.config.pool_factor, self.config.protected_tokens, self.config.clustering_mode)
         self._checkpoint_arg, self._checkpoint = checkpoint, None
         self.drift_warning, self._warned = drift_warning, False
         self.lock_timeout = lock_timeout
@@ -153,7 +166,8 @@ class IndexUpdater:
 
     # ----------------------------------------------------------------------------------------------- edits
 
-    def add(self, passages: Passages, ids: Optional[Sequence[DocId]] = None) -> list[DocId]:
+    def add(self, passages: Passages, ids: Optional[Sequence[DocId]] = None,
+            metadata: MetadataLike = None) -> list[DocId]:
         """Encode and add passages; searches through the searcher see them at once.
 
         Args:
@@ -161,6 +175,8 @@ class IndexUpdater:
                 than the largest integer id the index has ever held; as strings in an index of string ids), or a
                 Collection (its ids).
             ids: the ids of a list of texts.
+            metadata: a JSON object per passage (a list aligned with the passages, or a dict {id: dict}); kept
+                with the texts when the index stores documents (documents.jsonl), `{}` where none is given.
 
         Returns:
             The ids of the added passages, in order ([] for an empty add, which changes nothing).
@@ -171,8 +187,13 @@ class IndexUpdater:
             IndexChangedError: the index on disk was deleted or replaced since it was opened.
             IndexBusyError: another writer held the index for more than `lock_timeout` seconds.
         """
-        with self._editing() as state:
+        with self._editing() as edits:
+            state = edits.state
+            if metadata is not None and edits.documents is None:
+                raise ValueError(f"The index at {self.index_path} stores no documents, so metadata cannot be kept; "
+                                 "rebuild it with Indexer.index(..., store_documents=True) to store them")
             texts, new_ids = self._prepare(state, passages, ids)
+            new_metadata = align_metadata(metadata, new_ids)
             self._check_base(state)
             if not texts:
                 return []
@@ -181,12 +202,15 @@ class IndexUpdater:
             encoder = self._encoder()
             bf16 = indexing_uses_bf16(self.config, encoder.device)  # as the Indexer encodes and compresses
             embeddings, doclens = encode_passages(encoder, texts, self.config.index_bsize, show_progress=False,
-                                                  bf16=bf16)
+                                                  bf16=bf16, pool_factor=self.config.pool_factor,
+                                                  protected_tokens=self.config.protected_tokens)
             codes, residuals = self._codec(state).compress(embeddings,
                                                            bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
             state.append(codes, residuals, doclens, new_ids)
+            if edits.documents is not None:
+                edits.documents = edits.documents.with_added(new_ids, texts, new_metadata)
             state.metadata[UPDATES_KEY]["added_embeddings"] += int(codes.numel())
-            self._publish(state)
+            self._publish(edits)
             logger.info("Added %d passages (%s embeddings)", len(texts), f"{codes.numel():,}")
             self._warn_drift(state)
         return new_ids
@@ -207,7 +231,8 @@ class IndexUpdater:
         for doc_id in ids:
             check_id(doc_id, "an id to remove")
         ids = list(dict.fromkeys(ids))
-        with self._editing() as state:
+        with self._editing() as edits:
+            state = edits.state
             unknown = [doc_id for doc_id in ids if state.pid_of(doc_id) is None]
             if unknown:
                 raise ValueError(f"{len(unknown):,} of the ids to remove are not in the index at {self.index_path}: "
@@ -219,8 +244,11 @@ class IndexUpdater:
             self._check_base(state)
             if not ids:
                 return []
-            state.remove(torch.tensor(sorted(state.pid_of(i) for i in ids), dtype=torch.int64))
-            self._publish(state)
+            pids = sorted(state.pid_of(i) for i in ids)
+            state.remove(torch.tensor(pids, dtype=torch.int64))
+            if edits.documents is not None:
+                edits.documents = edits.documents.without(pids)
+            self._publish(edits)
         logger.info("Removed %d passages", len(ids))
         return ids
 
@@ -236,12 +264,12 @@ class IndexUpdater:
                 written and the changes stay in memory.
             IndexBusyError: another writer held the index for more than `lock_timeout` seconds.
         """
-        with self._editing() as state:
-            self._check_base(state)
+        with self._editing() as edits:
+            self._check_base(edits.state)
             if not self.handle.snapshot().pending:
                 logger.info("No changes to persist to %s", self.index_path)
                 return
-            self._commit(state)
+            self._commit(edits)
 
     def reindex(self, kmeans_niters: Optional[int] = None) -> None:
         """Refit the centroids (and their number, from the number of embeddings, as the Indexer) and the residual
@@ -252,7 +280,8 @@ class IndexUpdater:
         does not recover the quality lost to drift as a rebuild does (docs/updates.md). Rebuild from the texts when
         quality matters.
         """
-        with self._editing() as state:
+        with self._editing() as edits:
+            state = edits.state
             self._check_base(state)
             niters = kmeans_niters if kmeans_niters is not None else self.config.kmeans_niters
             old = self._codec(state)
@@ -261,38 +290,42 @@ class IndexUpdater:
             n = state.num_embeddings
             state.metadata[UPDATES_KEY].update(fitted_embeddings=n, added_embeddings=0)
             self._warned = False
-            self._commit(state)
+            self._commit(edits)
 
     # ----------------------------------------------------------------------------------------------- helpers
 
     @contextmanager
-    def _editing(self) -> Iterator[IndexState]:
-        """Hold the handle's writer lock; yield the edit state of the published index, shared by its writers."""
+    def _editing(self) -> Iterator[_Edits]:
+        """Hold the handle's writer lock; yield the edits of the published index, shared by its writers."""
         with self.handle.writing(self.lock_timeout):
-            state = self.handle.edits
-            if state is None:  # no writer has published yet: start from the index as opened
-                loaded = self.handle.snapshot().loaded
-                state = IndexState.from_loaded(loaded)
-                state.metadata[UPDATES_KEY] = _updates(state.metadata, state.num_embeddings)
-            yield state
+            edits = self.handle.edits
+            if edits is None:  # no writer has published yet: start from the index as opened
+                snap = self.handle.snapshot()
+                documents = self.searcher.documents if self.searcher is not None else read_documents(
+                    snap.loaded.path, snap.loaded.doc_ids, snap.loaded.num_passages)
+                edits = _Edits(_fresh_state(snap.loaded), documents)
+            yield edits
 
-    def _publish(self, state: IndexState) -> None:
-        """Searches see `state` from now on (assembled in memory; the state keeps being edited, the copy is not)."""
-        loaded = state.to_loaded(join_residuals=self.handle.device.type != "cpu")
-        self.handle.publish(loaded, pending=True, edits=state)
+    def _publish(self, edits: _Edits) -> None:
+        """Searches see the edits from now on (assembled in memory; the state keeps being edited, the copy is
+        not)."""
+        loaded = edits.state.to_loaded(join_residuals=self.handle.device.type != "cpu")
+        self.handle.publish(loaded, pending=True, edits=edits, documents=edits.documents or False)
 
-    def _commit(self, state: IndexState) -> None:
-        """Write `state` as a new version, then publish that version read back from disk (the searcher maps the
-        new files instead of holding edits in RAM)."""
+    def _commit(self, edits: _Edits) -> None:
+        """Write the edits as a new version, then publish that version read back from disk (the searcher maps
+        the new files instead of holding edits in RAM)."""
+        state = edits.state
         real = Path(os.path.realpath(self.index_path))  # an index reached through a symlink is updated in place
         with versions.transaction(real, base=state.base) as txn:
+            if edits.documents is not None:
+                write_documents(txn.dir, edits.documents)  # before the index's files, metadata.json last
             state.write(txn.dir, base_dir=real, capacity=chunk_capacity(self.config.doc_maxlen))
             txn.commit()
         logger.info("Persisted %s passages to %s", f"{state.num_passages:,}", self.index_path)
         loaded = LoadedIndex.open(self.index_path, mmap=self.handle.mmap)
-        fresh = IndexState.from_loaded(loaded)
-        fresh.metadata[UPDATES_KEY] = _updates(fresh.metadata, fresh.num_embeddings)
-        self.handle.publish(loaded, pending=False, edits=fresh)
+        fresh = _Edits(_fresh_state(loaded), edits.documents)  # the documents just written
+        self.handle.publish(loaded, pending=False, edits=fresh, documents=edits.documents or False)
 
     def _prepare(self, state: IndexState, passages: Passages,
                  ids: Optional[Sequence[DocId]]) -> tuple[list[str], list[DocId]]:
@@ -365,6 +398,12 @@ class IndexUpdater:
     def __repr__(self) -> str:
         snap = self.handle.snapshot()
         return f"IndexUpdater({str(self.index_path)!r}, {snap.loaded.num_passages:,} passages, pending={snap.pending})"
+
+
+def _fresh_state(loaded: LoadedIndex) -> IndexState:
+    state = IndexState.from_loaded(loaded)
+    state.metadata[UPDATES_KEY] = _updates(state.metadata, state.num_embeddings)
+    return state
 
 
 def _check_new_ids(state: IndexState, ids: list[DocId], count: int) -> list[DocId]:

@@ -17,18 +17,20 @@ import logging
 import os
 from pathlib import Path
 from functools import partial
-from typing import TYPE_CHECKING, Hashable, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
+from colbert.indexing.documents import Documents, metadata_filter, read_documents
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
 from colbert.index.loaded import IndexHandle, Snapshot
 from colbert.infra.run import Run
 from colbert.search import plaid
+from colbert.search.diversity import candidates_for, check_diversity, diversify
 from colbert.search.index import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
 from colbert.utils.progress import progress
@@ -108,6 +110,7 @@ class Searcher:
         self.config = ColBERTConfig.from_existing(self.checkpoint_config, self.index_config, initial)
         self.config.configure(checkpoint=name, load_index_with_mmap=mmap)
         self._collection = collection
+        self._documents: tuple[int, Union[Documents, bool]] = (-1, False)  # (generation, documents) read last
         self.checkpoint = self._load_checkpoint(name)
         self.index_handle = IndexHandle(loaded, prepare=partial(plaid.SearchIndex.from_loaded, device=self.device),
                                         device=self.device, mmap=mmap)
@@ -167,6 +170,47 @@ class Searcher:
             self._collection = Collection.cast(source)
         return self._collection
 
+    @property
+    def documents(self) -> Optional[Documents]:
+        """The texts and metadata stored with the index (documents.jsonl), read on first use; None when it stores
+        none (build it with `Indexer.index(..., store_documents=True)` or `metadata=`)."""
+        snap = self.index_handle.snapshot()
+        generation, documents = self._documents
+        if generation != snap.generation:
+            documents = snap.documents  # what the updater that published this state holds
+            if documents is None:
+                stored = read_documents(snap.loaded.path, snap.loaded.doc_ids, snap.loaded.num_passages)
+                documents = False if stored is None else stored
+            self._documents = (snap.generation, documents)
+        return documents or None
+
+    def document(self, doc_id: DocId) -> dict:
+        """{"id", "text", "metadata"} of a document stored with the index.
+
+        Raises:
+            ValueError: the index stores no documents. KeyError: no such id.
+        """
+        if self.documents is None:
+            raise ValueError(f"The index at {self.index} stores no document texts; build it with "
+                             "Indexer.index(..., store_documents=True) or metadata=...")
+        return self.documents.get(doc_id)
+
+    def metadata_filter(self, predicate: Callable[[dict], bool]) -> plaid.FilterFn:
+        """A `filter_fn` keeping documents whose stored metadata satisfy `predicate` (a function of the metadata
+        dict), applied to the candidates before scoring: `search(q, k, filter_fn=searcher.metadata_filter(f))`.
+
+        The predicate runs once on every document, now. With PLAID, a filter that keeps few documents may leave
+        fewer than k candidates: for those, `search(q, k, pids=searcher.ids_where(f))` scores every match exactly.
+        """
+        return metadata_filter(self.documents, predicate, self.index)
+
+    def ids_where(self, predicate: Callable[[dict], bool]) -> list[DocId]:
+        """The ids of the documents whose stored metadata satisfy `predicate`, for `search(..., pids=...)`."""
+        if self.documents is None:
+            metadata_filter(None, predicate, self.index)  # raises, saying how to store metadata
+        keep = self.documents.mask(predicate)
+        return [self.documents.ids[p] for p in keep.nonzero().squeeze(1).tolist()]
+
     def encode(self, text: Union[str, Sequence[str]], full_length_search: bool = False) -> Tensor:
         """Query embeddings: (n, query_maxlen, d), or longer with full_length_search (one query per call).
 
@@ -180,7 +224,7 @@ class Searcher:
 
     def search(self, text: str, k: int = 10, filter_fn: Optional[plaid.FilterFn] = None,
                full_length_search: bool = False, pids: Optional[Iterable[DocId]] = None, *,
-               exact: bool = False) -> SearchResult:
+               exact: bool = False, diversity: float = 0.0) -> SearchResult:
         """The top k documents for one query: (ids, ranks from 1, scores), best first.
 
         Args:
@@ -192,39 +236,48 @@ class Searcher:
             pids: restrict the search to these document ids (the user's ids); every listed document is scored
                 exactly, as in the reference.
             exact: skip PLAID and score every document by MaxSim over its decompressed embeddings.
+            diversity: 0 (plain search) to 1: pick the k results by maximal marginal relevance among the best
+                `colbert.search.diversity.candidates_for(k)` (100 at k <= 50), trading relevance for results
+                unlike those ranked above them (documents compared by MaxSim between the vectors that matched the
+                query). Scores stay MaxSim scores, so they need not decrease down the list.
         """
         if not isinstance(text, str):
             raise TypeError(f"search takes one query as a str, got {type(text).__name__}; use search_all for many")
         k = check_k(k)
+        diversity = check_diversity(diversity)
         Q = self.encode(text, full_length_search=full_length_search)
-        return self.dense_search(Q, k, filter_fn=filter_fn, pids=pids, exact=exact)
+        return self.dense_search(Q, k, filter_fn=filter_fn, pids=pids, exact=exact, diversity=diversity)
 
     def dense_search(self, Q: Tensor, k: int = 10, filter_fn: Optional[plaid.FilterFn] = None,
-                     pids: Optional[Iterable[DocId]] = None, *, exact: bool = False) -> SearchResult:
+                     pids: Optional[Iterable[DocId]] = None, *, exact: bool = False,
+                     diversity: float = 0.0) -> SearchResult:
         """`search` for a query already encoded. Shapes: Q (1, Lq, d) or (Lq, d)."""
         k = check_k(k)
+        diversity = check_diversity(diversity)
         Q = self._check_query(Q)
         snap = self.index_handle.snapshot()  # one state for the whole query
         allowed = None if pids is None else self._pids_of(snap, pids)
-        top_pids, top_scores = self._search_one(snap, Q, k, filter_fn, allowed, exact)
+        top_pids, top_scores = self._search_one(snap, Q, k, filter_fn, allowed, exact, diversity)
         return _result(snap, top_pids, top_scores)
 
     def search_all(self, queries: TextQueries, k: int = 10, filter_fn: Optional[plaid.FilterFn] = None,
                    full_length_search: bool = False,
                    qid_to_pids: Optional[Mapping[Hashable, Iterable[DocId]]] = None,
-                   *, exact: bool = False) -> Ranking:
+                   *, exact: bool = False, diversity: float = 0.0) -> Ranking:
         """Search many queries ({qid: text}, a list, a TSV path or Queries) in batches of SEARCH_ALL_BATCH, keeping
         only the top k of each: memory grows with the number of queries times k, not with the index.
 
         Args:
             qid_to_pids: per query, the document ids to restrict it to (as `search(pids=...)`); every qid needs one.
             full_length_search: each query is encoded at its own length (one at a time).
+            diversity: as `search` (MMR per query).
             Other arguments as `search`.
 
         Returns:
             A Ranking {qid: [(id, rank, score), ...]}, every query answered by the same state of the index.
         """
         k = check_k(k)
+        diversity = check_diversity(diversity)
         queries = Queries.cast(queries)
         qids = list(queries.keys())
         if qid_to_pids is not None:
@@ -238,15 +291,20 @@ class Searcher:
             batch = qids[start:start + SEARCH_ALL_BATCH]
             encoded = self._encode_batch([queries[qid] for qid in batch], full_length_search)
             if exact and filter_fn is None and qid_to_pids is None and not full_length_search:
-                tops = plaid.exhaustive_search(snap.view, self._stack(encoded), k)  # one pass for the batch
+                Qs = self._stack(encoded)
+                want = candidates_for(k) if diversity else k
+                tops = plaid.exhaustive_search(snap.view, Qs, want)  # one pass for the batch
+                if diversity:
+                    tops = [diversify(snap.view, Q, *top, k, diversity) for Q, top in zip(Qs, tops)]
             else:
                 tops = [self._search_one(snap, Q.to(self.device, torch.float32), k, filter_fn,
                                          None if qid_to_pids is None else self._pids_of(snap, qid_to_pids[qid]),
-                                         exact)
+                                         exact, diversity)
                         for qid, Q in zip(batch, encoded)]
             for qid, (top_pids, top_scores) in zip(batch, tops):
                 data[qid] = list(zip(*_result(snap, top_pids, top_scores)))
         provenance = {"source": "Searcher.search_all", "index": self.index, "k": k, "exact": exact,
+                      **({"diversity": diversity} if diversity else {}),
                       "queries": queries.provenance()}
         return Ranking(data=data, provenance=provenance)
 
@@ -300,8 +358,17 @@ class Searcher:
         return torch.stack(encoded).to(self.device, torch.float32)  # (B, Lq, d)
 
     def _search_one(self, snap: Snapshot, Q: Tensor, k: int, filter_fn: Optional[plaid.FilterFn],
-                    allowed: Optional[Tensor], exact: bool) -> tuple[Tensor, Tensor]:
+                    allowed: Optional[Tensor], exact: bool, diversity: float = 0.0) -> tuple[Tensor, Tensor]:
         """One query on the pids of `snap`. Shapes: Q (Lq, d) float32 on the device -> ((<= k,), (<= k,))."""
+        if not diversity:
+            return self._top(snap, Q, k, filter_fn, allowed, exact)
+        top_pids, top_scores = self._top(snap, Q, candidates_for(k), filter_fn, allowed, exact)
+        with torch.inference_mode():
+            return diversify(snap.view, Q, top_pids, top_scores, k, diversity)
+
+    def _top(self, snap: Snapshot, Q: Tensor, k: int, filter_fn: Optional[plaid.FilterFn],
+             allowed: Optional[Tensor], exact: bool) -> tuple[Tensor, Tensor]:
+        """The k best pids of `snap` by MaxSim. Shapes: Q (Lq, d) float32 on the device -> ((<= k,), (<= k,))."""
         num_passages = snap.loaded.num_passages
         with torch.inference_mode():
             if allowed is not None and filter_fn is not None:

@@ -39,12 +39,16 @@ class Snapshot:
             `loaded` itself when the handle has no `prepare`.
         generation: 0 for the state the handle was made with, +1 for every publish.
         pending: whether the state holds changes that are not on disk yet (IndexUpdater.persist_to_disk).
+        documents: the texts and metadata of this state when its writer supplied them (IndexUpdater: its
+            colbert.indexing.documents.Documents, or False when the index stores none); None: read them from the
+            index folder when needed.
     """
 
     loaded: LoadedIndex
     view: Any
     generation: int
     pending: bool
+    documents: Any = None
 
 
 class IndexHandle:
@@ -74,6 +78,16 @@ class IndexHandle:
     def snapshot(self) -> Snapshot:
         """The state published last: read it once and use it for the whole query."""
         return self._current
+
+    def fork(self) -> IndexHandle:
+        """A new handle that starts from this one's published state (same view, device and mmap) and then goes its
+        own way: for copy-on-write users that prepare a change privately and publish it elsewhere when it is
+        whole (the HTTP server)."""
+        fork = IndexHandle.__new__(IndexHandle)
+        fork.device, fork.mmap, fork._prepare = self.device, self.mmap, self._prepare
+        fork._lock, fork._owner, fork._depth, fork._edits = threading.Lock(), None, 0, None
+        fork._current = self._current
+        return fork
 
     @property
     def edits(self) -> Any:
@@ -108,16 +122,17 @@ class IndexHandle:
                 self._owner = None
                 self._lock.release()
 
-    def publish(self, loaded: LoadedIndex, *, pending: bool, edits: Any = None) -> Snapshot:
+    def publish(self, loaded: LoadedIndex, *, pending: bool, edits: Any = None, documents: Any = None) -> Snapshot:
         """Make `loaded` the state every later `snapshot()` returns, in one step. Only inside `writing()`.
 
         Args:
             loaded: the new state; it must not be changed afterwards (searches may be reading it).
             pending: whether it holds changes not yet on disk.
             edits: the writers' working state that produced it (see `edits`), or None.
+            documents: see Snapshot.documents.
         """
         self._check_writer("publish")
-        snapshot = Snapshot(loaded, self._view(loaded), self._current.generation + 1, pending)  # before the swap
+        snapshot = Snapshot(loaded, self._view(loaded), self._current.generation + 1, pending, documents)  # before the swap
         self._current, self._edits = snapshot, edits
         return snapshot
 
