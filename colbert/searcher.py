@@ -26,12 +26,13 @@ from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
 from colbert.infra.config import ColBERTConfig
+from colbert.modeling.hf_format import load_checkpoint_config
 from colbert.infra.device import resolve_device
 from colbert.index.loaded import IndexHandle, Snapshot
 from colbert.infra.run import Run
 from colbert.search import plaid
 from colbert.search.diversity import candidates_for, check_diversity, diversify
-from colbert.search.index import DocId, LoadedIndex
+from colbert.index.loaded import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
 from colbert.utils.progress import progress
 
@@ -137,7 +138,7 @@ class Searcher:
         if given and self.index_config.checkpoint and name != self.index_config.checkpoint:
             logger.info("Encoding queries with %s; the index at %s was built with %s", name, self.index,
                         self.index_config.checkpoint)
-        stored = ColBERTConfig.load_from_checkpoint(name)
+        stored = load_checkpoint_config(name)
         if stored is not None and "dim" in stored.assigned and stored.dim != self.dim:
             raise CheckpointError(
                 f"The checkpoint {name} makes {stored.dim}-dim embeddings but the index at {self.index} holds "

@@ -23,11 +23,11 @@ import torch
 from torch import Tensor
 
 from colbert.data import Collection
-from colbert.indexing import format as index_format
-from colbert.indexing.codec import ResidualCodec, check_nbits
+from colbert.index import format as index_format
+from colbert.index.codec import ResidualCodec, check_nbits
 from colbert.indexing.documents import Documents, write_documents
 from colbert.indexing.encoder import encode_passages
-from colbert.indexing.ivf import build_ivf_from_chunks
+from colbert.index.ivf import build_ivf_from_chunks
 from colbert.indexing.kmeans import train_centroids
 from colbert.indexing.memory import release_free_memory
 from colbert.indexing.plan import (HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, Plan, kmeans_sample_size, make_plan,
@@ -228,8 +228,7 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
 def _read_codec(index_dir: Path, config: ColBERTConfig) -> ResidualCodec:
     plan = index_format.read_plan(index_dir)
     codec = index_format.read_codec(index_dir, config.dim, config.nbits, plan["num_partitions"])
-    return ResidualCodec(codec.centroids, codec.bucket_cutoffs, codec.bucket_weights, codec.avg_residual,
-                         config.nbits)
+    return ResidualCodec.from_parts(codec, config.nbits)
 
 
 def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, config: ColBERTConfig,

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from colbert import kernels
 from colbert.search.candidates import generate_candidates
-from colbert.search.index import LoadedIndex
+from colbert.index.loaded import LoadedIndex
 from colbert.search.params import SearchParams
 
 logger = logging.getLogger(__name__)
