@@ -461,3 +461,14 @@ def test_minilm_index_search_and_eval_on_scifact(capsys, minilm_checkpoint, tmp_
     assert result["queries"] == 40 and result["nDCG@10"] > 0.6 and result["R@100"] > 0.9
     hits = run_json(capsys, "search", "--index", tmp_path / "idx", data.queries[qids[0]], "-k", "10")
     assert {str(h["doc_id"]) for h in hits["queries"][0]["results"]} & set(data.qrels[str(qids[0])])
+
+
+def test_doctests_of_the_cli_and_folder_reader():
+    import doctest
+
+    import colbert.cli
+    import colbert.data.folder
+
+    for module in (colbert.cli, colbert.data.folder):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__
