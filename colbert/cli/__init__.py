@@ -38,6 +38,7 @@ SUBCOMMANDS = (
     "eval",
     "train",
     "serve",
+    "export",
 )
 
 
