@@ -39,6 +39,7 @@ SUBCOMMANDS = (
     "eval",
     "train",
     "serve",
+    "export",
 )
 
 
