@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
@@ -27,7 +28,7 @@ import torch
 
 from colbert.data import Collection
 from colbert.data.collection import check_id
-from colbert.errors import CheckpointError
+from colbert.errors import CheckpointError, DriftWarning
 from colbert.indexing import plan as index_plan
 from colbert.indexing import versions
 from colbert.indexing.codec import ResidualCodec
@@ -348,13 +349,13 @@ class IndexUpdater:
             return
         self._warned = True
         updates = self._state.metadata[UPDATES_KEY]
-        logger.warning(
-            "%s embeddings were added to %s since its centroids were fitted on %s (%.0f%% > %.0f%%): search "
-            "quality drifts as the collection moves away from them (on SciFact, half built then doubled: nDCG@10 "
-            "0.610 vs 0.619 for a full build). Rebuild it from the texts (Indexer.index(..., overwrite=True)) to "
-            "recover; IndexUpdater.reindex() refits the centroids without a model but does not recover the "
-            "quality (docs/updates.md).", f"{updates['added_embeddings']:,}", self.index_path,
-            f"{updates['fitted_embeddings']:,}", 100 * self.drift, 100 * self.drift_warning)
+        warnings.warn(
+            f"{updates['added_embeddings']:,} embeddings were added to {self.index_path} since its centroids were "
+            f"fitted on {updates['fitted_embeddings']:,} ({100 * self.drift:.0f}% > {100 * self.drift_warning:.0f}%): "
+            "search quality drifts as the collection moves away from them (on SciFact, half built then doubled: "
+            "nDCG@10 0.610 vs 0.619 for a full build). Rebuild it from the texts (Indexer.index(..., overwrite=True)) "
+            "to recover; IndexUpdater.reindex() refits the centroids without a model but does not recover the "
+            "quality (docs/updates.md).", DriftWarning, stacklevel=3)
 
     def __repr__(self) -> str:
         return (f"IndexUpdater({str(self.index_path)!r}, {self._state.num_passages:,} passages, "
