@@ -37,6 +37,8 @@ SUBCOMMANDS = (
     "info",
     "eval",
     "train",
+    "checkpoint",
+    "demo",
 )
 
 
