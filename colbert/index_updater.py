@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 
 from colbert.data import Collection
 from colbert.data.collection import check_id
-from colbert.errors import CheckpointError
+from colbert.errors import CheckpointError, DriftWarning
 from colbert.index.loaded import IndexBusyError, IndexHandle
 from colbert.indexing import plan as index_plan
 from colbert.indexing import versions
@@ -388,12 +389,12 @@ class IndexUpdater:
         if self.drift_warning is None or self._warned or drift <= self.drift_warning:
             return
         self._warned = True
-        logger.warning(
-            "%s embeddings were added to %s since its centroids were fitted on %s (%.0f%% > %.0f%%): search "
-            "quality drifts as the collection moves away from them. Rebuild it from the texts "
+        warnings.warn(
+            f"{updates['added_embeddings']:,} embeddings were added to {self.index_path} since its centroids were "
+            f"fitted on {updates['fitted_embeddings']:,} ({100 * drift:.0f}% > {100 * self.drift_warning:.0f}%): "
+            "search quality drifts as the collection moves away from them. Rebuild it from the texts "
             "(Indexer.index(..., overwrite=True)) to recover; IndexUpdater.reindex() refits the centroids without a "
-            "model but does not recover the quality (docs/updates.md).", f"{updates['added_embeddings']:,}",
-            self.index_path, f"{updates['fitted_embeddings']:,}", 100 * drift, 100 * self.drift_warning)
+            "model but does not recover the quality (docs/updates.md).", DriftWarning, stacklevel=3)
 
     def __repr__(self) -> str:
         snap = self.handle.snapshot()

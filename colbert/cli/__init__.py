@@ -40,6 +40,8 @@ SUBCOMMANDS = (
     "train",
     "serve",
     "export",
+    "checkpoint",
+    "demo",
 )
 
 
