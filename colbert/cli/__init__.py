@@ -38,6 +38,10 @@ SUBCOMMANDS = (
     "info",
     "eval",
     "train",
+    "serve",
+    "export",
+    "checkpoint",
+    "demo",
 )
 
 
