@@ -70,21 +70,34 @@ class IndexUpdater:
         checkpoint: the encoder for added passages (a name, a folder or a Checkpoint); default the searcher's, or the
             one the index was built with.
         drift_warning: see the module docstring; None never warns.
+        lock_timeout: seconds persist_to_disk waits for another writer's lock before IndexLockedError (None:
+            forever).
 
     Raises:
         TypeError: no searcher or index folder was given.
     """
 
     def __init__(self, config: Optional[ColBERTConfig] = None, searcher: Any = None, checkpoint: Any = None,
-                 *, drift_warning: Optional[float] = DRIFT_WARNING) -> None:
+                 *, drift_warning: Optional[float] = DRIFT_WARNING,
+                 lock_timeout: Optional[float] = versions.LOCK_TIMEOUT_S) -> None:
         if searcher is None:
             raise TypeError("IndexUpdater needs the Searcher to update (or an index folder): "
                             "IndexUpdater(config, searcher, checkpoint)")
+        if config is not None and not isinstance(config, ColBERTConfig):
+            raise TypeError(f"config must be a ColBERTConfig or None, got {type(config).__name__}")
+        for name, value in (("drift_warning", drift_warning), ("lock_timeout", lock_timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value >= 0):
+                raise ValueError(f"{name} must be a number >= 0 or None, got {value!r}")
+        self.lock_timeout = lock_timeout
         if isinstance(searcher, (str, os.PathLike)):
-            self.searcher, loaded, self._mmap = None, LoadedIndex.open(searcher), True
+            mmap = bool(config is not None and config.load_index_with_mmap)
+            self.searcher, loaded, self._mmap = None, LoadedIndex.open(searcher, mmap=mmap), mmap
+        elif not hasattr(searcher, "loaded"):
+            raise TypeError(f"searcher must be a Searcher or an index folder, got {type(searcher).__name__}")
         else:
             self.searcher, loaded = searcher, searcher.loaded
-            self._mmap = bool(getattr(searcher.config, "load_index_with_mmap", True))
+            self._mmap = bool(getattr(searcher.config, "load_index_with_mmap", False))
         self.index_path = Path(loaded.path)
         self.config = ColBERTConfig.from_existing(loaded.config, config)
         for key in ("dim", "nbits"):
@@ -213,13 +226,15 @@ class IndexUpdater:
         Raises:
             IndexChangedError: another writer committed, or the index was deleted, since it was opened; nothing is
                 written and the changes stay in memory.
+            IndexLockedError: another writer held the lock for longer than `lock_timeout`; nothing is written and
+                the changes stay in memory.
         """
         self._check_base()
         if not self._dirty:
             logger.info("No changes to persist to %s", self.index_path)
             return
         real = Path(os.path.realpath(self.index_path))  # an index reached through a symlink is updated in place
-        with versions.transaction(real, base=self._state.base) as txn:
+        with versions.transaction(real, base=self._state.base, lock_timeout=self.lock_timeout) as txn:
             self._state.write(txn.dir, base_dir=real, capacity=chunk_capacity(self.config.doc_maxlen))
             txn.commit()
         logger.info("Persisted %s passages to %s", f"{self._state.num_passages:,}", self.index_path)
