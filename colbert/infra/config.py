@@ -334,8 +334,8 @@ class ColBERTConfig(_Assigned):
     centroid_score_threshold: Optional[float] = _field(
         None, Allowed(float, optional=True),
         "PLAID pruning: centroids scoring below this for every query vector are ignored (None: chosen from k).")
-    ndocs: Optional[int] = _field(None, _int(1, optional=True),
-                                  "Candidates kept after centroid interaction (None: chosen from k).")
+    ndocs: Optional[int] = _field(None, _int(4, optional=True), "Candidates kept after centroid interaction; "
+                                  "ndocs // 4 of them are scored exactly (None: chosen from k).")
     load_index_with_mmap: bool = _field(False, _BOOL, "Memory-map codes and residuals instead of reading them into "
                                         "RAM (saves memory; files must then not be changed in place while open).")
     # --- indexing ---
