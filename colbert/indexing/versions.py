@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar
 
-from colbert.errors import ColBERTError, IndexFormatError
+from colbert.errors import ColBERTError, IndexFormatError, IndexLockedError
 from colbert.utils.io import fsync_dir
 
 try:
@@ -51,10 +51,6 @@ LOCK_POLL_S = 0.05  # how often a waiting writer tries the lock again
 READ_ATTEMPTS = 20  # a reader re-reads at most this many times while writers keep committing
 GAP_WAIT_S = 0.05  # how long a reader waits for NAME to reappear between the two renames of the fallback commit
 _counter = itertools.count()
-
-
-class IndexLockedError(ColBERTError, TimeoutError):
-    """Another writer held the index's lock for longer than the lock timeout; nothing was written."""
 
 
 class IndexChangedError(ColBERTError, RuntimeError):
