@@ -33,6 +33,8 @@ from colbert.search import plaid
 from colbert.search.diversity import candidates_for, check_diversity, diversify
 from colbert.search.index import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
+from colbert.modeling.hf_format import check_checkpoint_name
+from colbert.utils.checks import check_config, check_path, check_verbose
 from colbert.utils.progress import progress
 
 if TYPE_CHECKING:
@@ -69,6 +71,18 @@ def _as_int_tensor(ids: Union[Tensor, list]) -> Optional[Tensor]:
     return t.long()
 
 
+def _check_filter(filter_fn: Any) -> None:
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"filter_fn must be a function of the candidate pids (or None), got {type(filter_fn).__name__}")
+
+
+def _check_finite(Q: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(Q).all()):
+        raise ValueError(f"{what} hold NaN or infinite values, so no document could be ranked; the checkpoint's "
+                         "weights are probably corrupt (check them with torch.isfinite), or the embeddings passed "
+                         "to dense_search were")
+
+
 def _looks_like_a_path(name: str) -> bool:
     return os.path.isabs(name) or name.startswith(("./", "../", "~")) or os.sep + os.sep in name
 
@@ -85,20 +99,26 @@ class Searcher:
         index_root: the folder holding named indexes.
         verbose: 0 silent, 1 progress bars, 2 and 3 also log the config.
 
-    Codes and residuals are memory-mapped when searching on CPU (no extra RAM; pages are read on first use) unless
-    `config.load_index_with_mmap` is set explicitly; on a GPU they are read into device memory.
+    Codes and residuals are read into memory, as the reference does, unless `config.load_index_with_mmap=True`
+    (CPU only): then they are memory-mapped (no extra RAM, pages read on first use), and the index files must not be
+    changed in place while the Searcher is open (this library only ever replaces them by rename; a `cp` over a live
+    index could then kill the process with SIGBUS).
     """
 
     def __init__(self, index: Union[str, os.PathLike], checkpoint: Optional[Union[str, os.PathLike]] = None,
                  collection: Optional[CollectionLike] = None, config: Optional[ColBERTConfig] = None,
                  index_root: Optional[str] = None, verbose: int = 3) -> None:
-        self.verbose = verbose
+        self.verbose = check_verbose(verbose)
+        index = check_path(index, "index")
+        checkpoint = None if checkpoint is None else check_path(checkpoint, "checkpoint")
+        index_root = None if index_root is None else check_path(index_root, "index_root")
+        check_config(config)
         initial = Run().resolve(config=config)  # the index's and checkpoint's configs sit below it
+        if checkpoint is not None:
+            check_checkpoint_name(checkpoint)  # before the index is read: CheckpointError naming a missing folder
         self.index = str(resolve_index_path(index, index_root or initial.index_root_))
         self.device = resolve_device(initial)
-        mmap = self.device.type == "cpu"
-        if "load_index_with_mmap" in initial.assigned:
-            mmap = bool(initial.load_index_with_mmap)
+        mmap = bool(initial.load_index_with_mmap)
         if mmap and self.device.type != "cpu":
             raise ValueError(f"A memory-mapped index can only be searched on CPU, not {self.device}; set "
                              "ColBERTConfig(load_index_with_mmap=False) or gpus=0")
@@ -107,8 +127,10 @@ class Searcher:
         self.dim = loaded.dim  # fixed for the life of the index: updates keep it
         name = str(checkpoint) if checkpoint is not None else self.index_config.checkpoint
         self.checkpoint_config = self._checkpoint_config(name, given=checkpoint is not None)
-        self.config = ColBERTConfig.from_existing(self.checkpoint_config, self.index_config, initial)
-        self.config.configure(checkpoint=name, load_index_with_mmap=mmap)
+        self.config = ColBERTConfig.from_existing(self.checkpoint_config, self.index_config, initial,
+                                                  ColBERTConfig(checkpoint=name, load_index_with_mmap=mmap))
+        if self.config.similarity != "cosine":
+            raise ValueError(f"similarity={self.config.similarity!r} is not supported by search; use 'cosine'")
         self._collection = collection
         self._documents: tuple[int, Union[Documents, bool]] = (-1, False)  # (generation, documents) read last
         self.checkpoint = self._load_checkpoint(name)
@@ -156,7 +178,13 @@ class Searcher:
                                   f"{e}") from e
 
     def configure(self, **kwargs: object) -> None:
-        """Set config fields, e.g. `searcher.configure(ncells=4, ndocs=4096)`; they apply from the next search."""
+        """Set config fields, e.g. `searcher.configure(ncells=4, ndocs=4096)`; they apply from the next search.
+
+        Each value is checked first (TypeError / ValueError naming the field); fields fixed by the index (dim,
+        nbits, similarity) cannot change."""
+        fixed = {"dim", "nbits", "similarity", "load_index_with_mmap"} & kwargs.keys()
+        if fixed:
+            raise ValueError(f"{', '.join(sorted(fixed))} cannot change on an open Searcher; open a new one")
         self.config.configure(**kwargs)
 
     @property
@@ -218,7 +246,7 @@ class Searcher:
         full_length_search; an empty query encodes as [CLS] [Q] [SEP] + [MASK]s.
         """
         queries = [text] if isinstance(text, str) else text
-        self.checkpoint.query_tokenizer.query_maxlen = self.config.query_maxlen
+        self.checkpoint.query_tokenizer.query_maxlen = self.config.query_maxlen  # configure() may have changed it
         bsize = SEARCH_ALL_BATCH if len(queries) > SEARCH_ALL_BATCH else None
         return self.checkpoint.queryFromText(queries, bsize=bsize, full_length_search=full_length_search)
 
@@ -244,6 +272,7 @@ class Searcher:
         if not isinstance(text, str):
             raise TypeError(f"search takes one query as a str, got {type(text).__name__}; use search_all for many")
         k = check_k(k)
+        _check_filter(filter_fn)
         diversity = check_diversity(diversity)
         Q = self.encode(text, full_length_search=full_length_search)
         return self.dense_search(Q, k, filter_fn=filter_fn, pids=pids, exact=exact, diversity=diversity)
@@ -253,6 +282,7 @@ class Searcher:
                      diversity: float = 0.0) -> SearchResult:
         """`search` for a query already encoded. Shapes: Q (1, Lq, d) or (Lq, d)."""
         k = check_k(k)
+        _check_filter(filter_fn)
         diversity = check_diversity(diversity)
         Q = self._check_query(Q)
         snap = self.index_handle.snapshot()  # one state for the whole query
@@ -277,7 +307,11 @@ class Searcher:
             A Ranking {qid: [(id, rank, score), ...]}, every query answered by the same state of the index.
         """
         k = check_k(k)
+        _check_filter(filter_fn)
         diversity = check_diversity(diversity)
+        if isinstance(queries, str) and not os.path.exists(queries):
+            raise FileNotFoundError(f"search_all got the str {queries[:80]!r}, which is not a queries file; pass a "
+                                    "list or dict of queries, or use search(text) for one query")
         queries = Queries.cast(queries)
         qids = list(queries.keys())
         if qid_to_pids is not None:
@@ -346,13 +380,20 @@ class Searcher:
         if Q.dim() != 2 or Q.size(1) != self.dim or Q.size(0) == 0:
             raise ValueError(f"Q must hold one query's embeddings, shaped (1, Lq, {self.dim}) or "
                              f"(Lq, {self.dim}); got {tuple(Q.shape)}. Use search_all for many queries.")
+        if Q.is_complex() or not (Q.is_floating_point()):
+            raise TypeError(f"Q must hold floating-point embeddings, got {Q.dtype}")
+        _check_finite(Q, "the query embeddings")
         return Q.to(self.device, torch.float32)
 
     def _encode_batch(self, texts: list[str], full_length_search: bool) -> list[Tensor]:
         """Each query's embeddings (Lq, d); with full_length_search one at a time, each at its own length."""
         if full_length_search:
-            return [self.encode(text, full_length_search=True)[0] for text in texts]
-        return list(self.encode(texts))
+            encoded = [self.encode(text, full_length_search=True)[0] for text in texts]
+        else:
+            encoded = list(self.encode(texts))
+        for text, Q in zip(texts, encoded):
+            _check_finite(Q, f"the embeddings of the query {text[:80]!r}")
+        return encoded
 
     def _stack(self, encoded: list[Tensor]) -> Tensor:
         return torch.stack(encoded).to(self.device, torch.float32)  # (B, Lq, d)
