@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from colbert.errors import FreshHeadWarning
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
-from colbert.modeling.colbert import ColBERT
+from colbert.modeling.colbert import HEAD_SEED, ColBERT
+from colbert.modeling.pooling import check_pooling, pool_documents
 from colbert.modeling.scoring import colbert_score_packed, pad_packed
 from colbert.modeling.tokenization import check_texts
 from colbert.utils.progress import progress
@@ -52,8 +55,13 @@ class Checkpoint(ColBERT):
                  verbose: int = 3, device: Union[str, torch.device, None] = None) -> None:
         super().__init__(name, colbert_config)
         if not self.has_head:
-            logger.warning("%s has no linear.weight head: its projection is randomly initialised. Load a ColBERT "
-                           "checkpoint for retrieval, or train this one first.", name)
+            warnings.warn(
+                f"{name} is a plain encoder without a ColBERT head (linear.weight): using an untrained "
+                f"{self.bert.config.hidden_size} -> {self.colbert_config.dim} projection drawn from the fixed seed "
+                f"{HEAD_SEED}, the same at every load, so indexes and searches made with it agree. Answers are only "
+                "as good as the encoder's own token embeddings: use a trained ColBERT checkpoint (e.g. "
+                "colbert-ir/colbertv2.0) or train this one (Trainer). `colbert checkpoint new --from "
+                f"{name} OUT` saves it as a checkpoint.", FreshHeadWarning, stacklevel=2)
         self.verbose = verbose
         self.to(resolve_device(self.colbert_config, device))
         self.eval()
@@ -105,13 +113,21 @@ class Checkpoint(ColBERT):
           - 'flatten': (D (sum(doclens), d) kept vectors only, doclens list[int]).
           - False: a list of n tensors (doclen_i, d).
         With return_tokens, the token ids of each document (list of lists) are appended to the tuple.
+
+        With `pool_factor` > 1 (keep_dims 'flatten' or False), each document keeps max(1, doclen // pool_factor)
+        vectors: means of Ward clusters of its vectors, its first `protected_tokens` vectors kept as they are and
+        placed last (colbert.modeling.pooling). Pooled vectors no longer stand for tokens, hence not keep_dims=True.
         """
         if keep_dims not in (True, False, "flatten"):
             raise ValueError(f"keep_dims must be True, False or 'flatten', got {keep_dims!r}")
-        if pool_factor != 1:
-            raise NotImplementedError("Token pooling (pool_factor > 1) is not supported yet; use pool_factor=1")
+        check_pooling(pool_factor, protected_tokens, clustering_mode)
+        if pool_factor > 1 and keep_dims is True:
+            raise ValueError("Pooled vectors are no longer token positions: with pool_factor > 1 use "
+                             "keep_dims='flatten' or keep_dims=False")
         ids = self.doc_tokenizer.encode_unpadded(docs)
         per_doc = self._encode_docs(ids, bsize or self.colbert_config.index_bsize, to_cpu, showprogress)
+        if pool_factor > 1:
+            per_doc = self._pool(per_doc, pool_factor, protected_tokens)
         extra = (ids,) if return_tokens else ()
         if keep_dims is False:
             return (per_doc, *extra) if return_tokens else per_doc
@@ -135,6 +151,13 @@ class Checkpoint(ColBERT):
             for row, i in enumerate(batch):
                 out[i] = D[row][keep[row]]
         return out  # type: ignore[return-value]
+
+    def _pool(self, per_doc: list[Tensor], pool_factor: int, protected_tokens: int) -> list[Tensor]:
+        if not per_doc:
+            return per_doc
+        flat, doclens = pool_documents(torch.cat(per_doc), [d.size(0) for d in per_doc], pool_factor,
+                                       protected_tokens)
+        return list(flat.split(doclens))
 
     def _pad_tokens(self, ids: list[list[int]], per_doc: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Per-document kept vectors back into token positions. Shapes: -> D (n, L, d), mask (n, L)."""

@@ -260,12 +260,12 @@ class Service:
         return out
 
     def _reopen(self, served: ServedIndex) -> None:
-        from colbert.search import plaid
         from colbert.search.index import LoadedIndex
 
         fresh = served.private_copy()
-        fresh.loaded = LoadedIndex.open(fresh.index, mmap=bool(fresh.config.load_index_with_mmap))
-        fresh.ranker = plaid.SearchIndex.from_loaded(fresh.loaded, fresh.device)
+        handle = fresh.index_handle
+        with handle.writing():
+            handle.publish(LoadedIndex.open(fresh.index, mmap=handle.mmap), pending=False)
         served.publish(fresh)
 
 
