@@ -419,3 +419,25 @@ def test_index_specs():
             parse_index_spec(bad)
     with pytest.raises(ValueError, match="unique"):
         ServerConfig(indexes=[parse_index_spec("a=/x"), parse_index_spec("a=/y")])
+
+
+def test_an_index_that_stores_its_documents_serves_their_text_and_metadata(_tiny_checkpoint_master, tmp_path):
+    docs = dict(list(DOCS.items())[:20])
+    with Run().context(RunConfig(nranks=1, root=str(tmp_path), experiment="stored")):
+        path = Indexer(str(_tiny_checkpoint_master), config=ColBERTConfig(nbits=2), verbose=0).index(
+            "stored", docs, metadata={doc_id: {"n": i} for i, doc_id in enumerate(docs)}, overwrite=True)
+    client = started(create_app(ServerConfig(indexes=[parse_index_spec(f"s={path}")])))
+    try:
+        hits = client.post("/v1/search", json={"query": "gene", "k": 3, "include_text": True}).json()["results"]
+        assert all(h["text"] == docs[h["doc_id"]] and h["metadata"] == {"n": list(docs).index(h["doc_id"])}
+                   for h in hits)
+        added = client.post("/v1/documents", json={"documents": {"x1": "brain brain"},
+                                                   "metadata": {"x1": {"year": 2024}}})
+        assert added.status_code == 200, added.text
+        hit = client.post("/v1/rerank", json={"query": "brain", "doc_ids": ["x1"], "include_text": True}).json()
+        assert hit["results"][0] | {"score": 0} == {"doc_id": "x1", "rank": 1, "score": 0, "text": "brain brain",
+                                                   "metadata": {"year": 2024}}
+        error(client.post("/v1/documents", json={"documents": {"x2": "a"}, "metadata": {"x3": {}}}), 422, "metadata")
+    finally:
+        client.__exit__(None, None, None)
+    assert Searcher(str(path), verbose=0).documents.get("x1")["metadata"] == {"year": 2024}  # committed with it

@@ -82,6 +82,15 @@ class ServedIndex:
 
     # ---------------------------------------------------------------------------------------------- texts
 
+    def document_of(self, searcher: Any, doc_id: DocId) -> dict:
+        """{"text", "metadata"?} of a passage: from the documents the index stores (documents.jsonl) when it has
+        them, else its text from the collection file or the documents added here, else None."""
+        stored = searcher.documents
+        if stored is not None:
+            found = stored.get(doc_id)
+            return {"text": found["text"], "metadata": found["metadata"]}
+        return {"text": self.text_of(doc_id)}
+
     def text_of(self, doc_id: DocId) -> Optional[str]:
         """The passage's text when known (collection file or added here), else None."""
         with self._texts_lock:
