@@ -1,10 +1,12 @@
 """The served indexes: each a published Searcher that requests read, swapped in one step by the writer.
 
-Readers take `served.searcher` once per request and use only that object, which nobody changes after it is
-published. A write works on a private shallow copy of it (same checkpoint, same config): IndexUpdater adds or
-removes, persists (one atomic commit on disk, see colbert.indexing.versions), reopens the committed files, and only
-then is the copy published by a single reference assignment. Searches running meanwhile finish on the previous
-state, whose memory maps stay valid after the commit. One writer per index at a time (an asyncio.Lock).
+Readers take `served.searcher` once per request and use only that object, whose index handle
+(colbert.index.loaded.IndexHandle) nobody publishes to after it is served. A write works on a private copy: the same
+checkpoint and config, and a fork of the handle (`IndexHandle.fork`). An IndexUpdater bound to that copy adds or
+removes and persists (one atomic commit on disk, colbert.indexing.versions), which publishes the committed files in
+the fork; only then is the copy served, by one reference assignment. Searches running meanwhile finish on the
+previous state, whose memory maps stay valid after the commit. One writer per index at a time (an asyncio.Lock
+in the service, besides the handle's own writer lock).
 """
 
 from __future__ import annotations
