@@ -441,3 +441,26 @@ def test_an_index_that_stores_its_documents_serves_their_text_and_metadata(_tiny
     finally:
         client.__exit__(None, None, None)
     assert Searcher(str(path), verbose=0).documents.get("x1")["metadata"] == {"year": 2024}  # committed with it
+
+
+def test_concurrent_queries_are_encoded_together(index, searcher):
+    import asyncio
+
+    import httpx
+
+    app = create_app(ServerConfig(indexes=[IndexSpec("docs", index)], batch_window_ms=300, encode_batch=32))
+
+    async def run() -> list:
+        async with app.router.lifespan_context(app):
+            await app.state.service.wait_loaded()
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                queries = [f"protein cell {w}" for w in WORDS[:8]]
+                answers = await asyncio.gather(*(http.post("/v1/search", json={"query": q, "k": 3}) for q in queries))
+                metrics = (await http.get("/metrics")).text
+        return queries, answers, metrics
+
+    queries, answers, metrics = asyncio.run(run())
+    for query, answer in zip(queries, answers):
+        assert [h["doc_id"] for h in answer.json()["results"]] == searcher.search(query, k=3)[0]
+    assert "colbert_encode_batch_size_count 1.0" in metrics and "colbert_encode_batch_size_sum 8.0" in metrics
