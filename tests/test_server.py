@@ -464,3 +464,31 @@ def test_concurrent_queries_are_encoded_together(index, searcher):
     for query, answer in zip(queries, answers):
         assert [h["doc_id"] for h in answer.json()["results"]] == searcher.search(query, k=3)[0]
     assert "colbert_encode_batch_size_count 1.0" in metrics and "colbert_encode_batch_size_sum 8.0" in metrics
+
+
+@pytest.mark.slow
+def test_minilm_service_answers_as_the_searcher_and_bf16_rerank_keeps_the_ranking(minilm_checkpoint, tmp_path):
+    from colbert.data import Collection, Queries
+    from conftest import SCIFACT
+
+    collection = Collection(path=SCIFACT / "collection.tsv")
+    docs = {collection.id_of(p): collection[p] for p in range(300)}
+    with Run().context(RunConfig(nranks=1, root=str(tmp_path), experiment="minilm")):
+        path = Indexer(str(minilm_checkpoint), config=ColBERTConfig(nbits=2), verbose=0).index("sci", docs)
+    queries = list(Queries(path=SCIFACT / "queries.tsv").values())[:10]
+    searcher = Searcher(path, verbose=0)
+    client = started(create_app(ServerConfig(indexes=[parse_index_spec(path)], rerank_precision="bf16")))
+    try:
+        answers = client.post("/v1/search", json={"queries": queries, "k": 10}).json()["results"]
+        for query, hits in zip(queries, answers):
+            assert [h["doc_id"] for h in hits] == searcher.search(query, k=10)[0]
+        texts, overlap = list(docs.values())[:50], []
+        for query in queries:
+            hits = client.post("/v1/rerank", json={"query": query, "documents": texts, "k": 10}).json()["results"]
+            exact = searcher.checkpoint.rerank(query, texts, k=50)
+            scores = dict(exact)
+            assert all(h["score"] == pytest.approx(scores[h["index"]], rel=0.01) for h in hits)
+            overlap.append(len({h["index"] for h in hits} & {i for i, _ in exact[:10]}) / 10)
+        assert sum(overlap) / len(overlap) >= 0.9
+    finally:
+        client.__exit__(None, None, None)
