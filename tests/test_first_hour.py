@@ -103,3 +103,17 @@ def test_fresh_head_warning_reaches_stderr_by_default(tiny_encoder):
                 "warnings.filterwarnings('ignore', category=ColBERTWarning); " + code)
     quiet = subprocess.run([sys.executable, "-c", silenced], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0 and "FreshHeadWarning" not in quiet.stderr
+
+
+def test_verbose_0_shows_no_progress_bar(tiny_checkpoint, tmp_path, capfd):
+    """Problem: verbose=0 still showed the "Building the IVF" bar."""
+    from colbert import ColBERTConfig, Indexer, Run, RunConfig, Searcher
+
+    texts = [f"passage {i} about {word}" for i, word in enumerate(["cats", "dogs", "owls", "bees"] * 20)]
+    with Run().context(RunConfig(nranks=1, root=str(tmp_path), experiment="quiet")):
+        Indexer(checkpoint=str(tiny_checkpoint), config=ColBERTConfig(index_bsize=8), verbose=0).index(
+            name="quiet", collection=texts, overwrite=True)
+        Searcher(index="quiet", verbose=0).search_all(texts[:40], k=3)
+    err = capfd.readouterr().err
+    for bar in ("Building the IVF", "Encoding", "Searching", "it/s", "%|"):
+        assert bar not in err, err[-2000:]

@@ -64,9 +64,11 @@ class ServedIndex:
         self.searcher = searcher
 
     def private_copy(self) -> Any:
-        """A copy of the published Searcher that a writer may change: it shares the checkpoint and config, and its
-        `loaded` and `ranker` are replaced, never modified, by IndexUpdater."""
-        return copy.copy(self.searcher)
+        """A copy of the published Searcher that a writer may change: it shares the checkpoint and config; its
+        index is its own (a fork of the published one's handle), so an IndexUpdater on it changes nothing served."""
+        private = copy.copy(self.searcher)
+        private.index_handle = self.searcher.index_handle.fork()
+        return private
 
     # ------------------------------------------------------------------------------------------------ ids
 

@@ -124,7 +124,7 @@ class Service:
         encoded = await self.batchers[served.name].encode(texts)
         found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
                                        for Q in encoded))
-        results = [self._hits(served, ids_, scores, body.include_text) for ids_, _, scores in found]
+        results = [await self._hits(served, ids_, scores, body.include_text) for ids_, _, scores in found]
         return {"index": served.name, "documents": searcher.loaded.num_passages,
                 "results": results[0] if body.query is not None else results}
 
@@ -150,7 +150,8 @@ class Service:
         scores = await self.workers.on_search(_stored_maxsim, searcher, Q, ids)  # (n,)
         top = scores.topk(min(k, scores.numel()))
         chosen = [ids[i] for i in top.indices.tolist()]
-        return {"index": served.name, "results": self._hits(served, chosen, top.values.tolist(), body.include_text)}
+        return {"index": served.name,
+                "results": await self._hits(served, chosen, top.values.tolist(), body.include_text)}
 
     def _score_texts(self, searcher: Any, Q: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """MaxSim of Q against documents encoded now (bf16 autocast on CPUs with native bf16). Model thread."""
@@ -174,11 +175,12 @@ class Service:
         return {"embeddings": [v.float().tolist() for v in vectors], "lengths": [int(v.size(0)) for v in vectors],
                 "dim": int(searcher.loaded.dim)}
 
-    def _hits(self, served: ServedIndex, ids: list, scores: list, include_text: bool) -> list[dict]:
+    async def _hits(self, served: ServedIndex, ids: list, scores: list, include_text: bool) -> list[dict]:
         hits = [{"doc_id": d, "rank": r + 1, "score": s} for r, (d, s) in enumerate(zip(ids, scores))]
-        if include_text:
-            for hit in hits:
-                hit["text"] = served.text_of(hit["doc_id"])
+        if include_text:  # the first call reads the collection file: off the event loop
+            texts = await self.workers.on_search(lambda: [served.text_of(d) for d in ids])
+            for hit, text in zip(hits, texts):
+                hit["text"] = text
         return hits
 
     # ------------------------------------------------------------------------------------------- writes
@@ -258,12 +260,12 @@ class Service:
         return out
 
     def _reopen(self, served: ServedIndex) -> None:
-        from colbert.search import plaid
         from colbert.search.index import LoadedIndex
 
         fresh = served.private_copy()
-        fresh.loaded = LoadedIndex.open(fresh.index, mmap=bool(fresh.config.load_index_with_mmap))
-        fresh.ranker = plaid.SearchIndex.from_loaded(fresh.loaded, fresh.device)
+        handle = fresh.index_handle
+        with handle.writing():
+            handle.publish(LoadedIndex.open(fresh.index, mmap=handle.mmap), pending=False)
         served.publish(fresh)
 
 
