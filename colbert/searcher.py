@@ -171,6 +171,10 @@ class Searcher:
     def _load_checkpoint(self, name: str) -> Checkpoint:
         from colbert.modeling.checkpoint import Checkpoint
 
+        if os.path.isfile(os.path.join(os.path.expanduser(name), "colbert_onnx.json")):  # an ONNX export
+            from colbert.export.onnx import OnnxCheckpoint
+
+            return OnnxCheckpoint(name, colbert_config=self.config, verbose=self.verbose)
         try:
             return Checkpoint(name, colbert_config=self.config, verbose=self.verbose, device=self.device)
         except CheckpointError as e:
