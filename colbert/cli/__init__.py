@@ -31,6 +31,7 @@ PROG = "colbert"
 SUBCOMMANDS = (
     "verify",
     "info",
+    "explain",
 )
 
 
