@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,6 +116,6 @@ def test_the_page_renders_in_chromium(checkpoint, tmp_path):
                     page.as_uri()], check=True, capture_output=True, timeout=120)
     image = Image.open(png).convert("RGB")
     assert image.size == (1000, 800)
-    pixels = torch.tensor(list(image.getdata()), dtype=torch.int32)  # (H * W, 3)
+    pixels = torch.from_numpy(np.asarray(image).reshape(-1, 3).astype("int32"))  # (H * W, 3)
     orange = (pixels[:, 0] > 200) & (pixels[:, 1] > 60) & (pixels[:, 1] < 200) & (pixels[:, 2] < 150)
     assert orange.sum() > 500  # shaded tokens were drawn
