@@ -32,6 +32,7 @@ SUBCOMMANDS = (
     "verify",
     "info",
     "explain",
+    "bundle",
 )
 
 
