@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from colbert.errors import FreshHeadWarning
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
-from colbert.modeling.colbert import ColBERT
+from colbert.modeling.colbert import HEAD_SEED, ColBERT
 from colbert.modeling.pooling import check_pooling, pool_documents
 from colbert.modeling.scoring import colbert_score_packed, pad_packed
 from colbert.modeling.tokenization import check_texts
@@ -53,8 +55,13 @@ class Checkpoint(ColBERT):
                  verbose: int = 3, device: Union[str, torch.device, None] = None) -> None:
         super().__init__(name, colbert_config)
         if not self.has_head:
-            logger.warning("%s has no linear.weight head: its projection is randomly initialised. Load a ColBERT "
-                           "checkpoint for retrieval, or train this one first.", name)
+            warnings.warn(
+                f"{name} is a plain encoder without a ColBERT head (linear.weight): using an untrained "
+                f"{self.bert.config.hidden_size} -> {self.colbert_config.dim} projection drawn from the fixed seed "
+                f"{HEAD_SEED}, the same at every load, so indexes and searches made with it agree. Answers are only "
+                "as good as the encoder's own token embeddings: use a trained ColBERT checkpoint (e.g. "
+                "colbert-ir/colbertv2.0) or train this one (Trainer). `colbert checkpoint new --from "
+                f"{name} OUT` saves it as a checkpoint.", FreshHeadWarning, stacklevel=2)
         self.verbose = verbose
         self.to(resolve_device(self.colbert_config, device))
         self.eval()
