@@ -317,8 +317,8 @@ class Searcher:
         Args:
             query: the query text.
             doc_id: the document's id in the index.
-            text: its text, to name and shade its tokens; default from the collection (`self.collection`), when
-                there is one. Without text, or when the text does not give the stored number of vectors (a pooled
+            text: its text, to name and shade its tokens; default the text stored with the index
+                (`self.document(doc_id)`), else from the collection (`self.collection`) when there is one. Without text, or when the text does not give the stored number of vectors (a pooled
                 index, a different text), matches name vectors by position and the page has no heatmap.
 
         Raises:
@@ -328,12 +328,13 @@ class Searcher:
 
         if not isinstance(query, str):
             raise TypeError(f"explain takes one query as a str, got {type(query).__name__}")
-        pid = self.loaded.pid_of(doc_id)
+        snap = self.index_handle.snapshot()  # one state for the vectors and the text
+        pid = snap.loaded.pid_of(doc_id)
         Q = self.encode(query, full_length_search=full_length_search)[0]  # (Lq, d)
-        codes, packed, _ = self.ranker.gather(torch.tensor([pid], device=self.device))
-        D = kernels.decompress_residuals(codes, packed, self.ranker.centroids, self.ranker.bucket_weights,
-                                         self.loaded.nbits)  # (doclen, d)
-        text = self._text_of(pid, doc_id) if text is None else text
+        codes, packed, _ = snap.view.gather(torch.tensor([pid], device=self.device))
+        D = kernels.decompress_residuals(codes, packed, snap.view.centroids, snap.view.bucket_weights,
+                                         snap.loaded.nbits)  # (doclen, d)
+        text = self._text_of(doc_id) if text is None else text
         names, spans, positions = [], [], None
         if text:
             ids, names, spans = document_tokens(self.checkpoint, text)
@@ -345,8 +346,10 @@ class Searcher:
         return build_explanation(query, text or "", query_tokens(self.checkpoint, query, full_length_search), names,
                                  spans, positions, Q.float().cpu(), D.float().cpu())
 
-    def _text_of(self, pid: int, doc_id: DocId) -> Optional[str]:
-        """The document's text from the collection, when there is one and it holds that id."""
+    def _text_of(self, doc_id: DocId) -> Optional[str]:
+        """The document's text: stored with the index, else from the collection when there is one holding that id."""
+        if self.documents is not None:
+            return self.documents.get(doc_id)["text"]
         try:
             collection = self.collection
         except FileNotFoundError:
