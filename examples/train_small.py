@@ -1,6 +1,6 @@
 """Train a ColBERT for a few steps, then evaluate it: the training loop end to end in about a minute on a CPU.
 
-    python examples/train_small.py [--steps 8]
+    python examples/train_small.py [--steps 4]
 
 The data is made from the shipped corpus: each passage's section heading is a query whose positive is the passage,
 with a BM25 hard negative from another section. Training starts from the MiniLM checkpoint (untrained head) and
@@ -49,7 +49,7 @@ def mrr_at_10(checkpoint: str, corpus: dict[str, str], queries: dict[str, str], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--root", default=tempfile.mkdtemp(prefix="colbert-train-"), help="experiments folder")
     args = parser.parse_args()
     corpus = demo_corpus()
@@ -57,8 +57,8 @@ def main() -> None:
     start = str(minilm_checkpoint())
     print(f"{len(triples)} triples; MRR@10 before: {mrr_at_10(start, corpus, queries, triples):.3f}")
 
-    config = ColBERTConfig(bsize=8, nway=2, lr=3e-5, maxsteps=args.steps, doc_maxlen=128, query_maxlen=20,
-                           use_ib_negatives=True, warmup=2)
+    config = ColBERTConfig(bsize=4, nway=2, lr=3e-5, maxsteps=args.steps, doc_maxlen=96, query_maxlen=20,
+                           use_ib_negatives=True, warmup=1)
     with Run().context(RunConfig(nranks=1, root=args.root, experiment="train_small")):
         trained = Trainer(triples=triples, queries=queries, collection=corpus, config=config).train(start)
     print(f"after {args.steps} steps ({trained}): MRR@10 {mrr_at_10(trained, corpus, queries, triples):.3f}")
