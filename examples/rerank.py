@@ -1,7 +1,8 @@
 """Two-stage retrieval without an index: a cheap first stage proposes candidates, ColBERT reorders them.
 
     python examples/rerank.py "how are residuals compressed?"                   # BM25 top 20, then ColBERT
-    python examples/rerank.py "how are residuals compressed?" --candidates docs/indexing.md#pipeline-1,README.md#colbert-0
+    python examples/rerank.py "how are residuals compressed?" \
+        --candidates docs/indexing.md#pipeline-1,README.md#colbert-0
 
 The first stage is BM25 over the shipped corpus (colbert.training.bm25.BM25), or the candidate ids you give (from
 any retriever: Elasticsearch, a vector database...). The second is `Checkpoint.rerank`: exact MaxSim of the query
