@@ -248,7 +248,7 @@ class Searcher:
         """Query embeddings: (n, query_maxlen, d), or longer with full_length_search (one query per call).
 
         Queries longer than query_maxlen - 3 wordpieces are truncated, as in the reference, unless
-        full_length_search; an empty query encodes as [CLS] [Q] [SEP] + [MASK]s.
+        full_length_search; an empty query encodes as `[CLS] [Q] [SEP]` + `[MASK]`s.
         """
         queries = [text] if isinstance(text, str) else text
         self.checkpoint.query_tokenizer.query_maxlen = self.config.query_maxlen  # configure() may have changed it
@@ -300,13 +300,13 @@ class Searcher:
                    qid_to_pids: Optional[Mapping[Hashable, Iterable[DocId]]] = None,
                    *, exact: bool = False, diversity: float = 0.0) -> Ranking:
         """Search many queries ({qid: text}, a list, a TSV path or Queries) in batches of SEARCH_ALL_BATCH, keeping
-        only the top k of each: memory grows with the number of queries times k, not with the index.
+        only the top k of each: memory grows with the number of queries times k, not with the index. The other
+        arguments are those of `search`.
 
         Args:
             qid_to_pids: per query, the document ids to restrict it to (as `search(pids=...)`); every qid needs one.
             full_length_search: each query is encoded at its own length (one at a time).
             diversity: as `search` (MMR per query).
-            Other arguments as `search`.
 
         Returns:
             A Ranking {qid: [(id, rank, score), ...]}, every query answered by the same state of the index.
