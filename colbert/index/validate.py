@@ -80,7 +80,7 @@ def _problems(path: Path) -> list[str]:
         return problems + code_problems
     doclens = torch.cat([c.doclens for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int64)
     codes = torch.cat([c.codes for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int32)
-    attempt(lambda: index_format.read_doc_ids(path, doclens.numel()))
+    attempt(lambda: index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY))))
     stored = attempt(lambda: index_format.read_ivf(path, C))
     if stored is not None:
         problems += _ivf_problems(path, stored, build_ivf(codes, doclens, C))

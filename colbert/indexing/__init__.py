@@ -94,7 +94,7 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
             release_free_memory()
     _barrier()
     if rank == 0:
-        _finalize(index_dir, plan, collection, config, codec, stats, metadata)
+        _finalize(index_dir, plan, collection, config, codec, stats, metadata, show_progress)
     _barrier()
     return stats
 
@@ -249,13 +249,14 @@ def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, c
 
 
 def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBERTConfig, codec: ResidualCodec,
-              stats: IndexStats, metadata: Optional[list[dict]]) -> None:
+              stats: IndexStats, metadata: Optional[list[dict]], show_progress: bool) -> None:
     t0 = time.perf_counter()
     num_embeddings = index_format.write_embedding_offsets(index_dir, plan.num_chunks)
     num_partitions = codec.centroids.size(0)
     chunks = (index_format.read_chunk(index_dir, k, config.dim, config.nbits, mmap=True)
               for k in range(plan.num_chunks))  # read one at a time, each unmapped once its lists are taken
-    ivf, ivf_lengths = build_ivf_from_chunks(((c.codes, c.doclens) for c in chunks), num_partitions)
+    ivf, ivf_lengths = build_ivf_from_chunks(((c.codes, c.doclens) for c in chunks), num_partitions,
+                                             show_progress=None if show_progress else False)
     index_format.write_ivf(index_dir, ivf, ivf_lengths)
     index_format.write_doc_ids(index_dir, collection.ids)
     if metadata is not None:
