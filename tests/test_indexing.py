@@ -419,10 +419,24 @@ def test_codec_fit_in_place_gives_the_same_codec(nbits):
 
 
 def test_the_encoder_output_has_a_storage_glibc_always_maps():
-    from colbert.indexing.encoder import OUTPUT_MIN_BYTES, _output_buffer
+    from colbert.indexing.platform import OUTPUT_MIN_BYTES, output_buffer as _output_buffer
 
     small = _output_buffer(10, 128)
     assert small.shape == (10, 128) and small.dtype == torch.float16 and small.is_contiguous()
     assert small.untyped_storage().nbytes() >= OUTPUT_MIN_BYTES
     big = _output_buffer(200_000, 128)  # past the minimum: exactly its rows
     assert big.untyped_storage().nbytes() == 200_000 * 128 * 2
+
+
+def test_the_platform_workarounds_change_memory_not_the_vectors(tiny_checkpoint):
+    from colbert.indexing.encoder import encode_passages
+    from colbert.indexing.platform import Workarounds
+
+    checkpoint = Checkpoint(str(tiny_checkpoint), verbose=0)
+    docs = texts(23, seed=5)
+    on, on_lens = encode_passages(checkpoint, docs, 8, show_progress=False)
+    off, off_lens = encode_passages(checkpoint, docs, 8, show_progress=False, workarounds=Workarounds(enabled=False))
+    assert on_lens == off_lens and on.shape == off.shape
+    torch.testing.assert_close(on, off, rtol=0, atol=2e-3)  # only the padding of the CPU batches differs
+    assert off.untyped_storage().nbytes() == off.numel() * 2  # no 33 MiB reservation when switched off
+    assert Workarounds(enabled=False).padded_length(21, 180) is None and Workarounds().padded_length(21, 180) == 24
