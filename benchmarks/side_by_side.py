@@ -38,6 +38,7 @@ def checkpoint(work: Path) -> Path:
 
 def child(args: dict) -> dict:
     """Runs inside one checkout: build, search, hash."""
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # benchmarks/kernels.py shadows a package
     sys.path.insert(0, args["checkout"])
     import torch
 
@@ -69,7 +70,7 @@ def child(args: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkouts", nargs=2, required=True, metavar=("BASELINE", "CANDIDATE"))
+    parser.add_argument("--checkouts", nargs=2, metavar=("BASELINE", "CANDIDATE"), help="required")
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=2)
@@ -80,6 +81,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
+    if not args.checkouts:
+        parser.error("--checkouts BASELINE CANDIDATE is required")
     work = Path(tempfile.mkdtemp(prefix="sbs-"))
     ckpt = checkpoint(work)
     runs = []
@@ -88,8 +91,10 @@ def main() -> None:
             spec = {"checkout": str(Path(checkout).resolve()), "root": str(work / f"{name}-{round_}"),
                     "checkpoint": str(ckpt), "docs": args.docs, "queries": args.queries, "threads": args.threads}
             env = {**os.environ, "PYTHONPATH": spec["checkout"]}
-            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True, env=env,
+            out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
                                  capture_output=True, text=True, cwd=spec["checkout"])
+            if out.returncode:
+                raise RuntimeError(f"{name} ({checkout}) failed:\n{out.stderr[-3000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
             runs.append({"round": round_, "checkout": name, **result})
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "files"}), flush=True)

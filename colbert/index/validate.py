@@ -120,8 +120,8 @@ def chunk_code_problems(path: Path, chunks: list[index_format.Chunk], num_partit
     for k, chunk in enumerate(chunks):
         codes = chunk.codes
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= num_partitions):
-            problems.append(f"{path / index_format.codes_file(k)} holds codes in [{int(codes.min())}, "
-                            f"{int(codes.max())}], outside [0, {num_partitions:,}) (the number of centroids)")
+            problems.append(f"{path / index_format.codes_file(k)} holds codes outside [0, {num_partitions:,}) (the "
+                            f"number of centroids): [{int(codes.min())}, {int(codes.max())}]")
     return problems
 
 
