@@ -6,7 +6,9 @@
     updater.remove(["doc-3", "doc-17"])
     updater.persist_to_disk()                  # one atomic commit; a new Searcher on the index now sees them
 
-Ids are the users' own (ints or strings) and never change: removing a passage renumbers only internal positions.
+Ids are the users' own (ints or strings) and never change. Pids (positions) are stable too, as in the reference: a
+removed passage keeps its position with doclen 0 and new passages take the next pids, so colbert-ai, which returns
+pids and ignores doc_ids.json, reads an index persisted here with the same ids for the same documents.
 New passages are compressed with the index's centroids; when additions since the centroids were fitted exceed
 `drift_warning` of the embeddings they were fitted on, a warning recommends rebuilding the index (`reindex()`
 refits the centroids on the stored embeddings without a model, but measured on SciFact it does not recover the
@@ -107,11 +109,11 @@ class IndexUpdater:
 
     @property
     def ids(self) -> list[DocId]:
-        """The ids of the passages in the index, with the changes not yet persisted."""
-        return list(self._state.doc_ids)
+        """The ids of the passages in the index (removed ones left out), with the changes not yet persisted."""
+        return self._state.live_ids
 
     def __len__(self) -> int:
-        return self._state.num_passages
+        return self._state.num_live
 
     def __contains__(self, doc_id: object) -> bool:
         try:
@@ -192,7 +194,7 @@ class IndexUpdater:
             raise ValueError(f"{len(unknown):,} of the ids to remove are not in the index at {self.index_path}: "
                              f"{', '.join(map(repr, unknown[:5]))}{', ...' if len(unknown) > 5 else ''}; nothing "
                              "was removed")
-        if ids and len(ids) == self._state.num_passages:
+        if ids and len(ids) == self._state.num_live:
             raise ValueError(f"Removing all {len(ids):,} passages would leave an empty index; build a new index "
                              "instead (Indexer.index(name, collection, overwrite=True))")
         self._check_base()
@@ -222,7 +224,7 @@ class IndexUpdater:
         with versions.transaction(real, base=self._state.base) as txn:
             self._state.write(txn.dir, base_dir=real, capacity=chunk_capacity(self.config.doc_maxlen))
             txn.commit()
-        logger.info("Persisted %s passages to %s", f"{self._state.num_passages:,}", self.index_path)
+        logger.info("Persisted %s passages to %s", f"{self._state.num_live:,}", self.index_path)
         self._reopen()
 
     def reindex(self, kmeans_niters: Optional[int] = None) -> None:
@@ -284,11 +286,14 @@ class IndexUpdater:
         return ids
 
     def _next_ids(self, count: int) -> list[DocId]:
-        """The next free integer ids (strings when every id of the index is a string); never reused."""
+        """The next free integer ids (strings when every id of the index is a string); never reused. In an index
+        whose ids are its pids they are the next pids, as the reference's add returns."""
         updates = self._state.metadata[UPDATES_KEY]
-        values = [v for v in map(_int_value, self._state.doc_ids) if v is not None]
-        start = max([updates.get("next_doc_id", 0), *(v + 1 for v in values)])
-        as_str = all(isinstance(d, str) for d in self._state.doc_ids)
+        live = self._state.live_ids
+        values = [v for v in map(_int_value, live) if v is not None]
+        positional = self._state.num_passages if self._state.stored_ids() is None else 0
+        start = max([updates.get("next_doc_id", 0), positional, *(v + 1 for v in values)])
+        as_str = bool(live) and all(isinstance(d, str) for d in live)
         new = [str(n) if as_str else n for n in range(start, start + count)]
         updates["next_doc_id"] = start + count
         return new
@@ -357,5 +362,5 @@ class IndexUpdater:
             f"{updates['fitted_embeddings']:,}", 100 * self.drift, 100 * self.drift_warning)
 
     def __repr__(self) -> str:
-        return (f"IndexUpdater({str(self.index_path)!r}, {self._state.num_passages:,} passages, "
+        return (f"IndexUpdater({str(self.index_path)!r}, {self._state.num_live:,} passages, "
                 f"pending={self._dirty})")
