@@ -415,6 +415,7 @@ class Searcher:
         fast = _as_int_tensor(ids) if loaded.doc_ids is None else None
         if fast is not None:  # ids are pids: checked in one go, allow-lists may be long
             outside = (fast < 0) | (fast >= loaded.num_passages)  # (n,)
+            outside[~outside] = loaded.doclens[fast[~outside]] == 0  # removed passages are not documents
             bad = fast[outside].tolist()
             pids = fast
         else:
