@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping, Optiona
 import torch
 from torch import Tensor
 
+from colbert import kernels
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
@@ -171,6 +172,10 @@ class Searcher:
     def _load_checkpoint(self, name: str) -> Checkpoint:
         from colbert.modeling.checkpoint import Checkpoint
 
+        if os.path.isfile(os.path.join(os.path.expanduser(name), "colbert_onnx.json")):  # an ONNX export
+            from colbert.export.onnx import OnnxCheckpoint
+
+            return OnnxCheckpoint(name, colbert_config=self.config, verbose=self.verbose)
         try:
             return Checkpoint(name, colbert_config=self.config, verbose=self.verbose, device=self.device)
         except CheckpointError as e:
@@ -243,7 +248,7 @@ class Searcher:
         """Query embeddings: (n, query_maxlen, d), or longer with full_length_search (one query per call).
 
         Queries longer than query_maxlen - 3 wordpieces are truncated, as in the reference, unless
-        full_length_search; an empty query encodes as [CLS] [Q] [SEP] + [MASK]s.
+        full_length_search; an empty query encodes as `[CLS] [Q] [SEP]` + `[MASK]`s.
         """
         queries = [text] if isinstance(text, str) else text
         self.checkpoint.query_tokenizer.query_maxlen = self.config.query_maxlen  # configure() may have changed it
@@ -295,13 +300,13 @@ class Searcher:
                    qid_to_pids: Optional[Mapping[Hashable, Iterable[DocId]]] = None,
                    *, exact: bool = False, diversity: float = 0.0) -> Ranking:
         """Search many queries ({qid: text}, a list, a TSV path or Queries) in batches of SEARCH_ALL_BATCH, keeping
-        only the top k of each: memory grows with the number of queries times k, not with the index.
+        only the top k of each: memory grows with the number of queries times k, not with the index. The other
+        arguments are those of `search`.
 
         Args:
             qid_to_pids: per query, the document ids to restrict it to (as `search(pids=...)`); every qid needs one.
             full_length_search: each query is encoded at its own length (one at a time).
             diversity: as `search` (MMR per query).
-            Other arguments as `search`.
 
         Returns:
             A Ranking {qid: [(id, rank, score), ...]}, every query answered by the same state of the index.
@@ -341,6 +346,58 @@ class Searcher:
                       **({"diversity": diversity} if diversity else {}),
                       "queries": queries.provenance()}
         return Ranking(data=data, provenance=provenance)
+
+    def explain(self, query: str, doc_id: DocId, text: Optional[str] = None,
+                full_length_search: bool = False) -> Any:
+        """Why document `doc_id` scores what it does for `query`: the MaxSim terms over its stored (decompressed)
+        vectors, token by token (colbert.explain). The score equals what `search(query, exact=True)` gives it.
+
+        Args:
+            query: the query text.
+            doc_id: the document's id in the index.
+            text: its text, to name and shade its tokens; default the text stored with the index
+                (`self.document(doc_id)`), else from the collection (`self.collection`) when there is one. Without text, or when the text does not give the stored number of vectors (a pooled
+                index, a different text), matches name vectors by position and the page has no heatmap.
+
+        Raises:
+            KeyError: doc_id is not in the index.
+        """
+        from colbert.explain import build_explanation, document_tokens, kept_positions, query_tokens
+
+        if not isinstance(query, str):
+            raise TypeError(f"explain takes one query as a str, got {type(query).__name__}")
+        snap = self.index_handle.snapshot()  # one state for the vectors and the text
+        pid = snap.loaded.pid_of(doc_id)
+        Q = self.encode(query, full_length_search=full_length_search)[0]  # (Lq, d)
+        codes, packed, _ = snap.view.gather(torch.tensor([pid], device=self.device))
+        D = kernels.decompress_residuals(codes, packed, snap.view.centroids, snap.view.bucket_weights,
+                                         snap.loaded.nbits)  # (doclen, d)
+        text = self._text_of(doc_id) if text is None else text
+        names, spans, positions = [], [], None
+        if text:
+            ids, names, spans = document_tokens(self.checkpoint, text)
+            positions = kept_positions(self.checkpoint, ids)
+            if len(positions) != D.size(0):
+                logger.info("Document %r has %d stored vectors but its text gives %d tokens (a pooled index, or "
+                            "another text): explaining vectors, not tokens", doc_id, D.size(0), len(positions))
+                positions = None
+        return build_explanation(query, text or "", query_tokens(self.checkpoint, query, full_length_search), names,
+                                 spans, positions, Q.float().cpu(), D.float().cpu())
+
+    def _text_of(self, doc_id: DocId) -> Optional[str]:
+        """The document's text: stored with the index, else from the collection when there is one holding that id."""
+        if self.documents is not None:
+            return self.documents.get(doc_id)["text"]
+        try:
+            collection = self.collection
+        except FileNotFoundError:
+            return None
+        if collection.ids is None:
+            return collection[doc_id] if isinstance(doc_id, int) and 0 <= doc_id < len(collection) else None
+        try:
+            return collection[collection.ids.index(doc_id)]
+        except ValueError:
+            return None
 
     def pids_of(self, ids: Iterable[DocId]) -> Tensor:
         """Positions in the index of document ids (sorted, unique), for `filter_fn`s over string ids.

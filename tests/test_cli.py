@@ -457,7 +457,23 @@ def test_minilm_index_search_and_eval_on_scifact(capsys, minilm_checkpoint, tmp_
                     "--index", tmp_path / "idx", "--nbits", "2")
     assert info["documents"] == 200 and info["dim"] == 128
     result = run_json(capsys, "eval", "--index", tmp_path / "idx", "--queries", tmp_path / "queries.tsv",
-                      "--qrels", tmp_path / "qrels.tsv")
+                      "--qrels", tmp_path / "qrels.tsv", "-o", tmp_path / "run.trec")
     assert result["queries"] == 40 and result["nDCG@10"] > 0.6 and result["R@100"] > 0.9
-    hits = run_json(capsys, "search", "--index", tmp_path / "idx", data.queries[qids[0]], "-k", "10")
-    assert {str(h["doc_id"]) for h in hits["queries"][0]["results"]} & set(data.qrels[str(qids[0])])
+    searched = run_json(capsys, "search", "--index", tmp_path / "idx", "--queries", tmp_path / "queries.tsv",
+                        "-k", "100")
+    from colbert.evaluation import read_run
+
+    run = read_run(tmp_path / "run.trec")  # the same search: PLAID's settings follow k, so k is the same too
+    for query in searched["queries"]:
+        assert [str(h["doc_id"]) for h in query["results"]] == [row[0] for row in run[str(query["qid"])]]
+
+
+def test_doctests_of_the_cli_and_folder_reader():
+    import doctest
+
+    import colbert.cli
+    import colbert.data.folder
+
+    for module in (colbert.cli, colbert.data.folder):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__

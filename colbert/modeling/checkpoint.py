@@ -214,6 +214,25 @@ class Checkpoint(ColBERT):
         top = scores.topk(min(k, scores.numel()))
         return [(int(i), float(s)) for s, i in zip(top.values, top.indices)]
 
+    def explain(self, query: str, text: str, full_length_search: bool = False) -> Any:
+        """Why `text` scores what it does for `query`: the MaxSim terms, token by token (colbert.explain).
+
+        Returns:
+            An Explanation whose `score` equals `rerank(query, [text])`'s and is the sum of its matches' scores.
+        """
+        from colbert.explain import build_explanation, document_tokens, query_tokens
+
+        if not isinstance(query, str) or not isinstance(text, str):
+            raise TypeError(f"explain takes a query and a document as str, got {type(query).__name__} and "
+                            f"{type(text).__name__}")
+        Q = self.queryFromText([query], full_length_search=full_length_search)[0]  # (Lq, d)
+        ids, names, spans = document_tokens(self, text)
+        input_ids, attention_mask = self.doc_tokenizer.pad([ids])
+        D, keep = self.doc(input_ids, attention_mask, keep_dims="return_mask")  # (1, Ld, d), (1, Ld)
+        positions = keep[0].nonzero().squeeze(1).tolist()
+        return build_explanation(query, text, query_tokens(self, query, full_length_search), names, spans,
+                                 positions, Q.cpu(), D[0][keep[0]].cpu())
+
     def _as_packed(self, documents: Any, bsize: Optional[int]) -> tuple[Tensor, Tensor]:
         """Documents as (D (N, d), doclens (n,)), checked: a tuple (D, doclens), a list of tensors or of texts."""
         if isinstance(documents, tuple) and len(documents) == 2 and isinstance(documents[0], Tensor):
