@@ -180,8 +180,11 @@ def test_index_a_folder_of_text_files_ids_are_relative_paths(capsys, tiny, tmp_p
     assert hits[0]["doc_id"] == "sub/jazz_piano.txt" and hits[0]["text"] == "# jazz piano\n\njazz piano jazz piano"
 
 
-def test_index_a_jsonl_collection(capsys, tiny, tmp_path):
-    records = [{"id": key, "text": text, "title": text.split()[0]} for key, text in list(DOCS.items())[:12]]
+def test_index_a_jsonl_collection_keeps_other_fields_as_metadata(capsys, tiny, tmp_path):
+    from colbert import Searcher
+
+    records = [{"id": key, "text": text, "title": text.split()[0], "n": i}
+               for i, (key, text) in enumerate(list(DOCS.items())[:12])]
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     info = run_json(capsys, "index", "-c", tiny, "--collection", path, "--index", tmp_path / "idx", "--nbits", "2")
@@ -189,6 +192,8 @@ def test_index_a_jsonl_collection(capsys, tiny, tmp_path):
     text = f"jazz | {DOCS['doc-3']}"
     hits = run_json(capsys, "search", "--index", tmp_path / "idx", text, "--text")["queries"][0]["results"]
     assert hits[0]["doc_id"] == "doc-3" and hits[0]["text"] == text
+    assert Searcher(str(tmp_path / "idx"), verbose=0).document("doc-3") == {"id": "doc-3", "text": text,
+                                                                            "metadata": {"n": 3}}
 
 
 def test_bad_collection_is_one_line_naming_the_file(capsys, tiny, tmp_path):
@@ -289,15 +294,29 @@ def test_update_adds_and_removes_in_one_commit(capsys, index_copy, tmp_path):
     remove.write_text("doc-2\ndoc-3\n")
     result = run_json(capsys, "update", index_copy, "--add", new, "--remove", remove)
     assert result == {"index": str(index_copy), "added": 2, "removed": 2, "documents": len(DOCS)}
-    code, out, err = run_cli(capsys, "search", "--index", index_copy, "volcano", "-k", "100", "--exact", "--text",
+    hits = run_json(capsys, "search", "--index", index_copy, "volcano", "-k", "100", "--exact", "--text")
+    texts = {h["doc_id"]: h["text"] for h in hits["queries"][0]["results"]}
+    assert set(texts) == set(DOCS) - {"doc-3"} | {"new-1"}
+    assert texts["doc-2"] == "replaced text" and texts["new-1"] == "volcano eruptions and lava flows"
+    assert run_json(capsys, "verify", index_copy)["ok"]
+
+
+def test_search_text_from_the_collection_file_when_the_index_stores_none(capsys, tiny, built, tmp_path):
+    index = tmp_path / "idx"
+    run_json(capsys, "index", "-c", tiny, "--collection", built["collection"], "--index", index,
+             "--no-store-documents")
+    assert not (index / "documents.jsonl").exists()
+    hits = run_json(capsys, "search", "--index", index, DOCS["doc-5"], "--text")["queries"][0]["results"]
+    assert {h["doc_id"]: h["text"] for h in hits}["doc-5"] == DOCS["doc-5"]
+    new = write_tsv(tmp_path / "new.tsv", {"new-1": "volcano eruptions and lava flows"})
+    run_json(capsys, "update", index, "--add", new)
+    code, out, err = run_cli(capsys, "search", "--index", index, "volcano", "-k", "100", "--exact", "--text",
                              "--json")
     texts = {h["doc_id"]: h["text"] for h in json.loads(out)["queries"][0]["results"]}
-    assert code == 0 and set(texts) == set(DOCS) - {"doc-3"} | {"new-1"}
-    assert texts["new-1"] is None and "lacks the documents added since" in err  # texts live in the collection file
-    hits = run_json(capsys, "search", "--index", index_copy, "volcano", "-k", "100", "--exact", "--text",
+    assert code == 0 and texts["new-1"] is None and "lacks the documents added since" in err
+    hits = run_json(capsys, "search", "--index", index, "volcano", "-k", "100", "--exact", "--text",
                     "--collection", new)["queries"][0]["results"]
-    assert {h["doc_id"]: h["text"] for h in hits}["doc-2"] == "replaced text"
-    assert run_json(capsys, "verify", index_copy)["ok"]
+    assert {h["doc_id"]: h["text"] for h in hits}["new-1"] == "volcano eruptions and lava flows"
 
 
 def test_update_with_an_unknown_id_changes_nothing(capsys, index_copy, tmp_path):
