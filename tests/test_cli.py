@@ -496,3 +496,9 @@ def test_doctests_of_the_cli_and_folder_reader():
     for module in (colbert.cli, colbert.data.folder):
         failed, attempted = doctest.testmod(module)
         assert attempted > 0 and failed == 0, module.__name__
+
+
+def test_docs_cli_names_every_subcommand():
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = [name for name in SUBCOMMANDS if f"colbert {name}" not in text]
+    assert not missing, f"docs/cli.md does not mention: {missing}"
