@@ -2,7 +2,8 @@
 
     python benchmarks/diversity.py                   # -> benchmarks/results/diversity.json (and a line on stdout)
 
-Uses (or builds) the nbits=2 SciFact index of benchmarks/pooling.py (no pooling) with the MiniLM ColBERT checkpoint.
+Uses (or builds) the nbits=2 SciFact index of benchmarks/pooling.py (no pooling; --docs N: its subset) with the
+MiniLM ColBERT checkpoint.
 For each of the 300 queries, in turn: plain `dense_search(Q, k=10)`, then `dense_search(Q, k=10, diversity=0.5)`
 on the same encoded query (search only), and the same two with `search(text)` (query encoding included); the
 order alternates from query to query. Reports medians and p95 of each and the ratio of medians, plus how many of
@@ -22,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # this checkout's colbert, not an installed one
 sys.path.insert(0, str(HERE))
 
-from pooling import SCIFACT, WORK, ensure_checkpoint  # noqa: E402
+from pooling import SCIFACT, WORK, collection_file, ensure_checkpoint, index_name  # noqa: E402
 
 
 def ms(seconds: list[float]) -> dict:
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--diversity", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=5183, help="the subset of benchmarks/pooling.py --docs N")
     parser.add_argument("--out", default=str(HERE / "results" / "diversity.json"))
     args = parser.parse_args()
     import torch
@@ -44,10 +46,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     checkpoint = ensure_checkpoint()
-    path = WORK / "indexes" / "scifact.pool1"
+    path = WORK / "indexes" / index_name(1, args.docs)
     if not index_format.is_complete(path):
         Indexer(str(checkpoint), config=ColBERTConfig(nbits=2, index_root=str(path.parent)),
-                verbose=1).index(path.name, str(SCIFACT / "collection.tsv"), overwrite=True)
+                verbose=1).index(path.name, str(collection_file(args.docs)), overwrite=True)
     searcher = Searcher(str(path), verbose=0)
     texts = list(Queries(path=SCIFACT / "queries.tsv").values())
     for text in texts[:20]:  # warm-up
@@ -70,7 +72,8 @@ def main() -> None:
             else:
                 diverse_ids = set(ids)
         kept.append(len(plain_ids & diverse_ids) / 10)
-    result = {"benchmark": "diversity", "index": "scifact nbits=2 (5,183 docs), MiniLM head untrained", "k": 10,
+    result = {"benchmark": "diversity", "index": f"{path.name} nbits=2, MiniLM head untrained", "k": 10,
+              "command": "python benchmarks/diversity.py " + " ".join(sys.argv[1:]),
               "candidates": 100, "diversity": args.diversity, "threads": args.threads, "queries": len(texts),
               "note": "shared 2-core machine; plain and diverse interleaved per query",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -101,8 +101,9 @@ class IndexUpdater:
         checkpoint: the encoder for added passages (a name, a folder or a Checkpoint); default the searcher's, or the
             one the index was built with.
         drift_warning: see the module docstring; None never warns.
-        lock_timeout: seconds a change waits while another writer of the same searcher is at work before raising
-            IndexBusyError; None waits as long as it takes.
+        lock_timeout: seconds a change waits for another writer before raising: IndexBusyError for a writer of the
+            same searcher in this process, IndexLockedError (naming its pid) for a writer in another process
+            holding the index's lock in persist_to_disk. None waits as long as it takes.
 
     Raises:
         TypeError: no searcher or index folder was given.
@@ -110,12 +111,22 @@ class IndexUpdater:
 
     def __init__(self, config: Optional[ColBERTConfig] = None, searcher: Optional[Union[Searcher, str, os.PathLike]] = None,
                  checkpoint: Optional[CheckpointLike] = None, *, drift_warning: Optional[float] = DRIFT_WARNING,
-                 lock_timeout: Optional[float] = None) -> None:
+                 lock_timeout: Optional[float] = versions.LOCK_TIMEOUT_S) -> None:
         if searcher is None:
             raise TypeError("IndexUpdater needs the Searcher to update (or an index folder): "
                             "IndexUpdater(config, searcher, checkpoint)")
+        if config is not None and not isinstance(config, ColBERTConfig):
+            raise TypeError(f"config must be a ColBERTConfig or None, got {type(config).__name__}")
+        for name, value in (("drift_warning", drift_warning), ("lock_timeout", lock_timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value >= 0):
+                raise ValueError(f"{name} must be a number >= 0 or None, got {value!r}")
+        self.lock_timeout = lock_timeout
         if isinstance(searcher, (str, os.PathLike)):
-            self.searcher, self.handle = None, IndexHandle(LoadedIndex.open(searcher))
+            mmap = bool(config is not None and config.load_index_with_mmap)
+            self.searcher, self.handle = None, IndexHandle(LoadedIndex.open(searcher, mmap=mmap), mmap=mmap)
+        elif not hasattr(searcher, "index_handle"):
+            raise TypeError(f"searcher must be a Searcher or an index folder, got {type(searcher).__name__}")
         else:
             self.searcher, self.handle = searcher, searcher.index_handle
         loaded = self.handle.snapshot().loaded
@@ -264,6 +275,8 @@ class IndexUpdater:
             IndexChangedError: another writer committed, or the index was deleted, since it was opened; nothing is
                 written and the changes stay in memory.
             IndexBusyError: another writer held the index for more than `lock_timeout` seconds.
+            IndexLockedError: a writer in another process held the index's lock for more than `lock_timeout`
+                seconds; nothing is written and the changes stay in memory.
         """
         with self._editing() as edits:
             self._check_base(edits.state)
@@ -318,7 +331,7 @@ class IndexUpdater:
         the new files instead of holding edits in RAM)."""
         state = edits.state
         real = Path(os.path.realpath(self.index_path))  # an index reached through a symlink is updated in place
-        with versions.transaction(real, base=state.base) as txn:
+        with versions.transaction(real, base=state.base, lock_timeout=self.lock_timeout) as txn:
             if edits.documents is not None:
                 write_documents(txn.dir, edits.documents)  # before the index's files, metadata.json last
             state.write(txn.dir, base_dir=real, capacity=chunk_capacity(self.config.doc_maxlen))

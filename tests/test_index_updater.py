@@ -4,7 +4,6 @@ verify_index, drift and reindex. Tiny random model, indexes of 40 passages built
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import warnings

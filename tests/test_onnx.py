@@ -113,9 +113,10 @@ def test_a_searcher_encodes_queries_through_onnxruntime(exported, _tiny_checkpoi
         index = Indexer(str(_tiny_checkpoint_master), config=ColBERTConfig(nbits=2), verbose=0).index("i", collection)
     searcher = Searcher(index, verbose=0)
     expected = [searcher.search(q, k=5) for q in ("cancer therapy", "brain blood")]
-    searcher.checkpoint = OnnxCheckpoint(exported)
+    onnx_searcher = Searcher(index, checkpoint=str(exported), verbose=0)  # an export folder as the checkpoint
+    assert isinstance(onnx_searcher.checkpoint, OnnxCheckpoint)
     for (ids, _, scores), q in zip(expected, ("cancer therapy", "brain blood")):
-        got = searcher.search(q, k=5)
+        got = onnx_searcher.search(q, k=5)
         assert got[0] == ids and got[2] == pytest.approx(scores, abs=1e-3)
 
 

@@ -47,27 +47,21 @@ def _jsonl_documents(path: Path) -> tuple[dict, dict]:
     """({id: text}, {id: other fields}) from JSONL objects with "id" (or BEIR's "_id") and "text"; a "title" is
     prefixed to the text as in a TSV ("title | text")."""
     from colbert.data.collection import check_id
+    from colbert.data.readers import read_jsonl
 
     passages: dict = {}
     metadata: dict = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            key = "id" if isinstance(record, dict) and "id" in record else "_id"
-            if not isinstance(record, dict) or key not in record or not isinstance(record.get("text"), str):
-                raise ValueError(f"{path}:{lineno}: expected an object with \"id\" and a str \"text\"")
-            doc_id = record.pop(key)
-            check_id(doc_id, f"{path}:{lineno}: the id")
-            if doc_id in passages:
-                raise ValueError(f"{path}:{lineno}: document id {doc_id!r} is repeated")
-            text, title = record.pop("text"), record.pop("title", None)
-            passages[doc_id] = f"{title} | {text}" if title else text
-            metadata[doc_id] = record
+    for lineno, record in read_jsonl(path):
+        key = "id" if isinstance(record, dict) and "id" in record else "_id"
+        if not isinstance(record, dict) or key not in record or not isinstance(record.get("text"), str):
+            raise ValueError(f"{path}:{lineno}: expected an object with \"id\" and a str \"text\"")
+        doc_id = record.pop(key)
+        check_id(doc_id, f"{path}:{lineno}: the id")
+        if doc_id in passages:
+            raise ValueError(f"{path}:{lineno}: document id {doc_id!r} is repeated")
+        text, title = record.pop("text"), record.pop("title", None)
+        passages[doc_id] = f"{title} | {text}" if title else text
+        metadata[doc_id] = record
     if not passages:
         raise ValueError(f"{path} holds no documents")
     return passages, metadata

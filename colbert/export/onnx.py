@@ -4,7 +4,7 @@ onnxruntime instead of torch.
     from colbert.export.onnx import OnnxCheckpoint, export_onnx
     export_onnx("colbert-ir/colbertv2.0", "colbertv2-onnx")      # or: colbert export onnx CHECKPOINT OUT
     checkpoint = OnnxCheckpoint("colbertv2-onnx")                  # queryFromText / docFromText / rerank, no torch model
-    searcher.checkpoint = checkpoint                               # a Searcher encoding queries through onnxruntime
+    Searcher(index, checkpoint="colbertv2-onnx")                 # a Searcher encoding queries through onnxruntime
 
 OUT holds:
 

@@ -1,10 +1,12 @@
 """The served indexes: each a published Searcher that requests read, swapped in one step by the writer.
 
-Readers take `served.searcher` once per request and use only that object, which nobody changes after it is
-published. A write works on a private shallow copy of it (same checkpoint, same config): IndexUpdater adds or
-removes, persists (one atomic commit on disk, see colbert.indexing.versions), reopens the committed files, and only
-then is the copy published by a single reference assignment. Searches running meanwhile finish on the previous
-state, whose memory maps stay valid after the commit. One writer per index at a time (an asyncio.Lock).
+Readers take `served.searcher` once per request and use only that object, whose index handle
+(colbert.index.loaded.IndexHandle) nobody publishes to after it is served. A write works on a private copy: the same
+checkpoint and config, and a fork of the handle (`IndexHandle.fork`). An IndexUpdater bound to that copy adds or
+removes and persists (one atomic commit on disk, colbert.indexing.versions), which publishes the committed files in
+the fork; only then is the copy served, by one reference assignment. Searches running meanwhile finish on the
+previous state, whose memory maps stay valid after the commit. One writer per index at a time (an asyncio.Lock
+in the service, besides the handle's own writer lock).
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ class ServedIndex:
         return value
 
     # ---------------------------------------------------------------------------------------------- texts
+
+    def document_of(self, searcher: Any, doc_id: DocId) -> dict:
+        """{"text", "metadata"?} of a passage: from the documents the index stores (documents.jsonl) when it has
+        them, else its text from the collection file or the documents added here, else None."""
+        stored = searcher.documents
+        if stored is not None:
+            found = stored.get(doc_id)
+            return {"text": found["text"], "metadata": found["metadata"]}
+        return {"text": self.text_of(doc_id)}
 
     def text_of(self, doc_id: DocId) -> Optional[str]:
         """The passage's text when known (collection file or added here), else None."""

@@ -124,7 +124,7 @@ class Service:
         encoded = await self.batchers[served.name].encode(texts)
         found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
                                        for Q in encoded))
-        results = [await self._hits(served, ids_, scores, body.include_text) for ids_, _, scores in found]
+        results = [await self._hits(served, searcher, ids_, scores, body.include_text) for ids_, _, scores in found]
         return {"index": served.name, "documents": searcher.loaded.num_passages,
                 "results": results[0] if body.query is not None else results}
 
@@ -151,7 +151,7 @@ class Service:
         top = scores.topk(min(k, scores.numel()))
         chosen = [ids[i] for i in top.indices.tolist()]
         return {"index": served.name,
-                "results": await self._hits(served, chosen, top.values.tolist(), body.include_text)}
+                "results": await self._hits(served, searcher, chosen, top.values.tolist(), body.include_text)}
 
     def _score_texts(self, searcher: Any, Q: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """MaxSim of Q against documents encoded now (bf16 autocast on CPUs with native bf16). Model thread."""
@@ -175,12 +175,13 @@ class Service:
         return {"embeddings": [v.float().tolist() for v in vectors], "lengths": [int(v.size(0)) for v in vectors],
                 "dim": int(searcher.loaded.dim)}
 
-    async def _hits(self, served: ServedIndex, ids: list, scores: list, include_text: bool) -> list[dict]:
+    async def _hits(self, served: ServedIndex, searcher: Any, ids: list, scores: list,
+                    include_text: bool) -> list[dict]:
         hits = [{"doc_id": d, "rank": r + 1, "score": s} for r, (d, s) in enumerate(zip(ids, scores))]
-        if include_text:  # the first call reads the collection file: off the event loop
-            texts = await self.workers.on_search(lambda: [served.text_of(d) for d in ids])
-            for hit, text in zip(hits, texts):
-                hit["text"] = text
+        if include_text:  # the first call reads documents.jsonl or the collection file: off the event loop
+            stored = await self.workers.on_search(lambda: [served.document_of(searcher, d) for d in ids])
+            for hit, document in zip(hits, stored):
+                hit.update(document)
         return hits
 
     # ------------------------------------------------------------------------------------------- writes
@@ -193,7 +194,13 @@ class Service:
         documents = {}
         for key, text in body.documents.items():
             documents[served.doc_id(key)] = self.limits.text(text, f"documents.{key}")
-        return await self._write(served, added=documents)
+        metadata = None
+        if body.metadata is not None:
+            extra = [key for key in body.metadata if key not in body.documents]
+            if extra:
+                raise invalid("metadata", f"metadata names ids that are not in documents: {extra[:5]}")
+            metadata = {served.doc_id(key): value for key, value in body.metadata.items()}
+        return await self._write(served, added=documents, metadata=metadata)
 
     async def remove(self, body: Any) -> dict:
         served = self.served(body.index)
@@ -202,24 +209,26 @@ class Service:
         self.limits.ids(body.doc_ids, "doc_ids")
         return await self._write(served, removed=list(dict.fromkeys(served.doc_id(i) for i in body.doc_ids)))
 
-    async def _write(self, served: ServedIndex, added: Optional[dict] = None,
-                     removed: Optional[list] = None) -> dict:
+    async def _write(self, served: ServedIndex, added: Optional[dict] = None, removed: Optional[list] = None,
+                     metadata: Optional[dict] = None) -> dict:
         """One commit, shielded: a client that goes away does not stop it half-way, nor free the lock early."""
-        task = asyncio.get_running_loop().create_task(self._locked_write(served, added, removed))
+        task = asyncio.get_running_loop().create_task(self._locked_write(served, added, removed, metadata))
         return await asyncio.shield(task)
 
-    async def _locked_write(self, served: ServedIndex, added: Optional[dict], removed: Optional[list]) -> dict:
+    async def _locked_write(self, served: ServedIndex, added: Optional[dict], removed: Optional[list],
+                            metadata: Optional[dict]) -> dict:
         try:
             await asyncio.wait_for(served.write_lock.acquire(), timeout=self.config.write_wait_s)
         except asyncio.TimeoutError:
             raise ApiError(409, "write_in_progress", f"another change to {served.name!r} did not finish within "
                            f"{self.config.write_wait_s:g} s; retry later", "index") from None
         try:
-            return await self._commit(served, added, removed)
+            return await self._commit(served, added, removed, metadata)
         finally:
             served.write_lock.release()
 
-    async def _commit(self, served: ServedIndex, added: Optional[dict], removed: Optional[list]) -> dict:
+    async def _commit(self, served: ServedIndex, added: Optional[dict], removed: Optional[list],
+                      metadata: Optional[dict]) -> dict:
         from colbert.index_updater import IndexUpdater
 
         current = served.searcher
@@ -238,7 +247,7 @@ class Service:
         updater = IndexUpdater(searcher=private, drift_warning=None)
         try:
             if added:
-                await self.workers.on_model(updater.add, dict(added))
+                await self.workers.on_model(lambda: updater.add(dict(added), metadata=metadata))
             if removed:
                 await self.workers.on_write(updater.remove, removed)
             await self.workers.on_write(updater.persist_to_disk)
