@@ -136,7 +136,7 @@ def test_index_then_info_and_verify(capsys, built):
     info = run_json(capsys, "info", built["index"])
     assert info["documents"] == len(DOCS) and info["nbits"] == 2 and info["dim"] == 16
     assert info["embeddings"] > len(DOCS) and info["size_bytes"] > 0
-    assert info["checkpoint"].endswith("tiny-colbert") and info["doc_ids"] == "own ids"
+    assert info["checkpoint"].endswith("tiny-colbert") and info["doc_ids"] == "own ids" and info["texts_stored"]
     code, out, _ = run_cli(capsys, "info", built["index"])
     assert code == 0 and f"documents     {len(DOCS)}" in out
     assert run_json(capsys, "verify", built["index"]) == {"index": str(built["index"]), "ok": True, "problems": []}
@@ -217,6 +217,16 @@ def test_search_json_equals_the_searcher(capsys, built):
     assert [h["doc_id"] for h in hits] == ids and [h["rank"] for h in hits] == ranks == [1, 2, 3, 4, 5]
     assert [h["score"] for h in hits] == pytest.approx(scores)
     assert ids[0] == "doc-7"
+
+
+def test_search_diversity_equals_the_searcher(capsys, built):
+    from colbert import Searcher
+
+    result = run_json(capsys, "search", "--index", built["index"], DOCS["doc-7"], "-k", "5", "--diversity", "0.5")
+    expected = Searcher(str(built["index"]), verbose=0).search(DOCS["doc-7"], k=5, diversity=0.5)
+    assert [h["doc_id"] for h in result["queries"][0]["results"]] == expected[0]
+    code, _, err = run_cli(capsys, "search", "--index", built["index"], "q", "--diversity", "1.5")
+    assert code == 1 and "diversity" in err and err.count("\n") == 1
 
 
 def test_search_table_shows_rank_id_score_and_text(capsys, built):
@@ -305,7 +315,7 @@ def test_search_text_from_the_collection_file_when_the_index_stores_none(capsys,
     index = tmp_path / "idx"
     run_json(capsys, "index", "-c", tiny, "--collection", built["collection"], "--index", index,
              "--no-store-documents")
-    assert not (index / "documents.jsonl").exists()
+    assert not (index / "documents.jsonl").exists() and not run_json(capsys, "info", index)["texts_stored"]
     hits = run_json(capsys, "search", "--index", index, DOCS["doc-5"], "--text")["queries"][0]["results"]
     assert {h["doc_id"]: h["text"] for h in hits}["doc-5"] == DOCS["doc-5"]
     new = write_tsv(tmp_path / "new.tsv", {"new-1": "volcano eruptions and lava flows"})

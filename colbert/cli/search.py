@@ -29,6 +29,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     parser.add_argument("-c", "--checkpoint", help="encode queries with this checkpoint instead of the index's")
     parser.add_argument("--exact", action="store_true", help="score every document exactly (slow; no PLAID)")
+    parser.add_argument("--diversity", type=float, default=0.0, metavar="LAMBDA",
+                        help="0 (default, plain search) to 1: pick results by maximal marginal relevance, trading "
+                             "relevance for results unlike each other (docs/search.md)")
     parser.add_argument("--text", action="store_true",
                         help="show each result's text: stored in the index, else read from the collection file "
                              "it was built from")
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
     config = make_config(config_overrides(args))
     searcher = Searcher(args.index, checkpoint=args.checkpoint, config=config, verbose=facade_verbose(args))
     texts = _texts(args, searcher) if args.text else None
-    ranking = searcher.search_all(queries, k=args.k, exact=args.exact)
+    ranking = searcher.search_all(queries, k=args.k, exact=args.exact, diversity=args.diversity)
     if args.output:
         ranking.save(args.output)
     results = [{"qid": qid, "query": queries[qid], "results": [_hit(doc_id, rank, score, texts)
