@@ -17,13 +17,14 @@ stderr; stdout holds only the results (a readable table, or JSON with `--json`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
 import os
 import sys
 import traceback
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 PROG = "colbert"
 
@@ -37,8 +38,12 @@ SUBCOMMANDS = (
     "info",
     "eval",
     "train",
+    "serve",
+    "export",
     "checkpoint",
     "demo",
+    "explain",
+    "bundle",
 )
 
 
@@ -163,15 +168,25 @@ def facade_verbose(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------- main
 
 
-def _configure_logging(args: argparse.Namespace) -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
+    """The 'colbert' logger writes to stderr at the level the options ask for, and is put back afterwards (main()
+    may run inside another program or a test)."""
     level = logging.DEBUG if option(args, "debug") or option(args, "verbose") > 1 else (
         logging.INFO if option(args, "verbose") == 1 else logging.WARNING)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    root = logging.getLogger("colbert")
-    root.handlers = [h for h in root.handlers if isinstance(h, logging.NullHandler)] + [handler]
-    root.setLevel(level)
-    root.propagate = False
+    logger = logging.getLogger("colbert")
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def one_line(error: BaseException) -> str:
@@ -187,11 +202,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version (0) or a usage error (2), already printed by argparse
-        return e.code if isinstance(e.code, int) else 2
+        return 0 if e.code is None else e.code if isinstance(e.code, int) else 2
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    _configure_logging(args)
+    with _logging_to_stderr(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = args.handler(args)
         sys.stdout.flush()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 from colbert.cli import add_command, emit, facade_verbose, format_table
 from colbert.cli.inputs import add_config_argument, add_query_arguments, config_overrides, load_collection, \
     load_queries, make_config
+
+logger = logging.getLogger(__name__)
 
 SNIPPET = 80  # characters of a document's text shown in the table with --text
 
@@ -56,6 +59,10 @@ def _texts(args: argparse.Namespace, searcher: Any) -> dict:
     if not source or str(source).startswith("<"):
         raise ValueError(f"the index at {searcher.index} names no collection file (it was built from texts in "
                          "memory); pass --collection PATH to show texts")
+    if args.collection is None and searcher.loaded.metadata.get("updates"):
+        logger.warning("%s was changed by `colbert update` since it was built; texts come from %s, which lacks the "
+                       "documents added since (shown without text) and may hold old texts of replaced ones. Pass "
+                       "--collection with the current texts.", searcher.index, source)
     collection = load_collection(str(source))
     return {collection.id_of(pid): text for pid, text in enumerate(collection)}
 

@@ -11,6 +11,7 @@ no search mode can return it.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,8 +200,9 @@ class IndexState:
     # ----------------------------------------------------------------------------------------------- views
 
     def current_metadata(self) -> dict:
+        """metadata.json of this state: a copy, which later edits of the state leave alone."""
         n, p = self.num_embeddings, self.num_passages
-        return {**self.metadata, "num_chunks": len(self.segments), "num_partitions": self.num_partitions,
+        return {**copy.deepcopy(self.metadata), "num_chunks": len(self.segments), "num_partitions": self.num_partitions,
                 "num_embeddings": n, "avg_doclen": n / max(p, 1)}
 
     def stored_ids(self) -> Optional[list[DocId]]:
