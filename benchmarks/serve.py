@@ -171,9 +171,9 @@ async def load(url: str, requests: list[dict], clients: int, seconds: float, wri
 
         start = time.perf_counter()
         tasks = [asyncio.create_task(client()) for _ in range(clients)]
+        ended: list[float] = []
         clients_done = asyncio.ensure_future(asyncio.gather(*tasks))
         clients_done.add_done_callback(lambda _: ended.append(time.perf_counter()))
-        ended: list[float] = []
         written = await writer(http) if writer is not None else None
         await clients_done
         elapsed = ended[0] - start  # the clients' time: a writer still running after them does not count
