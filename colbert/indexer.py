@@ -103,11 +103,13 @@ class Indexer:
         staging.mkdir(parents=True, exist_ok=True)
         from colbert.indexing import load_or_make_plan
 
+        from colbert.indexing.collection_indexer import kmeans_override
+
         check_nbits(self.config.nbits)
         plan = load_or_make_plan(staging, collection, self.config, self.config.nranks, resume)
         backend = "nccl" if self.config.gpus != 0 and _cuda_count() >= self.config.nranks else "gloo"
         self.stats = launch(_index_rank, str(staging), collection, self.config, plan, resume, self.verbose,
-                            nranks=self.config.nranks, backend=backend)
+                            kmeans_override(self.config), nranks=self.config.nranks, backend=backend)
         publish(staging, index_path)
         logger.info("Index written to %s", index_path)
 
@@ -119,7 +121,7 @@ def _cuda_count() -> int:
 
 
 def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, config: ColBERTConfig, plan: Any,
-                resume: bool, verbose: int) -> Any:
+                resume: bool, verbose: int, kmeans: Any = None) -> Any:
     """One rank's share of a build: load the checkpoint on this rank's device, then build_index."""
     import torch
 
@@ -131,7 +133,7 @@ def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, co
         device = torch.device("cuda", rank % torch.cuda.device_count())
     checkpoint = Checkpoint(config.checkpoint, colbert_config=config, verbose=verbose, device=device)
     return build_index(Path(staging), collection, checkpoint, checkpoint.colbert_config, plan, rank=rank,
-                       nranks=nranks, resume=resume, show_progress=verbose > 0)
+                       nranks=nranks, resume=resume, show_progress=verbose > 0, kmeans=kmeans)
 
 
 def publish(staging: Path, index_path: Path) -> None:

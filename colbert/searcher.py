@@ -221,7 +221,7 @@ class Searcher:
                 data[qid] = list(zip(*self._result(top_pids, top_scores)))
         provenance = {"source": "Searcher.search_all", "index": self.index, "k": k, "exact": exact,
                       "queries": queries.provenance()}
-        return Ranking(data=data, provenance=provenance)
+        return Ranking(data=data, provenance=provenance, run_dir=Run().config.path_)  # where save() puts names
 
     def pids_of(self, ids: Iterable[DocId]) -> Tensor:
         """Positions in the index of document ids (sorted, unique), for `filter_fn`s over string ids.

@@ -1,0 +1,1 @@
+"""Evaluation helpers; `colbert.evaluation.loaders` keeps the reference's TSV loaders."""
