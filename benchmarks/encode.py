@@ -1,6 +1,12 @@
 """Document encoding throughput: length-sorted batches (ours) vs input-order batches, in one run.
 
     python benchmarks/encode.py --out benchmarks/results/encode.json
+    python benchmarks/encode.py --backends --docs 300 --out benchmarks/results/encode_backends.json
+
+--backends compares encoders instead, in one run, alternating: torch fp32, torch bf16 (CPU autocast),
+onnxruntime fp32 and onnxruntime int8 (colbert.export.onnx; needs the onnx extra): document throughput
+(docs/s over --docs documents), query latency (one query per call, median ms over --latency-queries queries) and
+query throughput (all SciFact queries in batches of 128, queries/s), medians over --repeats.
 
 Encodes the first --docs SciFact documents with the MiniLM ColBERT checkpoint (built from ../shared/compat if
 --checkpoint is not given), --repeats times per mode, alternating modes, and reports median documents/s.
@@ -81,6 +87,56 @@ def run_reference(python: str, checkpoint: str, n: int, repeats: int, threads: i
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def load_queries() -> list[str]:
+    with open(SHARED / "data" / "scifact" / "queries.tsv", encoding="utf-8") as f:
+        return [line.split("\t", 1)[1].strip() for line in f]
+
+
+def backends(checkpoint: str, docs: list[str], args: argparse.Namespace) -> dict:
+    """Torch fp32/bf16 and onnxruntime fp32/int8 encoders, measured alternately in one run."""
+    import contextlib
+
+    from colbert import Checkpoint, ColBERTConfig
+    from colbert.export.onnx import OnnxCheckpoint, export_onnx
+
+    config = ColBERTConfig(doc_maxlen=args.doc_maxlen)
+    torch_ckpt = Checkpoint(checkpoint, colbert_config=config, verbose=0)
+    out = export_onnx(torch_ckpt, tempfile.mkdtemp(prefix="colbert-onnx-"))
+    encoders = {
+        "torch_fp32": (torch_ckpt, contextlib.nullcontext),
+        "torch_bf16": (torch_ckpt, lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
+        "onnxruntime_fp32": (OnnxCheckpoint(out, colbert_config=config), contextlib.nullcontext),
+        "onnxruntime_int8": (OnnxCheckpoint(out, int8=True, colbert_config=config), contextlib.nullcontext),
+    }
+    queries = load_queries()
+    few = queries[: args.latency_queries]
+    times: dict[str, dict[str, list[float]]] = {name: {"docs": [], "query_latency": [], "queries": []}
+                                                for name in encoders}
+    for name, (ckpt, context) in encoders.items():  # warm-up
+        with context():
+            ckpt.docFromText(docs[:16], bsize=args.bsize)
+            ckpt.queryFromText(few[:4])
+    for _ in range(args.repeats):
+        for name, (ckpt, context) in encoders.items():
+            with context():
+                start = time.perf_counter()
+                ckpt.docFromText(docs, bsize=args.bsize, keep_dims="flatten")
+                times[name]["docs"].append(time.perf_counter() - start)
+                for q in few:
+                    start = time.perf_counter()
+                    ckpt.queryFromText([q])
+                    times[name]["query_latency"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                ckpt.queryFromText(queries, bsize=128)
+                times[name]["queries"].append(time.perf_counter() - start)
+    return {
+        name: {"docs_per_s": len(docs) / statistics.median(t["docs"]),
+               "query_latency_ms_median": 1000 * statistics.median(t["query_latency"]),
+               "queries_per_s": len(queries) / statistics.median(t["queries"]), "seconds": t}
+        for name, t in times.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None)
@@ -90,8 +146,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--reference-python", default=os.path.expanduser("~/.cache/colbert-reference/venv/bin/python"))
-    parser.add_argument("--out", default=str(HERE / "results" / "encode.json"))
+    parser.add_argument("--backends", action="store_true",
+                        help="compare torch fp32/bf16 and onnxruntime fp32/int8 encoders instead")
+    parser.add_argument("--latency-queries", type=int, default=50)
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    args.out = args.out or str(HERE / "results" / ("encode_backends.json" if args.backends else "encode.json"))
     torch.set_num_threads(args.threads)
 
     from colbert import Checkpoint
@@ -104,6 +164,16 @@ def main() -> None:
     docs = load_docs(args.docs)
     from colbert import ColBERTConfig
 
+    if args.backends:
+        measured = backends(checkpoint, docs, args)
+        result = {"benchmark": "encode_backends", "docs": len(docs), "bsize": args.bsize,
+                  "doc_maxlen": args.doc_maxlen, "threads": args.threads, "torch": torch.__version__,
+                  "device": "cpu", "repeats": args.repeats, "encoders": measured}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({n: {k: round(v, 2) for k, v in m.items() if k != "seconds"} for n, m in measured.items()},
+                         indent=2))
+        return
     ckpt = Checkpoint(checkpoint, colbert_config=ColBERTConfig(doc_maxlen=args.doc_maxlen), verbose=0)
     ckpt.docFromText(docs[:64], bsize=args.bsize)  # warm-up
     times: dict[str, list[float]] = {"sorted": [], "input_order": []}

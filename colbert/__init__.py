@@ -24,6 +24,7 @@ _LAZY = {
     "IndexUpdater": "colbert.index_updater",
     "verify_index": "colbert.index_updater",
     "rerank": "colbert.modeling.checkpoint",
+    "new_checkpoint": "colbert.modeling.colbert",
 }
 
 __all__ = ["ColBERTConfig", "Run", "RunConfig", *_LAZY]

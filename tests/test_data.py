@@ -48,7 +48,7 @@ def test_collection_from_list_and_dict():
     "text, error, match",
     [
         ("0\ta\n1\tb\n0\tc\n", ValueError, r"c\.tsv:3: document id '0' is repeated \(first on line 1\)"),
-        ("0\ta\njust text\n", ValueError, r"c\.tsv:2: expected 'pid<TAB>passage'"),
+        ("0\ta\njust text\n", ValueError, r"c\.tsv:2: expected 'pid<TAB>passage"),
         ("\n\n", ValueError, "holds no passages"),
     ],
 )
@@ -115,7 +115,8 @@ def test_scifact_collections():
 
 
 def test_queries_from_files(tmp_path):
-    q = Queries(path=write(tmp_path / "q.tsv", "3\tfirst query\textra\n1\tsecond\n"))
+    with pytest.warns(UserWarning, match=r"q\.tsv:1: queries have more than two"):
+        q = Queries(path=write(tmp_path / "q.tsv", "3\tfirst query\textra\n1\tsecond\n"))
     assert list(q.keys()) == [3, 1] and q[1] == "second" and list(q) == [(3, "first query"), (1, "second")]
     s = Queries(path=write(tmp_path / "s.tsv", "q-1\tx\nq-2\t\n"))
     assert dict(s.items()) == {"q-1": "x", "q-2": ""}

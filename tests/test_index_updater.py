@@ -4,17 +4,18 @@ verify_index, drift and reindex. Tiny random model, indexes of 40 passages built
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
 from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, Searcher, verify_index
-from colbert.errors import IndexFormatError
+from colbert.errors import DriftWarning, IndexFormatError
 from colbert.indexing import plan as index_plan
+from colbert.indexing.codec import ResidualCodec
 from colbert.indexing.ivf import build_ivf
 from colbert.indexing.versions import IndexChangedError
 from colbert.search.index import LoadedIndex
@@ -110,7 +111,10 @@ def test_an_id_removed_and_added_again_holds_the_new_text(searcher, index):
     updater.remove(["d5"])
     updater.add({"d5": new_text})
     embeddings, _ = searcher.checkpoint.docFromText([new_text], keep_dims="flatten")
-    expected_codes, _ = updater._codec().compress(embeddings)
+    loaded = updater.loaded
+    codec = ResidualCodec(loaded.centroids, loaded.bucket_cutoffs, loaded.bucket_weights, loaded.avg_residual,
+                          loaded.nbits)
+    expected_codes, _ = codec.compress(embeddings)
     for loaded in (searcher.loaded, (updater.persist_to_disk(), LoadedIndex.open(index))[1]):
         codes, _, _ = loaded.lookup(torch.tensor([loaded.pid_of("d5")]))
         assert torch.equal(codes, expected_codes)
@@ -342,12 +346,15 @@ def test_verify_index_lists_every_problem(index):
 # ----------------------------------------------------------------------------------------------- drift
 
 
-def test_drift_warns_once_and_reindex_refits_without_a_model(searcher, index, caplog):
+def test_drift_warns_once_and_reindex_refits_without_a_model(searcher, index):
     updater = IndexUpdater(searcher.config, searcher, drift_warning=0.2)
-    with caplog.at_level(logging.WARNING, logger="colbert"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         for seed in range(3):
             updater.add(texts(6, seed=50 + seed))
-    assert sum("reindex()" in r.getMessage() for r in caplog.records) == 1 and updater.drift > 0.2
+    drift = [w for w in caught if issubclass(w.category, DriftWarning)]
+    assert len(drift) == 1 and "reindex()" in str(drift[0].message) and updater.drift > 0.2
+    assert drift[0].filename == __file__  # points at the caller's line, where it can be acted on
     before = every_id(searcher)
     old_centroids = searcher.loaded.centroids.clone()
     updater.reindex()

@@ -4,11 +4,11 @@ the twin); input checks; the loader's tiers; parity with ../shared/compat; (slow
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from unittest.mock import Mock
 
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import colbert.kernels as kernels
+from colbert.errors import KernelWarning
 from colbert.kernels import native, reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -410,29 +411,54 @@ def test_unknown_mode_raises_listing_the_three():
     assert "ValueError: COLBERT_KERNELS='fast' is not one of auto, native, reference" in result.stderr
 
 
-def test_no_compiler_falls_back_at_info_or_raises_when_forced(monkeypatch, caplog):
+def test_no_compiler_falls_back_with_a_warning_or_raises_when_forced(monkeypatch):
     monkeypatch.setattr(native, "load_prebuilt", lambda: False)
     monkeypatch.setenv("CXX", "/nonexistent/c++")
-    with caplog.at_level(logging.INFO, logger="colbert.kernels.native"):
+    with pytest.warns(KernelWarning, match=r"no C\+\+ compiler found.*pure-PyTorch kernels are used instead"):
         assert native.load_native("auto").startswith("reference (no C++ compiler")
-    assert {r.levelno for r in caplog.records} == {logging.INFO}
     with pytest.raises(RuntimeError, match="COLBERT_KERNELS=native"):
         native.load_native("native")
 
 
-def test_failed_build_warns_once_with_the_compiler_output(monkeypatch, caplog, tmp_path):
+def test_chosen_reference_kernels_warn_about_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.load_native("reference") == "reference (COLBERT_KERNELS=reference)"
+
+
+def test_failed_build_warns_with_the_compiler_output(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setattr(native, "load_prebuilt", lambda: False)
     monkeypatch.setattr(native, "_ninja_available", lambda: True)
     monkeypatch.setattr(native, "jit_build", build := Mock(side_effect=RuntimeError("ops.cpp:1:1: error: expected id")))
-    with pytest.raises(RuntimeError, match="did not build: ops.cpp:1:1"):
+    with pytest.warns(KernelWarning, match="once"), pytest.raises(RuntimeError, match="did not build: ops.cpp:1:1"):
         native.load_native("native")
-    with caplog.at_level(logging.INFO, logger="colbert.kernels.native"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         assert native.load_native("auto").startswith("reference (build failed")
         assert native.load_native("auto").startswith("reference (build failed before")  # not rebuilt in vain
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "ops.cpp:1:1: error: expected id" in warnings[0].getMessage()
+    messages = [str(w.message) for w in caught if issubclass(w.category, KernelWarning)]
+    assert any("ops.cpp:1:1: error: expected id" in m for m in messages)
+    assert any("failed to build before" in m for m in messages)
     assert build.call_count == 2 and "expected id" in next(tmp_path.rglob(native.FAILED_MARKER)).read_text()
+
+
+def test_first_build_says_it_runs_once_and_a_cached_one_says_nothing(monkeypatch, tmp_path):
+    """Problem: the first use of the native kernels compiled them for ~25 s without a word."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "load_prebuilt", lambda: False)
+    monkeypatch.setattr(native, "_ninja_available", lambda: True)
+
+    def fake_build(csrc, directory, with_cuda):
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{native.EXTENSION_NAME}.so").write_bytes(b"")
+
+    monkeypatch.setattr(native, "jit_build", fake_build)
+    with pytest.warns(KernelWarning, match=r"Compiling the native kernels, once \(~30 s\)"):
+        assert native.load_native("auto").startswith("JIT build")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert native.load_native("auto").startswith("JIT build")
 
 
 def test_cache_dir_is_keyed_by_torch_cuda_and_sources(monkeypatch, tmp_path):

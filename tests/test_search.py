@@ -67,7 +67,7 @@ def test_search_params_prefer_the_config_and_do_not_write_back():
 @pytest.mark.parametrize("field, value", [("ncells", 0), ("ndocs", 3), ("ndocs", 8.5), ("centroid_score_threshold",
                                                                                           "high")])
 def test_search_params_reject_bad_config_values(field, value):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises((TypeError, ValueError), match=field):  # the config refuses them when they are set
         search_params(10, ColBERTConfig(**{field: value}))
 
 

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, ItemsView, Iterator, Mapping, Sequence
 
-from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, read_tsv, write_lines
+from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, write_lines
+from colbert.data.readers import read_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class Ranking(Castable):
     @staticmethod
     def _load_tsv(path: Path) -> dict[DocId, list[tuple]]:
         qids, pids, rest = [], [], []
-        for lineno, fields in read_tsv(path, 3, "qid<TAB>pid<TAB>rank[<TAB>score]"):
+        for lineno, fields in read_tsv(path, "qid<TAB>pid<TAB>rank[<TAB>score]", 3):
             qids.append(fields[0])
             pids.append(fields[1])
             rest.append(tuple(_number(x, f"{path}:{lineno}") for x in fields[2:]))

@@ -26,6 +26,7 @@ from torch import Tensor
 from colbert.data import Collection
 from colbert.indexing import format as index_format
 from colbert.indexing.codec import ResidualCodec, check_nbits
+from colbert.indexing.documents import Documents, write_documents
 from colbert.indexing.encoder import encode_passages
 from colbert.indexing.ivf import build_ivf_from_chunks
 from colbert.indexing.kmeans import train_centroids
@@ -61,7 +62,7 @@ def _barrier() -> None:
 
 def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig, plan: Plan,
                 rank: int = 0, nranks: int = 1, resume: bool = False, show_progress: bool = True,
-                kmeans: Optional[KMeans] = None) -> IndexStats:
+                metadata: Optional[list[dict]] = None, kmeans: Optional[KMeans] = None) -> IndexStats:
     """Build a PLAID index of `collection` in `index_dir` (which must exist). Every rank calls this.
 
     Args:
@@ -73,6 +74,7 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
         plan: the chunking and sample, from `load_or_make_plan` (decided once, by the caller).
         rank, nranks: this process among those building the index (torch.distributed initialised when > 1).
         resume: keep what an interrupted build with the same settings already wrote.
+        metadata: one JSON object per passage: the texts and these are stored in documents.jsonl; None stores none.
         kmeans: fits the centroids instead of `train_centroids`: (fp16 sample (n, d) on CPU, num_partitions) ->
             centroids (num_partitions, d); they are normalised and rounded to fp16 (a replaced
             `CollectionIndexer._train_kmeans`, see colbert.indexing.collection_indexer).
@@ -97,7 +99,7 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
             release_free_memory()
     _barrier()
     if rank == 0:
-        _finalize(index_dir, plan, collection, config, codec, stats)
+        _finalize(index_dir, plan, collection, config, codec, stats, metadata, show_progress)
     _barrier()
     return stats
 
@@ -124,7 +126,8 @@ def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, c
     t0 = time.perf_counter()
     embeddings, doclens = encode_passages(checkpoint, collection.data[start:end], config.index_bsize,
                                           show_progress=show_progress, first_pid=start,
-                                          bf16=indexing_uses_bf16(config, checkpoint.device))
+                                          bf16=indexing_uses_bf16(config, checkpoint.device),
+                                          pool_factor=config.pool_factor, protected_tokens=config.protected_tokens)
     t1 = time.perf_counter()
     index_format.write_chunk_embeddings(index_dir, k, embeddings, doclens)
     stats.seconds["encode"] += t1 - t0
@@ -256,15 +259,19 @@ def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, c
 
 
 def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBERTConfig, codec: ResidualCodec,
-              stats: IndexStats) -> None:
+              stats: IndexStats, metadata: Optional[list[dict]], show_progress: bool) -> None:
     t0 = time.perf_counter()
     num_embeddings = index_format.write_embedding_offsets(index_dir, plan.num_chunks)
     num_partitions = codec.centroids.size(0)
     chunks = (index_format.read_chunk(index_dir, k, config.dim, config.nbits, mmap=True)
               for k in range(plan.num_chunks))  # read one at a time, each unmapped once its lists are taken
-    ivf, ivf_lengths = build_ivf_from_chunks(((c.codes, c.doclens) for c in chunks), num_partitions)
+    ivf, ivf_lengths = build_ivf_from_chunks(((c.codes, c.doclens) for c in chunks), num_partitions,
+                                             show_progress=None if show_progress else False)
     index_format.write_ivf(index_dir, ivf, ivf_lengths)
     index_format.write_doc_ids(index_dir, collection.ids)
+    if metadata is not None:
+        ids = [collection.id_of(pid) for pid in range(len(collection))]
+        write_documents(index_dir, Documents(ids, list(collection.data), metadata))
     leftovers = index_format.remove_build_files(index_dir)  # e.g. an earlier version's, from an interrupted build
     if leftovers:
         logger.info("Removed %d build-time files left in %s", len(leftovers), index_dir)

@@ -11,6 +11,7 @@ pids. So colbert-ai, which returns pids and ignores doc_ids.json, names the same
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,8 +211,9 @@ class IndexState:
     # ----------------------------------------------------------------------------------------------- views
 
     def current_metadata(self) -> dict:
+        """metadata.json of this state: a copy, which later edits of the state leave alone."""
         n, p = self.num_embeddings, self.num_live
-        return {**self.metadata, "num_chunks": len(self.segments), "num_partitions": self.num_partitions,
+        return {**copy.deepcopy(self.metadata), "num_chunks": len(self.segments), "num_partitions": self.num_partitions,
                 "num_embeddings": n, "avg_doclen": n / max(p, 1)}
 
     def stored_ids(self) -> Optional[list[Optional[DocId]]]:

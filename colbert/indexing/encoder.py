@@ -23,10 +23,12 @@ import torch
 from torch import Tensor
 
 from colbert.modeling.checkpoint import Checkpoint, length_sorted_batches
+from colbert.modeling.pooling import pool_documents, pooled_length
 from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
+POOL_PASSAGES = 1024  # passages pooled at once (their fp32 copy: 1,024 x 300 x 128 x 4 B = 150 MiB at most)
 CPU_FORWARD_TOKENS = 2048  # padded tokens per forward pass on CPU (11 passages at doc_maxlen 180, 4 at 512)
 
 
@@ -75,8 +77,12 @@ def kept_lengths(checkpoint: Checkpoint, ids: list[list[int]]) -> list[int]:
 
 
 def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
-                    show_progress: bool = True, first_pid: int = 0, bf16: bool = False) -> tuple[Tensor, list[int]]:
+                    show_progress: bool = True, first_pid: int = 0, bf16: bool = False,
+                    pool_factor: int = 1, protected_tokens: int = 0) -> tuple[Tensor, list[int]]:
     """Embeddings of `passages` (fp16, CPU) laid end to end in passage order, and their doclens.
+
+    With `pool_factor` > 1 each passage's vectors are then pooled (colbert.modeling.pooling), a batch of passages
+    at a time.
 
     Raises ValueError naming the passage when one has no vector at all (cannot happen with [CLS]/[D]/[SEP]
     markers, but a tokenizer without them could produce it).
@@ -106,4 +112,24 @@ def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
                 D, keep = checkpoint.doc(input_ids, attention_mask, keep_dims="return_mask", to_cpu=True)
             for row, i in enumerate(part):
                 out[offsets[i]:offsets[i + 1]] = D[row][keep[row]].half()
+    if pool_factor > 1:
+        return _pooled(out, doclens, pool_factor, protected_tokens)
     return out, doclens
+
+
+def _pooled(embeddings: Tensor, doclens: list[int], pool_factor: int, protected_tokens: int) -> tuple[Tensor, list[int]]:
+    """`pool_documents` over the chunk in slices of POOL_PASSAGES passages, into one output buffer."""
+    offsets = [0]
+    for n in doclens:
+        offsets.append(offsets[-1] + n)
+    new_lens = [pooled_length(n, pool_factor, protected_tokens) for n in doclens]
+    out = _output_buffer(sum(new_lens), embeddings.size(1))
+    at = 0
+    for first in range(0, len(doclens), POOL_PASSAGES):
+        last = min(first + POOL_PASSAGES, len(doclens))
+        pooled, lens = pool_documents(embeddings[offsets[first]:offsets[last]], doclens[first:last], pool_factor,
+                                      protected_tokens)
+        assert lens == new_lens[first:last]  # pooled_length is pool_documents' own count
+        out[at:at + pooled.size(0)] = pooled
+        at += pooled.size(0)
+    return out, new_lens

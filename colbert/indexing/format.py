@@ -15,6 +15,7 @@ An index folder holds (C centroids, d = dim, N token embeddings, P passages, k =
 | `ivf.pid.pt`       | tuple (ivf int32 (>= sum of lengths,), ivf_lengths int64 (C,)): pids per centroid  |
 | `doc_ids.json`     | ours, optional: the user's ids in pid order, null if removed (absent: 0..P-1)      |
 | `metadata.json`    | {"config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"}; LAST   |
+|                    | (+ ours: "doc_ids": true when doc_ids.json exists)                                 |
 
 While an index is built its folder also holds build-time files, all deleted before `metadata.json` is written:
 `k.embeddings.build.npy` with `k.embeddings.build.json` (a chunk's fp16 embeddings and doclens, from encoding to
@@ -55,6 +56,7 @@ BUCKETS_FILE = "buckets.pt"
 AVG_RESIDUAL_FILE = "avg_residual.pt"
 IVF_FILE = "ivf.pid.pt"
 DOC_IDS_FILE = "doc_ids.json"
+DOC_IDS_KEY = "doc_ids"  # in metadata.json: true when the index has a doc_ids.json
 
 CODEC_FILES = (CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE)
 
@@ -183,8 +185,14 @@ def write_plan(index_dir: PathLike, plan: Mapping[str, Any]) -> None:
 
 
 def write_metadata(index_dir: PathLike, metadata: Mapping[str, Any]) -> None:
-    """Write metadata.json, the completeness marker: call it after every other file of the index is written."""
+    """Write metadata.json, the completeness marker: call it after every other file of the index is written.
+
+    When doc_ids.json was written, metadata.json records it (`"doc_ids": true`), so that an index whose ids file
+    went missing is refused on open instead of answering with positions for ids."""
     index_dir = Path(index_dir)
+    metadata = {k: v for k, v in metadata.items() if k != DOC_IDS_KEY}
+    if (index_dir / DOC_IDS_FILE).exists():
+        metadata[DOC_IDS_KEY] = True
     _write_json(index_dir / METADATA_FILE, _ordered(metadata, METADATA_KEYS, "metadata.json"))
     fsync_dir(index_dir)
 
@@ -555,12 +563,20 @@ def read_ivf(index_dir: PathLike, num_partitions: int) -> tuple[Tensor, Tensor]:
     return ivf, lengths
 
 
-def read_doc_ids(index_dir: PathLike, num_passages: int,
+def read_doc_ids(index_dir: PathLike, num_passages: int, listed: bool = False,
                  doclens: Tensor | None = None) -> list[int | str | None] | None:
     """The user's document ids in pid order (doc_ids.json; None for removed passages), or None when the index has
-    none (ids are pids). With `doclens` (int64 (P,)), a null id is accepted only for a removed passage (doclen 0)."""
+    none (ids are pids).
+
+    Args:
+        listed: metadata.json says the index has doc_ids.json (its "doc_ids" key); then a missing file raises.
+        doclens: int64 (P,); a null id is then accepted only for a removed passage (doclen 0).
+    """
     path = Path(index_dir) / DOC_IDS_FILE
     if not path.exists():
+        if listed:
+            raise _bad(path, "is missing, but metadata.json says this index has its own document ids; without it "
+                             "search would return positions instead of your ids. Restore the file")
         return None
     ids = _read_json(path)
     if not isinstance(ids, list) or not all(x is None or _is_int(x) or isinstance(x, str) for x in ids):

@@ -23,8 +23,9 @@ BLOCK_PER_CENTROID = 4  # ... and at least 4 per centroid, so one block's int32 
 #                         below about half of its int32 pids, whatever the number of blocks
 
 
-def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tensor, Tensor]:
-    """Inverted lists from the centroid code of every embedding.
+def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int,
+              show_progress: bool | None = False) -> tuple[Tensor, Tensor]:
+    """Inverted lists from the centroid code of every embedding (no progress bar unless asked: index updates use it).
 
     Args:
         codes: the centroid id of each embedding, passages in pid order (may be memory-mapped).
@@ -43,10 +44,11 @@ def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tens
         >>> ivf.tolist(), lengths.tolist()
         ([0, 1, 0, 1], [1, 1, 2])
     """
-    return build_ivf_from_chunks([(codes, doclens)], num_partitions)
+    return build_ivf_from_chunks([(codes, doclens)], num_partitions, show_progress)
 
 
-def build_ivf_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], num_partitions: int) -> tuple[Tensor, Tensor]:
+def build_ivf_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], num_partitions: int,
+                          show_progress: bool | None = None) -> tuple[Tensor, Tensor]:
     """`build_ivf` over consecutive (codes, doclens) chunks of the passages, read one at a time.
 
     The embeddings are cut at passage boundaries into blocks of at most `IVF_CHUNK` (or 4 per centroid), so no
@@ -55,6 +57,7 @@ def build_ivf_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], num_partition
     copied straight to their place in the output (a centroid's list is its pairs from block 0, then block 1, ...:
     pids grow from block to block). Memory is the output, the blocks' pids and one block's temporaries, not a sort
     of all pairs (2M codes of 100k passages: 54 MiB above the codes instead of 145); no Python loop over embeddings.
+    `show_progress=False` hides the bar (None: shown unless the 'colbert' logger is at ERROR).
     """
     pieces: list[tuple[Tensor, Tensor]] = []  # per block: pids sorted by (code, pid) and the count per code
     first_pid = 0
@@ -77,7 +80,7 @@ def build_ivf_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], num_partition
             pieces.append(((keys % width + (first_pid + first)).to(torch.int32), counts))
             del block, local, keys
         first_pid += doclens.numel()
-    return _place(pieces, num_partitions)
+    return _place(pieces, num_partitions, show_progress)
 
 
 def _blocks(codes: Tensor, doclens: Tensor, size: int):
@@ -92,7 +95,8 @@ def _blocks(codes: Tensor, doclens: Tensor, size: int):
         first, start = last, end
 
 
-def _place(pieces: list[tuple[Tensor, Tensor]], num_partitions: int) -> tuple[Tensor, Tensor]:
+def _place(pieces: list[tuple[Tensor, Tensor]], num_partitions: int,
+           show_progress: bool | None) -> tuple[Tensor, Tensor]:
     lengths = torch.zeros(num_partitions, dtype=torch.int64)
     for _, counts in pieces:
         lengths += counts
@@ -104,7 +108,7 @@ def _place(pieces: list[tuple[Tensor, Tensor]], num_partitions: int) -> tuple[Te
     padding = longest if num_partitions and longest > int(lengths[-1]) else 0
     ivf = torch.zeros(total + padding, dtype=torch.int32)
     placed = torch.zeros(num_partitions, dtype=torch.int64)  # pairs of each centroid copied so far
-    for pids, counts in progress(pieces, desc="Building the IVF", unit="block"):
+    for pids, counts in progress(pieces, desc="Building the IVF", unit="block", enabled=show_progress):
         counts = counts.to(torch.int64)
         code = torch.repeat_interleave(torch.arange(num_partitions), counts)  # (m,) centroid of each pair
         within = torch.arange(pids.numel()) - (torch.cumsum(counts, 0) - counts)[code]  # (m,) rank in its list

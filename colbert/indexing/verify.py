@@ -85,7 +85,8 @@ def _problems(path: Path) -> list[str]:
         problems.append(f"{path} has codes in [{int(codes.min())}, {int(codes.max())}], outside [0, {C:,}) "
                         "(the number of centroids)")
         return problems
-    attempt(lambda: index_format.read_doc_ids(path, doclens.numel(), doclens))
+    attempt(lambda: index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY)),
+                                              doclens))
     stored = attempt(lambda: index_format.read_ivf(path, C))
     if stored is not None:
         problems += _ivf_problems(path, stored, build_ivf(codes, doclens, C))

@@ -5,11 +5,17 @@ once under a lock, and registers `torch.ops.colbert.*`. Call `load()` in the par
 so that they find the build cached. `has(op, device)` then answers from a dict: is there a native kernel for this op
 on this device type? Everything else falls back to `colbert.kernels.reference`.
 
+A first build (~30 s, once per torch version and source change) and every fallback to the reference in `auto` mode
+give a `colbert.errors.KernelWarning` (`warnings.warn`, so it reaches stderr by default): the reference kernels are
+several times slower, which a user should know and can fix (install ninja and a C++ compiler) or accept
+(`COLBERT_KERNELS=reference`, which warns about nothing). Silence them with
+`warnings.filterwarnings("ignore", category=KernelWarning)`.
+
 `COLBERT_KERNELS`:
 
 | value | meaning |
 |---|---|
-| `auto` (default) | native where it loads, else the reference; expected fallbacks log INFO, a failed build WARNING |
+| `auto` (default) | native where it loads, else the reference, with a `KernelWarning` saying why |
 | `native` | as auto, but raise RuntimeError if no native library loads |
 | `reference` | never load or build anything |
 """
@@ -23,10 +29,13 @@ import os
 import shutil
 import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from colbert.errors import KernelWarning
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,8 @@ DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the 
 EXTENSION_NAME = "colbert_kernels"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 FAILED_MARKER = "BUILD_FAILED.txt"  # written into the build directory with the compiler's output
+FALLBACK_ADVICE = ("the pure-PyTorch kernels are used instead (slower). Install ninja and a C++ compiler for the "
+                   "native ones, or set COLBERT_KERNELS=reference to choose the PyTorch ones without this warning")
 
 
 @dataclass
@@ -144,8 +155,8 @@ def load_prebuilt() -> bool:
     try:
         torch.ops.load_library(spec.origin)
     except OSError as e:  # built against another torch: an ABI mismatch shows up as an undefined symbol
-        logger.warning("Prebuilt %s does not load (%s); rebuild it with `python setup.py build_ext --inplace`. "
-                       "Trying a JIT build of csrc/ instead.", spec.origin, e)
+        _warn(f"Prebuilt {spec.origin} does not load ({e}); rebuild it with `python setup.py build_ext --inplace`. "
+              "Trying a JIT build of csrc/ instead.")
         return False
     return True
 
@@ -161,7 +172,7 @@ def load_native(mode: str) -> str:
     if missing is not None:  # expected on many laptops, so INFO rather than WARNING
         if mode == "native":
             raise RuntimeError(f"COLBERT_KERNELS=native but the kernels cannot be built: {missing}.")
-        logger.info("%s; using the PyTorch reference kernels", missing)
+        _warn(f"Native kernels unavailable ({missing}): {FALLBACK_ADVICE}.")
         return f"reference ({missing})"
     assert csrc is not None  # missing_toolchain said so otherwise
     return build_tier(mode, csrc)
@@ -190,18 +201,24 @@ def build_tier(mode: str, csrc: Path) -> str:
         if mode == "native":
             raise RuntimeError(f"COLBERT_KERNELS=native but csrc/ did not build before; see {failed} (delete it "
                                "to retry)")
-        logger.info("csrc/ failed to build before (see %s; delete it to retry); using the reference kernels", failed)
+        _warn(f"The native kernels failed to build before (see {failed}; delete it to retry): {FALLBACK_ADVICE}.")
         return f"reference (build failed before, see {failed})"
+    if not (directory / f"{EXTENSION_NAME}.so").is_file():
+        _warn(f"Compiling the native kernels, once (~30 s), into {directory}; later runs reuse them.")
     try:
         jit_build(csrc, directory, with_cuda)
     except Exception as e:  # any build failure: logged with the compiler's output, or raised when forced
         if mode == "native":
             raise RuntimeError(f"COLBERT_KERNELS=native but csrc/ did not build: {e}") from e
-        logger.warning("Native kernels failed to build; using the slower PyTorch reference:\n%s", e)
+        _warn(f"The native kernels failed to build: {FALLBACK_ADVICE}. The compiler said:\n{e}")
         directory.mkdir(parents=True, exist_ok=True)
         failed.write_text(f"{e}\n")
         return f"reference (build failed, see {failed})"
     return f"JIT build of csrc/ in {directory}"
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, KernelWarning, stacklevel=2)
 
 
 def _ninja_available() -> bool:

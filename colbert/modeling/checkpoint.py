@@ -10,16 +10,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any, Optional, Sequence, Union
+import warnings
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from colbert.errors import FreshHeadWarning
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
-from colbert.modeling.colbert import ColBERT
+from colbert.modeling.colbert import HEAD_SEED, ColBERT
+from colbert.modeling.pooling import check_pooling, pool_documents
 from colbert.modeling.scoring import colbert_score_packed, pad_packed
 from colbert.modeling.tokenization import check_texts
+from colbert.utils.checks import check_config, check_int, check_optional_int, check_path, check_verbose
 from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -50,10 +54,24 @@ class Checkpoint(ColBERT):
 
     def __init__(self, name: Union[str, os.PathLike], colbert_config: Optional[ColBERTConfig] = None,
                  verbose: int = 3, device: Union[str, torch.device, None] = None) -> None:
+        check_path(name, "name")
+        check_config(colbert_config, "colbert_config")
+        verbose = check_verbose(verbose)
         super().__init__(name, colbert_config)
+        positions = getattr(self.bert.config, "max_position_embeddings", None)
+        for key in ("doc_maxlen", "query_maxlen"):
+            value = getattr(self.colbert_config, key)
+            if positions is not None and value > positions:
+                raise ValueError(f"{key}={value} exceeds the {positions} positions of {name}'s encoder; set "
+                                 f"ColBERTConfig({key}=...) to at most {positions}")
         if not self.has_head:
-            logger.warning("%s has no linear.weight head: its projection is randomly initialised. Load a ColBERT "
-                           "checkpoint for retrieval, or train this one first.", name)
+            warnings.warn(
+                f"{name} is a plain encoder without a ColBERT head (linear.weight): using an untrained "
+                f"{self.bert.config.hidden_size} -> {self.colbert_config.dim} projection drawn from the fixed seed "
+                f"{HEAD_SEED}, the same at every load, so indexes and searches made with it agree. Answers are only "
+                "as good as the encoder's own token embeddings: use a trained ColBERT checkpoint (e.g. "
+                "colbert-ir/colbertv2.0) or train this one (Trainer). `colbert checkpoint new --from "
+                f"{name} OUT` saves it as a checkpoint.", FreshHeadWarning, stacklevel=2)
         self.verbose = verbose
         self.to(resolve_device(self.colbert_config, device))
         self.eval()
@@ -89,6 +107,7 @@ class Checkpoint(ColBERT):
                       context: Optional[Sequence[str]] = None, full_length_search: bool = False) -> Tensor:
         """Query embeddings. Shapes: -> (n, query_maxlen, d) (longer with full_length_search or context)."""
         queries = check_texts(queries, "query")
+        check_optional_int(bsize, "bsize")
         batches = self.query_tokenizer.tensorize(queries, bsize=bsize or DEFAULT_QUERY_BSIZE, context=context,
                                                  full_length_search=full_length_search)
         if not batches:
@@ -105,13 +124,23 @@ class Checkpoint(ColBERT):
           - 'flatten': (D (sum(doclens), d) kept vectors only, doclens list[int]).
           - False: a list of n tensors (doclen_i, d).
         With return_tokens, the token ids of each document (list of lists) are appended to the tuple.
+
+        With `pool_factor` > 1 (keep_dims 'flatten' or False), each document keeps max(1, doclen // pool_factor)
+        vectors: means of Ward clusters of its vectors, its first `protected_tokens` vectors kept as they are and
+        placed last (colbert.modeling.pooling). Pooled vectors no longer stand for tokens, hence not keep_dims=True.
         """
-        if keep_dims not in (True, False, "flatten"):
+        if not any(keep_dims is v for v in (True, False)) and keep_dims != "flatten":
             raise ValueError(f"keep_dims must be True, False or 'flatten', got {keep_dims!r}")
-        if pool_factor != 1:
-            raise NotImplementedError("Token pooling (pool_factor > 1) is not supported yet; use pool_factor=1")
+        docs = check_texts(docs, "document")
+        check_optional_int(bsize, "bsize")
+        check_pooling(pool_factor, protected_tokens, clustering_mode)
+        if pool_factor > 1 and keep_dims is True:
+            raise ValueError("Pooled vectors are no longer token positions: with pool_factor > 1 use "
+                             "keep_dims='flatten' or keep_dims=False")
         ids = self.doc_tokenizer.encode_unpadded(docs)
         per_doc = self._encode_docs(ids, bsize or self.colbert_config.index_bsize, to_cpu, showprogress)
+        if pool_factor > 1:
+            per_doc = self._pool(per_doc, pool_factor, protected_tokens)
         extra = (ids,) if return_tokens else ()
         if keep_dims is False:
             return (per_doc, *extra) if return_tokens else per_doc
@@ -135,6 +164,13 @@ class Checkpoint(ColBERT):
             for row, i in enumerate(batch):
                 out[i] = D[row][keep[row]]
         return out  # type: ignore[return-value]
+
+    def _pool(self, per_doc: list[Tensor], pool_factor: int, protected_tokens: int) -> list[Tensor]:
+        if not per_doc:
+            return per_doc
+        flat, doclens = pool_documents(torch.cat(per_doc), [d.size(0) for d in per_doc], pool_factor,
+                                       protected_tokens)
+        return list(flat.split(doclens))
 
     def _pad_tokens(self, ids: list[list[int]], per_doc: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Per-document kept vectors back into token positions. Shapes: -> D (n, L, d), mask (n, L)."""
@@ -161,14 +197,16 @@ class Checkpoint(ColBERT):
         Returns:
             Up to k (position in `documents`, score) pairs, best first.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = check_int(k, "k")
+        check_optional_int(bsize, "bsize")
         if isinstance(query, str):
             Q = self.queryFromText([query], bsize=bsize)[0]
         elif isinstance(query, Tensor):
-            Q = query.squeeze(0) if query.dim() == 3 else query
+            Q = query.squeeze(0) if query.dim() == 3 and query.size(0) == 1 else query
+            self._check_embeddings(Q, "query")
         else:
             raise TypeError(f"query must be a str or a tensor of embeddings, got {type(query).__name__}")
+        _check_finite(Q, "the query embeddings")
         D, doclens = self._as_packed(documents, bsize)
         if not doclens.numel():
             return []
@@ -176,15 +214,65 @@ class Checkpoint(ColBERT):
         top = scores.topk(min(k, scores.numel()))
         return [(int(i), float(s)) for s, i in zip(top.values, top.indices)]
 
+    def explain(self, query: str, text: str, full_length_search: bool = False) -> Any:
+        """Why `text` scores what it does for `query`: the MaxSim terms, token by token (colbert.explain).
+
+        Returns:
+            An Explanation whose `score` equals `rerank(query, [text])`'s and is the sum of its matches' scores.
+        """
+        from colbert.explain import build_explanation, document_tokens, query_tokens
+
+        if not isinstance(query, str) or not isinstance(text, str):
+            raise TypeError(f"explain takes a query and a document as str, got {type(query).__name__} and "
+                            f"{type(text).__name__}")
+        Q = self.queryFromText([query], full_length_search=full_length_search)[0]  # (Lq, d)
+        ids, names, spans = document_tokens(self, text)
+        input_ids, attention_mask = self.doc_tokenizer.pad([ids])
+        D, keep = self.doc(input_ids, attention_mask, keep_dims="return_mask")  # (1, Ld, d), (1, Ld)
+        positions = keep[0].nonzero().squeeze(1).tolist()
+        return build_explanation(query, text, query_tokens(self, query, full_length_search), names, spans,
+                                 positions, Q.cpu(), D[0][keep[0]].cpu())
+
     def _as_packed(self, documents: Any, bsize: Optional[int]) -> tuple[Tensor, Tensor]:
+        """Documents as (D (N, d), doclens (n,)), checked: a tuple (D, doclens), a list of tensors or of texts."""
         if isinstance(documents, tuple) and len(documents) == 2 and isinstance(documents[0], Tensor):
             D, doclens = documents
-            return D, torch.as_tensor(doclens, dtype=torch.long)
+            self._check_embeddings(D, "documents[0] (the packed document embeddings)")
+            try:
+                doclens = torch.as_tensor(doclens)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"documents[1] (the doclens) must be a list of ints, got {type(doclens).__name__}") \
+                    from None
+            if doclens.dim() != 1 or doclens.is_floating_point() or doclens.dtype == torch.bool \
+                    or bool((doclens < 0).any()) or int(doclens.sum()) != D.size(0):
+                raise ValueError(f"documents[1] must be one int >= 0 per document adding up to the {D.size(0):,} rows "
+                                 f"of documents[0], got {doclens.tolist()!r:.80}")
+            return D, doclens.long()
+        if isinstance(documents, (str, bytes, Mapping, set, frozenset)) or not isinstance(documents, Iterable):
+            raise TypeError(f"documents must be a list of texts, a list of embedding tensors or a tuple (D, doclens), "
+                            f"got a {type(documents).__name__}" + ("; wrap one text in a list" if isinstance(
+                                documents, str) else ""))
         documents = list(documents)
-        if documents and all(isinstance(d, Tensor) for d in documents):
+        if documents and any(isinstance(d, Tensor) for d in documents):
+            for i, d in enumerate(documents):
+                if not isinstance(d, Tensor):
+                    raise TypeError(f"documents mixes tensors and {type(d).__name__} (at position {i}); give all "
+                                    "texts or all embedding tensors")
+                self._check_embeddings(d, f"documents[{i}]")
             return torch.cat(documents), torch.tensor([d.size(0) for d in documents], dtype=torch.long)
         D, doclens = self.docFromText(check_texts(documents, "document"), bsize=bsize, keep_dims="flatten")[:2]
         return D, torch.tensor(doclens, dtype=torch.long)
+
+    def _check_embeddings(self, E: Tensor, what: str) -> None:
+        dim = self.colbert_config.dim
+        if E.dim() != 2 or E.size(1) != dim or not E.is_floating_point():
+            raise ValueError(f"{what} must be a float tensor shaped (n, {dim}), got {E.dtype} {tuple(E.shape)}")
+
+
+def _check_finite(E: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(E).all()):
+        raise ValueError(f"{what} hold NaN or infinite values, so nothing can be ranked; check the checkpoint's "
+                         "weights (torch.isfinite) or the tensors passed in")
 
 
 def rerank(checkpoint: Checkpoint, query: Union[str, Tensor], documents: Any, k: int = 10) -> list[tuple[int, float]]:

@@ -1,7 +1,9 @@
 """Token ids -> embeddings: encoder + linear head + mask + L2 normalisation, the whole forward in one file.
 
-`ColBERT(name, colbert_config)` loads a reference-format or PyLate checkpoint, or a plain backbone (then the head
-is freshly initialised, for training). `colbert_score` and `colbert_score_packed` are re-exported here, where the
+`ColBERT(name, colbert_config)` loads a reference-format or PyLate checkpoint, or a plain encoder. A plain encoder
+gets the deterministic head `new_head` (drawn from the fixed seed HEAD_SEED, so every load of the same encoder
+embeds alike: an index built with it and a search with it agree); `new_checkpoint` saves an encoder with that head
+in the reference layout. `colbert_score` and `colbert_score_packed` are re-exported here, where the
 reference keeps them.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
@@ -22,6 +25,25 @@ from colbert.modeling.scoring import colbert_score, colbert_score_packed, colber
 from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer, punctuation_skiplist
 
 logger = logging.getLogger(__name__)
+
+HEAD_SEED = 12345  # the seed of every fresh projection head (new_head)
+
+
+def new_head(dim: int, hidden: int, seed: int = HEAD_SEED) -> Tensor:
+    """A fresh projection head `linear.weight`, the same for the same (dim, hidden, seed) on every machine.
+
+    Drawn as torch draws an `nn.Linear`'s weight (uniform in +-1/sqrt(hidden)) but from its own generator, so the
+    global random state is neither read nor changed.
+
+    Shapes: -> (dim, hidden) float32.
+
+    Example:
+        >>> torch.equal(new_head(4, 8), new_head(4, 8)), tuple(new_head(4, 8).shape)
+        (True, (4, 8))
+    """
+    generator = torch.Generator().manual_seed(seed)
+    bound = hidden ** -0.5
+    return torch.empty(dim, hidden).uniform_(-bound, bound, generator=generator)
 
 
 class ColBERT(nn.Module):
@@ -47,15 +69,17 @@ class ColBERT(nn.Module):
         self.linear = nn.Linear(hidden, self.colbert_config.dim, bias=False)
         head = hf_format.load_head(name)
         self.has_head = head is not None
-        if head is not None:
+        if head is None:
+            head = new_head(self.colbert_config.dim, hidden)
+        else:
             if tuple(head.shape) != (self.colbert_config.dim, hidden):
                 raise CheckpointError(
                     f"{name}: linear.weight has shape {tuple(head.shape)} but the config asks for dim="
                     f"{self.colbert_config.dim} over a hidden size of {hidden}; pass "
                     f"ColBERTConfig(dim={head.shape[0]}) or fix the checkpoint's artifact.metadata."
                 )
-            with torch.no_grad():
-                self.linear.weight.copy_(head.float())
+        with torch.no_grad():
+            self.linear.weight.copy_(head.float())
         self.query_tokenizer = QueryTokenizer(self.colbert_config, self.raw_tokenizer)
         self.doc_tokenizer = DocTokenizer(self.colbert_config, self.raw_tokenizer)
         skiplist = punctuation_skiplist(self.raw_tokenizer) if self.colbert_config.mask_punctuation else []
@@ -112,3 +136,42 @@ class ColBERT(nn.Module):
         if str(path).endswith(".dnn"):
             raise ValueError(f"{path}: *.dnn names are the deprecated checkpoint format; save to a folder")
         hf_format.save_checkpoint(path, self.bert, self.linear.weight, self.raw_tokenizer, self.colbert_config)
+
+
+def new_checkpoint(encoder: Union[str, os.PathLike], out: Union[str, os.PathLike], dim: int = 128,
+                   config: Optional[ColBERTConfig] = None, seed: int = HEAD_SEED) -> Path:
+    """Make a ColBERT checkpoint from a plain encoder: the encoder plus a deterministic `dim`-wide head (`new_head`).
+
+    The checkpoint is written in the reference's layout (colbert-ai loads it too) and loads identically every time.
+    Its head is untrained: retrieval is roughly as good as the encoder's own token embeddings (a random projection
+    keeps their similarities), and training it (`Trainer`) improves on that. The command line twin is
+    `colbert checkpoint new --from ENCODER OUT --dim 128`.
+
+    Args:
+        encoder: a folder or hub name of a transformers encoder (BERT family) without a ColBERT head.
+        out: the folder to write; it must not exist or be empty.
+        dim: the embedding width (the head maps the encoder's hidden size to it).
+        config: other ColBERT settings to store (e.g. `ColBERTConfig(doc_maxlen=300)`); `dim` wins over its dim.
+        seed: the head's seed (keep the default to match what loading the plain encoder gives).
+
+    Returns:
+        The checkpoint folder.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists and is not an empty folder; choose another output folder")
+    encoder = str(encoder)
+    if hf_format.load_head(encoder) is not None:
+        raise CheckpointError(f"{encoder} is already a ColBERT checkpoint (it has a linear.weight head); use it as "
+                              "it is, or pass the plain encoder it was made from")
+    settings = ColBERTConfig.from_existing(config, ColBERTConfig(dim=dim))
+    model = ColBERT(encoder, settings)
+    if seed != HEAD_SEED:
+        with torch.no_grad():
+            model.linear.weight.copy_(new_head(dim, model.bert.config.hidden_size, seed))
+    model.save(out)
+    logger.info("Wrote %s: %s with a fresh %d -> %d head (seed %d)", out, encoder, model.bert.config.hidden_size,
+                dim, seed)
+    return out

@@ -84,15 +84,50 @@ def _dense_module_dir(name_or_path: str) -> Optional[str]:
     return None
 
 
+def looks_like_a_path(name: str) -> bool:
+    """Whether a checkpoint name can only be a local path, not a hub name ('org/model' or 'model'): absolute, starting
+    with '.' or '~', with a backslash or several '/', or whose first folder exists here ('experiments/ckpt').
+
+    >>> looks_like_a_path("colbert-ir/colbertv2.0"), looks_like_a_path("/ckpts/colbert"), looks_like_a_path("a/b/c")
+    (False, True, True)
+    """
+    first = name.split("/", 1)[0]
+    return (os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
+            or name.endswith("/") or ("/" in name and os.path.isdir(first)))
+
+
+def check_checkpoint_name(name_or_path: str) -> str:
+    """Raise CheckpointError for a checkpoint that is a missing local folder or a file; return the name.
+
+    Hub names are left to the hub (they are resolved when the model loads).
+    """
+    path = os.path.expanduser(name_or_path)
+    if os.path.isfile(path):
+        raise CheckpointError(f"The checkpoint {name_or_path} is a file; give the checkpoint folder (the one holding "
+                              f"{CONFIG_FILE} and the weights).")
+    if not os.path.exists(path) and looks_like_a_path(name_or_path):
+        raise CheckpointError(f"No such checkpoint folder: {name_or_path} ({os.path.abspath(path)} does not exist). "
+                              "Check the path, or give a Hugging Face Hub name such as colbert-ir/colbertv2.0.")
+    return name_or_path
+
+
 def load_checkpoint_config(name_or_path: str) -> Optional[ColBERTConfig]:
     """The ColBERTConfig stored with a checkpoint, or None for a plain backbone.
 
     Fields read from the checkpoint count as assigned, so they override defaults but not explicit arguments.
+
+    Raises:
+        CheckpointError: `name_or_path` is a missing local folder or a file, or its config is not valid.
     """
-    name_or_path = str(name_or_path)
+    name_or_path = check_checkpoint_name(str(name_or_path))
     metadata = resolve_file(name_or_path, METADATA_FILE)
     if metadata is not None:
-        config = ColBERTConfig.from_dict(_read_json(metadata, "ColBERT config"))
+        try:
+            config = ColBERTConfig.from_dict(_read_json(metadata, "ColBERT config"))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{metadata} (ColBERT config): {e}. Fix the value or re-save the checkpoint.") from e
         config.configure(checkpoint=name_or_path)
         return config
     dense = _dense_module_dir(name_or_path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -27,6 +27,9 @@ def check_texts(texts: Any, what: str) -> list[str]:
     """Return `texts` as a list of str, or raise TypeError naming the first bad item and its position."""
     if isinstance(texts, str):
         raise TypeError(f"Expected a list of {what}s, got a single str; wrap it in a list: [text]")
+    if isinstance(texts, (Mapping, set, frozenset, bytes)):
+        raise TypeError(f"Expected a list of {what}s, got a {type(texts).__name__}; pass a list (for a dict, "
+                        "list(d.values()), keeping list(d) to map positions back to its keys)")
     if not isinstance(texts, (list, tuple)):
         try:
             texts = list(texts)

@@ -120,7 +120,11 @@ class LoadedIndex:
     @classmethod
     def _read(cls, path: Path, mmap: bool) -> LoadedIndex:
         meta = index_format.read_metadata(path)
-        config = ColBERTConfig.from_dict(meta["config"])
+        try:
+            config = ColBERTConfig.from_dict(meta["config"])
+        except (TypeError, ValueError) as e:
+            raise IndexFormatError(f"{path / index_format.METADATA_FILE} holds a config that is not valid: {e}. "
+                                   f"{index_format.REBUILD}") from e
         dim, nbits, num_partitions = config.dim, config.nbits, meta["num_partitions"]
         codec = index_format.read_codec(path, dim, nbits, num_partitions)
         chunks = _read_chunks(path, meta, dim, nbits, mmap)
@@ -134,7 +138,7 @@ class LoadedIndex:
         if ivf.numel() and (int(ivf.min()) < 0 or int(ivf.max()) >= doclens.numel()):
             raise IndexFormatError(f"{path / index_format.IVF_FILE} holds pids outside [0, {doclens.numel():,}); it "
                                    f"does not belong to this index. {index_format.REBUILD}")
-        doc_ids = index_format.read_doc_ids(path, doclens.numel(), doclens)
+        doc_ids = index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY)), doclens)
         return cls.from_tensors(path, meta, codec, ivf, ivf_lengths, doclens, codes, residuals, doc_ids=doc_ids,
                                 chunk_passages=[c.metadata["num_passages"] for c in chunks])
 

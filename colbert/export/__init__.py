@@ -1,0 +1,1 @@
+"""Exports of a checkpoint for other runtimes (optional extras): `colbert.export.onnx`."""

@@ -1,0 +1,194 @@
+"""Document text and metadata stored beside an index: `documents.jsonl`, one JSON object per passage, in pid order.
+
+    {"id": "doc-17", "text": "The passage as indexed.", "metadata": {"year": 2019, "source": "pubmed"}}
+
+The file is optional: an index has one when it was built with `Indexer.index(..., store_documents=True)` or with
+`metadata=`. It is written before metadata.json (by the build, and by IndexUpdater in the version it commits), so a
+complete index never holds a stale one; colbert-ai ignores it. Its line count and ids must agree with the index's
+passages (checked on reading). `metadata` is any JSON object; `{}` when none was given.
+
+Reading loads the whole file (text and metadata of every passage) into memory: a retriever returns them, and a
+metadata filter evaluates its predicate on every passage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from colbert.errors import IndexFormatError
+from colbert.utils.io import atomic_write
+
+logger = logging.getLogger(__name__)
+
+DOCUMENTS_FILE = "documents.jsonl"
+
+DocId = Union[int, str]
+MetadataLike = Union[Sequence[Optional[Mapping[str, Any]]], Mapping[DocId, Mapping[str, Any]], None]
+Predicate = Callable[[dict], bool]
+
+
+def check_metadata(value: Any, what: str) -> dict:
+    """`value` as a JSON-serialisable dict, or a ValueError/TypeError naming `what`."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"metadata of {what} must be a dict, got {type(value).__name__}")
+    value = dict(value)
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"metadata of {what} has non-string keys {bad[:3]}; JSON objects take string keys")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"metadata of {what} cannot be stored as JSON: {e}") from None
+    return value
+
+
+def align_metadata(metadata: MetadataLike, ids: Sequence[DocId]) -> list[dict]:
+    """One metadata dict per id: `metadata` is a list aligned with `ids`, a dict {id: metadata} (ids it lacks get
+    `{}`), or None (every one `{}`).
+
+    Raises:
+        ValueError: a list of another length, or a dict with ids that are not among `ids`.
+    """
+    if metadata is None:
+        return [{} for _ in ids]
+    if isinstance(metadata, Mapping):
+        unknown = [doc_id for doc_id in metadata if doc_id not in set(ids)]
+        if unknown:
+            raise ValueError(f"metadata names {len(unknown):,} ids that are not passages of the collection, e.g. "
+                             f"{unknown[:5]}")
+        return [check_metadata(metadata.get(doc_id), repr(doc_id)) for doc_id in ids]
+    if isinstance(metadata, (str, bytes)) or not isinstance(metadata, Sequence):
+        raise TypeError(f"metadata must be a list of dicts (one per passage) or a dict {{id: dict}}, got "
+                        f"{type(metadata).__name__}")
+    if len(metadata) != len(ids):
+        raise ValueError(f"metadata has {len(metadata):,} entries for {len(ids):,} passages; give one per passage "
+                         "or a dict {id: metadata}")
+    return [check_metadata(m, repr(doc_id)) for m, doc_id in zip(metadata, ids)]
+
+
+@dataclass
+class Documents:
+    """The stored passages of an index, in pid order: `ids[p]`, `texts[p]`, `metadata[p]`."""
+
+    ids: list[DocId]
+    texts: list[str]
+    metadata: list[dict]
+    _pid_of: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not len(self.ids) == len(self.texts) == len(self.metadata):
+            raise ValueError(f"{len(self.ids)} ids, {len(self.texts)} texts and {len(self.metadata)} metadata "
+                             "entries; they must be as many")
+        self._pid_of = {doc_id: pid for pid, doc_id in enumerate(self.ids) if doc_id is not None}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pid_of(self, doc_id: DocId) -> int:
+        try:
+            return self._pid_of[doc_id]
+        except KeyError:
+            raise KeyError(f"document id {doc_id!r} is not stored in this index") from None
+
+    def get(self, doc_id: DocId) -> dict:
+        """{"id", "text", "metadata"} of one document."""
+        return self.at(self.pid_of(doc_id))
+
+    def at(self, pid: int) -> dict:
+        return {"id": self.ids[pid], "text": self.texts[pid], "metadata": self.metadata[pid]}
+
+    def mask(self, predicate: Predicate) -> Tensor:
+        """Which passages' metadata satisfy `predicate` (called with each metadata dict). Shapes: -> (P,) bool."""
+        if not callable(predicate):
+            raise TypeError(f"a metadata filter must be a callable taking the metadata dict, got "
+                            f"{type(predicate).__name__}")
+        return torch.tensor([bool(predicate(m)) for m in self.metadata], dtype=torch.bool)
+
+    def with_added(self, ids: Sequence[DocId], texts: Sequence[str], metadata: Sequence[dict]) -> Documents:
+        return Documents(self.ids + list(ids), self.texts + list(texts), self.metadata + list(metadata))
+
+    def without(self, pids: Iterable[int]) -> Documents:
+        """The removed passages keep their places (pids are stable) as {"id": null, "text": "", "metadata": {}}."""
+        drop = set(int(p) for p in pids)
+        ids = [None if p in drop else doc_id for p, doc_id in enumerate(self.ids)]
+        texts = ["" if p in drop else text for p, text in enumerate(self.texts)]
+        metadata = [{} if p in drop else m for p, m in enumerate(self.metadata)]
+        return Documents(ids, texts, metadata)
+
+
+def write_documents(index_dir: str | os.PathLike, documents: Documents) -> None:
+    """Write documents.jsonl atomically (a temporary sibling renamed over it). Call before metadata.json."""
+    path = Path(index_dir) / DOCUMENTS_FILE
+    with atomic_write(path, "w") as f:
+        for pid in range(len(documents)):
+            f.write(json.dumps(documents.at(pid), ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def has_documents(index_dir: str | os.PathLike) -> bool:
+    return (Path(index_dir) / DOCUMENTS_FILE).is_file()
+
+
+def read_documents(index_dir: str | os.PathLike, doc_ids: Optional[Sequence[DocId]],
+                   num_passages: int) -> Optional[Documents]:
+    """documents.jsonl checked against the index (its ids in pid order, None for pids), or None when absent.
+
+    Raises:
+        IndexFormatError: a line is not a document object, or the file disagrees with the index's passages.
+    """
+    path = Path(index_dir) / DOCUMENTS_FILE
+    if not path.is_file():
+        return None
+    ids, texts, metadata = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise _bad(path, f"line {line_no} is not JSON ({e})") from e
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str) \
+                    or not isinstance(record.get("metadata", {}), dict) or "id" not in record:
+                raise _bad(path, f"line {line_no} is not an object with id, text (str) and metadata (object)")
+            ids.append(record["id"])
+            texts.append(record["text"])
+            metadata.append(record.get("metadata", {}))
+    expected = list(range(num_passages)) if doc_ids is None else list(doc_ids)
+    if len(ids) != len(expected) or any(a != b and a is not None for a, b in zip(ids, expected)):  # None: removed
+        where = next((p for p, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
+        raise _bad(path, f"holds {len(ids):,} documents for {num_passages:,} passages and disagrees with the "
+                         f"index's ids from position {where:,}")
+    return Documents(ids, texts, metadata)
+
+
+def _bad(path: Path, problem: str) -> IndexFormatError:
+    return IndexFormatError(f"{path} {problem}; it does not belong to this index. Delete it (search still works "
+                            "without it) or rebuild the index with store_documents=True.")
+
+
+def metadata_filter(documents: Optional[Documents], predicate: Predicate, where: str) -> Callable[[Tensor], Tensor]:
+    """A `filter_fn` for Searcher.search keeping the candidates whose metadata satisfy `predicate`.
+
+    The predicate is evaluated once, on every passage, when the filter is made.
+    """
+    if documents is None:
+        raise ValueError(f"The index at {where} stores no document metadata; build it with Indexer.index(..., "
+                         "metadata=...) or store_documents=True to filter on metadata")
+    keep = documents.mask(predicate)  # (P,)
+
+    def filter_fn(pids: Tensor) -> Tensor:
+        return pids[keep.to(pids.device)[pids.long()]]
+
+    return filter_fn
+
+
+__all__ = ["DOCUMENTS_FILE", "Documents", "align_metadata", "check_metadata", "has_documents", "metadata_filter",
+           "read_documents", "write_documents"]

@@ -1,0 +1,108 @@
+"""Model work off the event loop, and concurrent queries encoded together.
+
+`Workers` holds two thread pools: ONE thread for every model call (tokenizers and the forward pass are not made
+for concurrent use, and one forward already uses every core through torch's intra-op threads) and a few for PLAID
+searches and index commits.
+
+`QueryBatcher` gathers the queries of concurrent requests: the first waits `window_s` for company, then up to
+`max_batch` queries are encoded in one forward pass. While that pass runs, later queries queue up and form the next
+batch, so batches grow with the load and a lone query pays only the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional, TypeVar
+
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Workers:
+    def __init__(self, search_threads: int) -> None:
+        self.model = ThreadPoolExecutor(1, thread_name_prefix="colbert-model")
+        self.search = ThreadPoolExecutor(search_threads, thread_name_prefix="colbert-search")
+        self.write = ThreadPoolExecutor(1, thread_name_prefix="colbert-write")
+
+    async def on_model(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.model, lambda: fn(*args))
+
+    async def on_search(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.search, lambda: fn(*args))
+
+    async def on_write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.write, lambda: fn(*args))
+
+    def shutdown(self) -> None:
+        for pool in (self.model, self.search, self.write):
+            pool.shutdown(wait=True)
+
+
+class QueryBatcher:
+    """Encode queries of concurrent requests together with `encode(texts) -> (n, Lq, d)` on the model thread.
+
+    Args:
+        encode: the batch encoder (Searcher.encode).
+        workers: where it runs.
+        window_s: how long the first query of a batch waits for others.
+        max_batch: queries per forward pass at most.
+        observe: called with each batch's size (a metrics histogram).
+    """
+
+    def __init__(self, encode: Callable[[list[str]], Tensor], workers: Workers, window_s: float, max_batch: int,
+                 observe: Optional[Callable[[int], None]] = None) -> None:
+        self.encode_batch, self.workers = encode, workers
+        self.window_s, self.max_batch, self.observe = window_s, max_batch, observe
+        self._pending: list[tuple[str, asyncio.Future]] = []
+        self._wake: Optional[asyncio.Event] = None
+        self._task: Optional[asyncio.Task] = None
+
+    async def encode(self, texts: list[str]) -> list[Tensor]:
+        """Each text's query embeddings (Lq, d), encoded with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = loop.create_task(self._run())
+        futures = [loop.create_future() for _ in texts]
+        self._pending.extend(zip(texts, futures))
+        self._wake.set()  # type: ignore[union-attr]
+        return list(await asyncio.gather(*futures))
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            if len(self._pending) < self.max_batch:
+                await asyncio.sleep(self.window_s)
+            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            if not self._pending:
+                self._wake.clear()
+            batch = [(text, future) for text, future in batch if not future.done()]  # cancelled: client gone
+            if not batch:
+                continue
+            if self.observe is not None:
+                self.observe(len(batch))
+            try:
+                Q = await self.workers.on_model(self.encode_batch, [text for text, _ in batch])  # (n, Lq, d)
+            except Exception as e:  # handed to every waiting request, which answers 500 and logs it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(e)
+                continue
+            for row, (_, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result(Q[row])
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
