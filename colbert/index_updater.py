@@ -156,10 +156,10 @@ class IndexUpdater:
         """The ids of the passages in the index (removed ones left out), with the changes not yet persisted."""
         loaded = self.loaded
         ids = range(loaded.num_passages) if loaded.doc_ids is None else loaded.doc_ids
-        return [doc_id for doc_id, n in zip(ids, loaded.doclens.tolist()) if n > 0]
+        return [doc_id for doc_id, n in zip(ids, loaded.doclens.tolist()) if doc_id is not None and n > 0]
 
     def __len__(self) -> int:
-        return self.loaded.num_live
+        return len(self.ids)
 
     def __contains__(self, doc_id: object) -> bool:
         try:
@@ -415,7 +415,7 @@ class IndexUpdater:
 
     def __repr__(self) -> str:
         snap = self.handle.snapshot()
-        return f"IndexUpdater({str(self.index_path)!r}, {snap.loaded.num_live:,} passages, pending={snap.pending})"
+        return f"IndexUpdater({str(self.index_path)!r}, {len(self):,} passages, pending={snap.pending})"
 
 
 def _fresh_state(loaded: LoadedIndex) -> IndexState:
@@ -441,8 +441,8 @@ def _check_new_ids(state: IndexState, ids: list[DocId], count: int) -> list[DocI
 
 
 def _next_ids(state: IndexState, count: int) -> list[DocId]:
-    """The next free integer ids (strings when every id of the index is a string); never reused. In an index whose
-    ids are its pids they are the next pids, as the reference's add returns."""
+    """The next free integer ids (strings when every id of the index is a string); never reused. In an index
+    whose ids are its pids they are the next pids, as the reference's add returns."""
     updates = state.metadata[UPDATES_KEY]
     live = state.live_ids
     values = [v for v in map(_int_value, live) if v is not None]

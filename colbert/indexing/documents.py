@@ -118,12 +118,12 @@ class Documents:
         return Documents(self.ids + list(ids), self.texts + list(texts), self.metadata + list(metadata))
 
     def without(self, pids: Iterable[int]) -> Documents:
-        """The removed passages keep their places (pids are stable) as {"id": null, "text": "", "metadata": {}}."""
+        """Removed passages keep their pids (as in the index): their entries become {"id": None, "text": ""}."""
         drop = set(int(p) for p in pids)
-        ids = [None if p in drop else doc_id for p, doc_id in enumerate(self.ids)]
-        texts = ["" if p in drop else text for p, text in enumerate(self.texts)]
-        metadata = [{} if p in drop else m for p, m in enumerate(self.metadata)]
-        return Documents(ids, texts, metadata)
+        gone = [p in drop for p in range(len(self.ids))]
+        return Documents([None if g else d for d, g in zip(self.ids, gone)],
+                         ["" if g else t for t, g in zip(self.texts, gone)],
+                         [{} if g else m for m, g in zip(self.metadata, gone)])
 
 
 def write_documents(index_dir: str | os.PathLike, documents: Documents) -> None:
@@ -162,7 +162,9 @@ def read_documents(index_dir: str | os.PathLike, doc_ids: Optional[Sequence[DocI
             texts.append(record["text"])
             metadata.append(record.get("metadata", {}))
     expected = list(range(num_passages)) if doc_ids is None else list(doc_ids)
-    if len(ids) != len(expected) or any(a != b and a is not None for a, b in zip(ids, expected)):  # None: removed
+    # a removed passage keeps its pid with a null id (doc_ids.json says null, or ids are pids)
+    ids_seen = [e if i is None and (doc_ids is None or e is None) else i for i, e in zip(ids, expected)]
+    if len(ids) != len(expected) or ids_seen != expected:
         where = next((p for p, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
         raise _bad(path, f"holds {len(ids):,} documents for {num_passages:,} passages and disagrees with the "
                          f"index's ids from position {where:,}")

@@ -570,7 +570,7 @@ def read_doc_ids(index_dir: PathLike, num_passages: int, listed: bool = False,
 
     Args:
         listed: metadata.json says the index has doc_ids.json (its "doc_ids" key); then a missing file raises.
-        doclens: int64 (P,); a null id is then accepted only for a removed passage (doclen 0).
+        doclens: int64 (P,); when given, a null id is accepted only for a removed passage (doclen 0).
     """
     path = Path(index_dir) / DOC_IDS_FILE
     if not path.exists():
