@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CHUNKSIZE = index_plan.MAX_CHUNK_PASSAGES  # the reference's name for the largest chunk (see chunk_capacity)
 DRIFT_WARNING = 0.5  # warn when embeddings added since the centroids were fitted exceed this share of those fitted on
 UPDATES_KEY = "updates"  # in metadata.json: {"next_doc_id", "fitted_embeddings", "added_embeddings"}
 

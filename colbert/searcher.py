@@ -345,7 +345,7 @@ class Searcher:
         provenance = {"source": "Searcher.search_all", "index": self.index, "k": k, "exact": exact,
                       **({"diversity": diversity} if diversity else {}),
                       "queries": queries.provenance()}
-        return Ranking(data=data, provenance=provenance)
+        return Ranking(data=data, provenance=provenance, run_dir=Run().config.path_)  # where save() puts names
 
     def explain(self, query: str, doc_id: DocId, text: Optional[str] = None,
                 full_length_search: bool = False) -> Any:

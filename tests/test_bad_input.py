@@ -304,7 +304,7 @@ READER_RESULTS = [
     ("queries", "qid\tquery\n3\tthree\n", ([3], ["three"])),
     ("queries", "3\tthree\n4\t\n", ([3, 4], ["three", ""])),  # an empty query is a query
     ("queries.jsonl", b'\xef\xbb\xbf{"qid": "a", "question": "x"}\n\n', (["a"], ["x"])),
-    ("ranking", b"\xef\xbb\xbf1\t7\t1\t2.5\n", ([1], [[(7, 1, 2.5)]])),
+    ("ranking", b"\xef\xbb\xbf1\t7\t1\t2.5\n", ([1], [[[7, 1, 2.5]]])),  # rows read back are lists, as the reference
 ]
 
 

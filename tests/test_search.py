@@ -204,7 +204,7 @@ def test_search_all_equals_search_and_round_trips(searcher, monkeypatch, tmp_pat
         assert [row[2] for row in ranking[qid]] == pytest.approx(scores, abs=1e-5)
     path = ranking.save(tmp_path / "run.tsv")
     assert (tmp_path / "run.tsv").read_text().splitlines()[0].split("\t")[:3] == ["qa", ranking["qa"][0][0], "1"]
-    assert Ranking.load(path).tolist() == ranking.tolist()
+    assert [tuple(row) for row in Ranking.load(path).tolist()] == ranking.tolist()
 
 
 def test_search_all_with_per_query_allow_lists(searcher):

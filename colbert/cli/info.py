@@ -30,9 +30,9 @@ def describe(index: str) -> dict:
     loaded = LoadedIndex.open(index, mmap=True)
     return {
         "index": str(loaded.path),
-        "documents": loaded.num_passages,
+        "documents": loaded.num_live,
         "embeddings": loaded.num_embeddings,
-        "avg_doclen": round(loaded.num_embeddings / max(1, loaded.num_passages), 2),
+        "avg_doclen": round(loaded.num_embeddings / max(1, loaded.num_live), 2),
         "dim": loaded.dim,
         "nbits": loaded.nbits,
         "partitions": loaded.num_partitions,

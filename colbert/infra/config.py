@@ -469,3 +469,8 @@ def config_markdown() -> str:
         allowed = f.metadata["allowed"].describe().replace("|", "\\|")
         lines.append(f"| `{f.name}` | `{default!r}` | {allowed} | {f.metadata['help']} |")
     return "\n".join(lines) + "\n"
+
+
+# The reference's submodule paths (colbert.infra.config.config, .settings, ...) live in this folder: a module with a
+# __path__ is searched for submodules like a package.
+__path__ = [str(Path(__file__).with_name("config_paths"))]

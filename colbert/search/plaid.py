@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -80,6 +80,30 @@ class SearchIndex:
     @property
     def num_passages(self) -> int:
         return self.doc_offsets.numel() - 1
+
+    # The reference's public ranker attributes that scripts read (searcher.ranker.doclens, .codec, .embeddings).
+
+    @property
+    def doclens(self) -> Tensor:
+        """int64 (P,) embeddings per passage; 0 for a removed one."""
+        return self.loaded.doclens
+
+    @property
+    def codec(self) -> Any:
+        """The index's ResidualCodec (compress / decompress with its centroids and buckets)."""
+        from colbert.indexing.codec import ResidualCodec
+
+        index = self.loaded
+        return ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual,
+                             nbits=index.nbits)
+
+    @property
+    def embeddings(self) -> Any:
+        """The compressed embeddings (a ResidualEmbeddings: .codes (N,), .residuals (N, d * nbits / 8))."""
+        from colbert.indexing.codecs.residual_embeddings import ResidualEmbeddings
+
+        residuals = self.residuals if self.residuals is not None else torch.cat(self.loaded.residual_chunks)
+        return ResidualEmbeddings(self.codes, residuals)
 
     def drop_removed(self, pids: Tensor) -> Tensor:
         """`pids` without removed passages. Shapes: (n,) -> (<= n,)."""

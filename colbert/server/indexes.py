@@ -61,7 +61,7 @@ class ServedIndex:
         self.int_ids = ids is None or all(isinstance(i, int) for i in ids)  # fixed once: new ids follow the build's
         self.publish(searcher)
         logger.info("Serving %s from %s: %s documents", self.name, searcher.index,
-                    f"{searcher.loaded.num_passages:,}")
+                    f"{searcher.loaded.num_live:,}")
 
     def publish(self, searcher: Any) -> None:
         self.searcher = searcher

@@ -126,7 +126,7 @@ class Service:
         found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
                                        for Q in encoded))
         results = [await self._hits(served, searcher, ids_, scores, body.include_text) for ids_, _, scores in found]
-        return {"index": served.name, "documents": searcher.loaded.num_passages,
+        return {"index": served.name, "documents": searcher.loaded.num_live,
                 "results": results[0] if body.query is not None else results}
 
     async def rerank(self, body: Any) -> dict:
@@ -241,8 +241,8 @@ class Service:
                                "replace their text)", "documents")
         if removed:
             removed = self.known_ids(served, current.loaded, removed, "doc_ids")
-            if len(removed) >= current.loaded.num_passages:
-                raise invalid("doc_ids", f"removing all {current.loaded.num_passages:,} documents would leave an "
+            if len(removed) >= current.loaded.num_live:
+                raise invalid("doc_ids", f"removing all {current.loaded.num_live:,} documents would leave an "
                               "empty index; build a new one instead")
         private = served.private_copy()
         updater = IndexUpdater(searcher=private, checkpoint=served.writer_checkpoint(), drift_warning=None)
@@ -262,8 +262,8 @@ class Service:
         served.remember(added or {}, removed or [])
         await self.workers.on_write(release_freed_memory)
         logger.info("Index %s: +%d -%d documents, %s now", served.name, len(added or {}), len(removed or []),
-                    f"{private.loaded.num_passages:,}")
-        out = {"index": served.name, "documents": private.loaded.num_passages}
+                    f"{private.loaded.num_live:,}")
+        out = {"index": served.name, "documents": private.loaded.num_live}
         if added:
             out["added"] = list(added)
         if removed:
