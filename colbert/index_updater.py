@@ -6,7 +6,9 @@
     updater.remove(["doc-3", "doc-17"])
     updater.persist_to_disk()                  # one atomic commit; a new Searcher on the index now sees them
 
-Ids are the users' own (ints or strings) and never change: removing a passage renumbers only internal positions.
+Ids are the users' own (ints or strings) and never change. Pids (positions) are stable too, as in the reference: a
+removed passage keeps its position with doclen 0 and new passages take the next pids, so colbert-ai, which returns
+pids and ignores doc_ids.json, reads an index persisted here with the same ids for the same documents.
 New passages are compressed with the index's centroids; when additions since the centroids were fitted exceed
 `drift_warning` of the embeddings they were fitted on, a warning recommends rebuilding the index (`reindex()`
 refits the centroids on the stored embeddings without a model, but measured on SciFact it does not recover the
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CHUNKSIZE = index_plan.MAX_CHUNK_PASSAGES  # the reference's name for the largest chunk (see chunk_capacity)
 DRIFT_WARNING = 0.5  # warn when embeddings added since the centroids were fitted exceed this share of those fitted on
 UPDATES_KEY = "updates"  # in metadata.json: {"next_doc_id", "fitted_embeddings", "added_embeddings"}
 
@@ -150,12 +153,13 @@ class IndexUpdater:
 
     @property
     def ids(self) -> list[DocId]:
-        """The ids of the passages in the index, with the changes not yet persisted."""
+        """The ids of the passages in the index (removed ones left out), with the changes not yet persisted."""
         loaded = self.loaded
-        return list(range(loaded.num_passages)) if loaded.doc_ids is None else list(loaded.doc_ids)
+        ids = range(loaded.num_passages) if loaded.doc_ids is None else loaded.doc_ids
+        return [doc_id for doc_id, n in zip(ids, loaded.doclens.tolist()) if doc_id is not None and n > 0]
 
     def __len__(self) -> int:
-        return self.loaded.num_passages
+        return len(self.ids)
 
     def __contains__(self, doc_id: object) -> bool:
         try:
@@ -250,7 +254,7 @@ class IndexUpdater:
                 raise ValueError(f"{len(unknown):,} of the ids to remove are not in the index at {self.index_path}: "
                                  f"{', '.join(map(repr, unknown[:5]))}{', ...' if len(unknown) > 5 else ''}; "
                                  "nothing was removed")
-            if ids and len(ids) == state.num_passages:
+            if ids and len(ids) == state.num_live:
                 raise ValueError(f"Removing all {len(ids):,} passages would leave an empty index; build a new index "
                                  "instead (Indexer.index(name, collection, overwrite=True))")
             self._check_base(state)
@@ -411,7 +415,7 @@ class IndexUpdater:
 
     def __repr__(self) -> str:
         snap = self.handle.snapshot()
-        return f"IndexUpdater({str(self.index_path)!r}, {snap.loaded.num_passages:,} passages, pending={snap.pending})"
+        return f"IndexUpdater({str(self.index_path)!r}, {len(self):,} passages, pending={snap.pending})"
 
 
 def _fresh_state(loaded: LoadedIndex) -> IndexState:
@@ -437,11 +441,14 @@ def _check_new_ids(state: IndexState, ids: list[DocId], count: int) -> list[DocI
 
 
 def _next_ids(state: IndexState, count: int) -> list[DocId]:
-    """The next free integer ids (strings when every id of the index is a string); never reused."""
+    """The next free integer ids (strings when every id of the index is a string); never reused. In an index
+    whose ids are its pids they are the next pids, as the reference's add returns."""
     updates = state.metadata[UPDATES_KEY]
-    values = [v for v in map(_int_value, state.doc_ids) if v is not None]
-    start = max([updates.get("next_doc_id", 0), *(v + 1 for v in values)])
-    as_str = all(isinstance(d, str) for d in state.doc_ids)
+    live = state.live_ids
+    values = [v for v in map(_int_value, live) if v is not None]
+    positional = state.num_passages if state.stored_ids() is None else 0
+    start = max([updates.get("next_doc_id", 0), positional, *(v + 1 for v in values)])
+    as_str = bool(live) and all(isinstance(d, str) for d in live)
     new = [str(n) if as_str else n for n in range(start, start + count)]
     updates["next_doc_id"] = start + count
     return new

@@ -128,11 +128,13 @@ class Indexer:
         if staging.exists() and not resume:
             shutil.rmtree(staging)
         staging.mkdir(parents=True, exist_ok=True)
+        from colbert.indexing.collection_indexer import kmeans_override
+
         try:
             plan = load_or_make_plan(staging, collection, config, config.nranks, resume)
             backend = "nccl" if config.gpus != 0 and _cuda_count() >= config.nranks else "gloo"
             self.stats = launch(_index_rank, str(staging), collection, config, plan, resume, self.verbose,
-                                metadata, nranks=config.nranks, backend=backend)
+                                metadata, kmeans_override(config), nranks=config.nranks, backend=backend)
             publish(staging, index_path, self.lock_timeout)
         except Exception:
             shutil.rmtree(staging, ignore_errors=True)
@@ -157,7 +159,7 @@ def _cuda_count() -> int:
 
 
 def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, config: ColBERTConfig, plan: Any,
-                resume: bool, verbose: int, metadata: Optional[list[dict]] = None) -> Any:
+                resume: bool, verbose: int, metadata: Optional[list[dict]] = None, kmeans: Any = None) -> Any:
     """One rank's share of a build: load the checkpoint on this rank's device, then build_index."""
     import torch
 
@@ -169,7 +171,7 @@ def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, co
         device = torch.device("cuda", rank % torch.cuda.device_count())
     checkpoint = Checkpoint(config.checkpoint, colbert_config=config, verbose=verbose, device=device)
     return build_index(Path(staging), collection, checkpoint, checkpoint.colbert_config, plan, rank=rank,
-                       nranks=nranks, resume=resume, show_progress=verbose > 0, metadata=metadata)
+                       nranks=nranks, resume=resume, show_progress=verbose > 0, metadata=metadata, kmeans=kmeans)
 
 
 def publish(staging: Path, index_path: Path, lock_timeout: Optional[float] = versions.LOCK_TIMEOUT_S) -> None:

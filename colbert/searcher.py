@@ -347,7 +347,7 @@ class Searcher:
         provenance = {"source": "Searcher.search_all", "index": self.index, "k": k, "exact": exact,
                       **({"diversity": diversity} if diversity else {}),
                       "queries": queries.provenance()}
-        return Ranking(data=data, provenance=provenance)
+        return Ranking(data=data, provenance=provenance, run_dir=Run().config.path_)  # where save() puts names
 
     def explain(self, query: str, doc_id: DocId, text: Optional[str] = None,
                 full_length_search: bool = False) -> Explanation:
@@ -417,6 +417,7 @@ class Searcher:
         fast = _as_int_tensor(ids) if loaded.doc_ids is None else None
         if fast is not None:  # ids are pids: checked in one go, allow-lists may be long
             outside = (fast < 0) | (fast >= loaded.num_passages)  # (n,)
+            outside[~outside] = loaded.doclens[fast[~outside]] == 0  # removed passages are not documents
             bad = fast[outside].tolist()
             pids = fast
         else:

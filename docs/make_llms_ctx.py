@@ -69,6 +69,11 @@ def llms_ctx_txt() -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def build() -> str:
+    """llms_ctx.txt's text (the name tests/test_config.py and older callers use)."""
+    return llms_ctx_txt()
+
+
 def outputs() -> dict[Path, str]:
     return {ROOT / "llms.txt": llms_txt(), ROOT / "llms_ctx.txt": llms_ctx_txt()}
 

@@ -304,7 +304,7 @@ READER_RESULTS = [
     ("queries", "qid\tquery\n3\tthree\n", ([3], ["three"])),
     ("queries", "3\tthree\n4\t\n", ([3, 4], ["three", ""])),  # an empty query is a query
     ("queries.jsonl", b'\xef\xbb\xbf{"qid": "a", "question": "x"}\n\n', (["a"], ["x"])),
-    ("ranking", b"\xef\xbb\xbf1\t7\t1\t2.5\n", ([1], [[(7, 1, 2.5)]])),
+    ("ranking", b"\xef\xbb\xbf1\t7\t1\t2.5\n", ([1], [[[7, 1, 2.5]]])),  # rows read back are lists, as the reference
 ]
 
 
@@ -744,3 +744,23 @@ def test_a_chunk_truncated_under_a_pending_updater_is_an_error_not_a_signal(inde
     """)
     assert result.returncode == 0, result.stderr[-2000:]  # no SIGBUS (returncode -7)
     assert "alive" in result.stdout
+
+
+def test_a_stale_kernel_build_lock_is_waited_for_a_bounded_time(tmp_path, monkeypatch):
+    """A build killed while it held torch's lock file used to hang every later process (torch waits forever)."""
+    from colbert.kernels import native
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "BUILD_LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(native, "jit_build", lambda *a: pytest.fail("must not build while the lock is held"))
+    csrc = tmp_path / "csrc"
+    csrc.mkdir()
+    (csrc / "ops.cpp").write_text("// empty\n")
+    directory = native.cache_dir(torch.__version__, None, native.hash_sources(csrc))
+    monkeypatch.setattr(native, "build_with_cuda", lambda: (False, "test"))
+    directory.mkdir(parents=True)
+    (directory / native.BUILD_LOCK).touch()
+    with pytest.warns(Warning, match="has been held by another build for more than 0.3 s"):
+        assert native.build_tier("auto", csrc) == "reference (another process's build lock is held)"
+    with pytest.raises(RuntimeError, match="COLBERT_KERNELS=native but .*lock has been held"):
+        native.build_tier("native", csrc)

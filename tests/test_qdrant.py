@@ -20,8 +20,8 @@ qdrant_client = pytest.importorskip("qdrant_client", reason="qdrant-client is no
                                                             "colbert[qdrant])")
 from qdrant_client import QdrantClient, models  # noqa: E402
 
-from colbert import ColBERTConfig, Indexer, Run, RunConfig, Searcher  # noqa: E402
-from colbert.backends.qdrant import VECTOR_NAME, QdrantIndex, payload_filter, point_id  # noqa: E402
+from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, Searcher  # noqa: E402
+from colbert.backends.qdrant import VECTOR_NAME, MirroredUpdater, QdrantIndex, payload_filter, point_id  # noqa: E402
 from colbert.data import Queries  # noqa: E402
 from conftest import COMPAT, SCIFACT, need_shared  # noqa: E402
 
@@ -141,6 +141,30 @@ def test_add_and_remove_are_mirrored(client, name, searcher, tiny_index):
     assert len(store) == NUM_DOCS  # nothing half done
     with pytest.raises(TypeError, match="needs ids="):
         store.add(["no id"])
+
+
+def test_index_updater_edits_are_mirrored_to_qdrant(client, name, tiny_index, tmp_path):
+    import shutil
+
+    index = Path(shutil.copytree(tiny_index, tmp_path / "copy"))
+    searcher = Searcher(str(index), verbose=0)
+    store = QdrantIndex.from_index(index, client, name, checkpoint=searcher.checkpoint)
+    mirrored = MirroredUpdater(IndexUpdater(config=searcher.config, searcher=searcher), store)
+    assert mirrored.add({"new-1": "cancer therapy trial cancer"}, metadata={"new-1": {"lang": "de"}}) == ["new-1"]
+    mirrored.remove(["d0", "d3"])
+    with pytest.raises(ValueError):
+        mirrored.remove(["nope"])
+    with pytest.raises(ValueError, match="already in the Qdrant collection"):
+        mirrored.add({"d5": "again"})
+    assert len(store) == len(searcher.loaded.doc_ids) == NUM_DOCS - 1
+    with one_blas_thread():
+        for query in QUERIES:
+            ids, _, scores = store.search(query, k=10)
+            expected = searcher.search(query, k=10, exact=True)  # the searcher sees the edits at once
+            assert ids == expected[0] and scores == pytest.approx(expected[2], abs=1e-4)
+    assert store.document("new-1")["metadata"] == {"lang": "de"}
+    mirrored.persist_to_disk()
+    assert Searcher(str(index), verbose=0).document("new-1")["metadata"] == {"lang": "de"}
 
 
 def test_encoding_a_collection_straight_into_qdrant(client, name, _tiny_checkpoint_master):

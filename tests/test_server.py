@@ -225,6 +225,11 @@ def test_int_ids_accept_strings_of_digits(make_client, _tiny_checkpoint_master, 
         assert client.post("/v1/documents", json={"documents": {"100": "gene cell"}}).json()["added"] == [100]
         hits = client.post("/v1/search", json={"query": "gene", "doc_ids": [100, "3"], "k": 2}).json()["results"]
         assert {h["doc_id"] for h in hits} == {100, 3}
+        assert client.post("/v1/documents", json={"documents": {"x-1": "cell"}}).json()["added"] == ["x-1"]
+        hits = client.post("/v1/rerank", json={"query": "gene", "doc_ids": [3, "4", "x-1"], "k": 3}).json()["results"]
+        assert {h["doc_id"] for h in hits} == {3, 4, "x-1"}  # ints still found once the ids are mixed
+        assert client.request("DELETE", "/v1/documents", json={"doc_ids": ["100", "x-1"]}).json()["removed"] == \
+            [100, "x-1"]
     finally:
         client.__exit__(None, None, None)
 

@@ -1,4 +1,4 @@
-"""An index living in Qdrant (`pip install colbert[qdrant]`): Qdrant stores each document's token embeddings as one
+"""An index living in Qdrant (`pip install colbert-ai[qdrant]`): Qdrant stores each document's token embeddings as one
 multivector and scores it with MaxSim itself; we encode the queries. For collections past one machine: Qdrant
 shards and replicates the collection. See docs/scaling.md.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from qdrant_client import QdrantClient, models
@@ -158,7 +158,6 @@ class QdrantIndex:
             metadata: per-document metadata when the index stores none.
             create_kwargs: as `create` (recreate, quantization_config, shard_number, replication_factor, ...).
         """
-        from colbert.indexing.codec import ResidualCodec
         from colbert.indexing.documents import read_documents
         from colbert.search.index import LoadedIndex
 
@@ -172,17 +171,10 @@ class QdrantIndex:
                 (stored.texts if stored is not None else [""] * len(ids))
             meta = align_metadata(metadata, ids) if metadata is not None else \
                 (stored.metadata if stored is not None else [{} for _ in ids])
-        codec = ResidualCodec(loaded.centroids, loaded.bucket_cutoffs, loaded.bucket_weights, loaded.avg_residual,
-                              loaded.nbits)
-
-        def embeddings() -> Iterator[list[Tensor]]:
-            for start in range(0, len(ids), batch_size):
-                pids = torch.arange(start, min(start + batch_size, len(ids)))
-                codes, residuals, lengths = loaded.lookup(pids)
-                yield list(codec.decompress(codes, residuals).split(lengths.tolist()))  # per doc (n_i, d)
-
+        batches = (decompressed(loaded, torch.arange(start, min(start + batch_size, len(ids))))
+                   for start in range(0, len(ids), batch_size))
         cls.create(client, collection_name, loaded.dim, **create_kwargs)
-        _upload(client, collection_name, ids, texts, meta, embeddings(), batch_size, show=bool(len(ids) > 4096))
+        _upload(client, collection_name, ids, texts, meta, batches, batch_size, show=bool(len(ids) > 4096))
         return cls(client, collection_name, checkpoint if checkpoint is not None else loaded.config.checkpoint,
                    config=loaded.config)
 
@@ -322,10 +314,73 @@ class QdrantIndex:
                 points=[point_id(i) for i in ids]))
         return ids
 
+    def upload(self, ids: Sequence[DocId], texts: Sequence[str], metadata: Sequence[dict],
+               embeddings: Sequence[Tensor]) -> None:
+        """Upsert documents whose embeddings are already computed (one (n_i, d) tensor each)."""
+        _upload(self.client, self.collection_name, list(ids), texts, metadata, [list(embeddings)], len(ids),
+                show=False)
+
     def _present(self, ids: Sequence[DocId]) -> list[DocId]:
         found = self.client.retrieve(self.collection_name, [point_id(i) for i in ids], with_payload=["doc_id"])
         have = {p.payload["doc_id"] for p in found}
         return [i for i in ids if i in have]
+
+
+class MirroredUpdater:
+    """IndexUpdater edits applied to a local index and mirrored to its Qdrant copy (made by `from_index`).
+
+    `add` encodes once (through the updater) and uploads the index's own decompressed embeddings of the new
+    passages, so the Qdrant copy stays what `from_index` would export; `remove` removes from both. Qdrant is
+    updated at once; the local index still needs `persist_to_disk()` (delegated). Unknown ids and other bad input
+    raise before either side changes.
+
+        mirrored = MirroredUpdater(IndexUpdater(config=searcher.config, searcher=searcher), store)
+        mirrored.add({"doc-9001": "new text"}, metadata={"doc-9001": {"year": 2024}})
+        mirrored.remove(["doc-3"]); mirrored.persist_to_disk()
+    """
+
+    def __init__(self, updater: Any, store: QdrantIndex) -> None:
+        self.updater, self.store = updater, store
+
+    def add(self, passages: Any, ids: Optional[Sequence[DocId]] = None, metadata: MetadataLike = None
+            ) -> list[DocId]:
+        if isinstance(passages, Mapping):
+            texts = list(passages.values())
+            present = self.store._present(list(passages.keys()))
+        else:
+            texts = list(Collection.cast(passages).data) if isinstance(passages, Collection) else list(passages)
+            present = self.store._present(list(ids)) if ids is not None else []
+        if present:
+            raise ValueError(f"{len(present):,} ids are already in the Qdrant collection: {present[:5]}; nothing "
+                             "was added")
+        new_ids = self.updater.add(passages, ids=ids, metadata=metadata)
+        if not new_ids:
+            return new_ids
+        loaded = self.updater.loaded
+        pids = torch.tensor([loaded.pid_of(i) for i in new_ids])
+        self.store.upload(new_ids, texts, align_metadata(metadata, new_ids), decompressed(loaded, pids))
+        return new_ids
+
+    def remove(self, ids: Iterable[DocId]) -> list[DocId]:
+        ids = list(ids) if not isinstance(ids, (str, bytes)) else ids
+        removed = self.updater.remove(ids)  # raises, changing nothing, on unknown ids
+        if removed:
+            self.store.client.delete(self.store.collection_name, points_selector=models.PointIdsList(
+                points=[point_id(i) for i in removed]))
+        return removed
+
+    def persist_to_disk(self) -> None:
+        self.updater.persist_to_disk()
+
+
+def decompressed(loaded: Any, pids: Tensor) -> list[Tensor]:
+    """The decompressed embeddings of passages of a LoadedIndex, one (n_i, d) float32 tensor each."""
+    from colbert.indexing.codec import ResidualCodec
+
+    codec = ResidualCodec(loaded.centroids, loaded.bucket_cutoffs, loaded.bucket_weights, loaded.avg_residual,
+                          loaded.nbits)
+    codes, residuals, lengths = loaded.lookup(pids)
+    return list(codec.decompress(codes, residuals).split(lengths.tolist()))
 
 
 def _texts_for(ids: list[DocId], collection: Any) -> list[str]:
@@ -352,4 +407,4 @@ def _upload(client: QdrantClient, name: str, ids: list[DocId], texts: Sequence[s
     logger.info("Uploaded %s documents to the Qdrant collection %s", f"{start:,}", name)
 
 
-__all__ = ["QdrantIndex", "VECTOR_NAME", "collection_config", "payload_filter", "point_id"]
+__all__ = ["MirroredUpdater", "QdrantIndex", "decompressed", "VECTOR_NAME", "collection_config", "payload_filter", "point_id"]

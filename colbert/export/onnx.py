@@ -1,4 +1,4 @@
-"""ONNX encoders (`pip install colbert[onnx]`): export a checkpoint's query and document encoders, and encode with
+"""ONNX encoders (`pip install colbert-ai[onnx]`): export a checkpoint's query and document encoders, and encode with
 onnxruntime instead of torch.
 
     from colbert.export.onnx import OnnxCheckpoint, export_onnx
@@ -11,8 +11,8 @@ OUT holds:
 - `query.onnx`, `document.onnx`: inputs `input_ids`, `attention_mask` (int64, (batch, sequence), both axes
   dynamic); output `embeddings` (float32, (batch, sequence, dim)): the backbone, the linear projection and L2
   normalisation. The document model zeroes [PAD] and punctuation rows and also outputs `mask` (bool, (batch,
-  sequence)): the rows to keep. `query.int8.onnx`, `document.int8.onnx`: the same, weights dynamically
-  quantised to int8 (onnxruntime.quantization), unless `quantize=False`.
+  sequence)): the rows to keep. `query.int8.onnx`, `document.int8.onnx`: the same, weight matrices dynamically
+  quantised to int8 per output channel (`quantize_int8`), unless `quantize=False`.
 - the tokenizer's files (`tokenizer.json`, ...), loadable by `tokenizers` or `transformers` in any runtime;
 - `colbert_onnx.json`: everything a client needs to reproduce our inputs and outputs (see `sidecar`).
 """
@@ -144,14 +144,28 @@ def export_onnx(checkpoint: Union[str, os.PathLike, Checkpoint], out: Union[str,
     _export(_QueryEncoder(model).eval(), (ids, mask), out / FILES["query"], ["embeddings"], opset)
     _export(_DocEncoder(model).eval(), (ids, mask), out / FILES["document"], ["embeddings", "mask"], opset)
     if quantize:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         for kind in ("query", "document"):
-            quantize_dynamic(str(out / FILES[kind]), str(out / INT8_FILES[kind]), weight_type=QuantType.QInt8)
+            quantize_int8(out / FILES[kind], out / INT8_FILES[kind])
     model.raw_tokenizer.save_pretrained(str(out))
     atomic_write_json(out / SIDECAR, sidecar(model, quantize))
     logger.info("Exported the encoders of %s to %s", model.name, out)
     return out
+
+
+def quantize_int8(model: Path, out: Path) -> None:
+    """Dynamic int8 quantisation of the weight matrices, one scale per output channel.
+
+    Only MatMuls with a weight (an initializer) are quantised: onnxruntime's default also quantises the attention
+    products of two activations (QK^T, AV), which on MiniLM ColBERT halved the per-row cosine margin (0.93 vs 0.99
+    to fp32) for little speed.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    nodes = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and any(i in weights for i in n.input)]
+    quantize_dynamic(str(model), str(out), weight_type=QuantType.QInt8, per_channel=True, nodes_to_quantize=nodes)
 
 
 def _export(module: nn.Module, example: tuple[Tensor, Tensor], path: Path, outputs: list[str], opset: int) -> None:
@@ -238,4 +252,4 @@ def _read_sidecar(folder: Path) -> dict:
     return meta
 
 
-__all__ = ["OnnxCheckpoint", "SIDECAR", "export_onnx", "sidecar"]
+__all__ = ["OnnxCheckpoint", "SIDECAR", "export_onnx", "quantize_int8", "sidecar"]

@@ -7,6 +7,7 @@ for (its weight) are quantiles of held-out residuals. Decompression is centroid 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from colbert import kernels
 from colbert.index.assign import nearest_centroids
+from colbert.index import format as index_format
 from colbert.index.format import Codec
 
 VALID_NBITS = (1, 2, 4)
@@ -50,6 +52,13 @@ class ResidualCodec:
     def parts(self) -> Codec:
         """What the index stores of it (format.write_codec's arguments)."""
         return Codec(self.centroids, self.bucket_cutoffs, self.bucket_weights, self.avg_residual)
+
+    @classmethod
+    def load(cls, index_path: str | os.PathLike) -> ResidualCodec:
+        """The codec of the index at `index_path`, checked against its metadata.json (the reference's loader)."""
+        meta = index_format.read_metadata(index_path)
+        dim, nbits = meta["config"]["dim"], meta["config"]["nbits"]
+        return cls.from_parts(index_format.read_codec(index_path, dim, nbits, meta["num_partitions"]), nbits)
 
     @classmethod
     def fit(cls, centroids: Tensor, heldout: Tensor, nbits: int, bf16: bool = False,

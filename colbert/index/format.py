@@ -13,7 +13,7 @@ An index folder holds (C centroids, d = dim, N token embeddings, P passages, k =
 | `doclens.k.json`   | [int, ...]: embeddings per passage of chunk k                                      |
 | `k.metadata.json`  | {"passage_offset", "num_passages", "num_embeddings", "embedding_offset"}          |
 | `ivf.pid.pt`       | tuple (ivf int32 (>= sum of lengths,), ivf_lengths int64 (C,)): pids per centroid  |
-| `doc_ids.json`     | ours, optional: the user's document ids in pid order (absent: ids are 0..P-1)      |
+| `doc_ids.json`     | ours, optional: the user's ids in pid order, null if removed (absent: 0..P-1)      |
 | `metadata.json`    | {"config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"}; LAST   |
 |                    | (+ ours: "doc_ids": true when doc_ids.json exists)                                 |
 
@@ -23,7 +23,8 @@ compression) and `kmeans_sample.build.npy` (the k-means sample, during k-means).
 
 Every write goes to a temporary sibling renamed over the target. Within a chunk `k.metadata.json` is written after
 the chunk's other files, and `metadata.json` after everything else, so its presence marks a complete index. The
-reference (colbert-ai) ignores `doc_ids.json`, so indexes move both ways.
+reference (colbert-ai) ignores `doc_ids.json`, so indexes move both ways. A passage with doclen 0 is a removed one:
+the reference's IndexUpdater and ours keep its position (pids never move), so both name documents alike.
 """
 
 from __future__ import annotations
@@ -294,8 +295,9 @@ def write_ivf(index_dir: PathLike, ivf: Tensor, ivf_lengths: Tensor) -> None:
     atomic_torch_save(ivf_pair, Path(index_dir) / IVF_FILE)
 
 
-def write_doc_ids(index_dir: PathLike, doc_ids: Sequence[int | str] | None) -> None:
-    """Write doc_ids.json (the user's ids in pid order), or remove it when the ids are just 0..P-1 (None)."""
+def write_doc_ids(index_dir: PathLike, doc_ids: Sequence[int | str | None] | None) -> None:
+    """Write doc_ids.json (the user's ids in pid order, None for removed passages), or remove it when the ids are
+    just 0..P-1 (None)."""
     path = Path(index_dir) / DOC_IDS_FILE
     if doc_ids is None:
         path.unlink(missing_ok=True)
@@ -573,11 +575,14 @@ def read_ivf(index_dir: PathLike, num_partitions: int) -> tuple[Tensor, Tensor]:
     return ivf, lengths
 
 
-def read_doc_ids(index_dir: PathLike, num_passages: int, listed: bool = False) -> list[int | str] | None:
-    """The user's document ids in pid order (doc_ids.json), or None when the index has none (ids are pids).
+def read_doc_ids(index_dir: PathLike, num_passages: int, listed: bool = False,
+                 doclens: Tensor | None = None) -> list[int | str | None] | None:
+    """The user's document ids in pid order (doc_ids.json; None for removed passages), or None when the index has
+    none (ids are pids).
 
     Args:
         listed: metadata.json says the index has doc_ids.json (its "doc_ids" key); then a missing file raises.
+        doclens: int64 (P,); when given, a null id is accepted only for a removed passage (doclen 0).
     """
     path = Path(index_dir) / DOC_IDS_FILE
     if not path.exists():
@@ -586,12 +591,18 @@ def read_doc_ids(index_dir: PathLike, num_passages: int, listed: bool = False) -
                              "search would return positions instead of your ids. Restore the file")
         return None
     ids = _read_json(path)
-    if not isinstance(ids, list) or not all(_is_int(x) or isinstance(x, str) for x in ids):
-        raise _bad(path, "does not hold a list of document ids (ints or strings)")
+    if not isinstance(ids, list) or not all(x is None or _is_int(x) or isinstance(x, str) for x in ids):
+        raise _bad(path, "does not hold a list of document ids (ints, strings, or null for removed passages)")
     if len(ids) != num_passages:
         raise _bad(path, f"has {len(ids):,} ids for {num_passages:,} passages")
-    if len(set(ids)) != len(ids):
+    live = [x for x in ids if x is not None]
+    if len(set(live)) != len(live):
         raise _bad(path, "has repeated document ids")
+    if doclens is not None and len(live) != len(ids):
+        unnamed = [pid for pid, x in enumerate(ids) if x is None and doclens[pid] > 0]
+        if unnamed:
+            raise _bad(path, f"has no id (null) for pid {unnamed[0]:,}, which holds embeddings; only removed "
+                       "passages (doclen 0) may have none")
     return ids
 
 

@@ -52,11 +52,13 @@ class LoadedIndex:
         ivf: int32 pids, list c is `ivf[ivf_offsets[c]:ivf_offsets[c + 1]]`; ivf_lengths: int64 (C,);
             ivf_offsets: int64 (C + 1,).
         doclens: int64 (P,); doc_offsets: int64 (P + 1,), passage p's embeddings are
-            `doc_offsets[p]:doc_offsets[p + 1]` in `codes`.
+            `doc_offsets[p]:doc_offsets[p + 1]` in `codes`. A passage with doclen 0 was removed (pids are stable:
+            it keeps its position); it is in no inverted list and search never returns it.
         codes: int32 (N,): memory-mapped when the index has one chunk and was opened with mmap=True.
         residual_chunks: uint8 (n_k, d * nbits / 8) per chunk (one tensor when opened with mmap=False).
         chunk_offsets: int64 (len(residual_chunks) + 1,): first embedding of each entry of residual_chunks.
-        doc_ids: the user's document ids in pid order, or None when they are the pids themselves.
+        doc_ids: the user's document ids in pid order (None for removed passages), or None when they are the pids
+            themselves.
         chunk_passages: passages in each chunk on disk, in order; None for an index assembled in memory
             (`from_tensors`), whose rows no longer mirror the chunk files.
         pin: the folder version that was read (colbert.index.versions.Pin), held while the index is open so
@@ -98,6 +100,11 @@ class LoadedIndex:
     @property
     def num_embeddings(self) -> int:
         return self.codes.numel()
+
+    @property
+    def num_live(self) -> int:
+        """Passages not removed (num_passages counts every pid, removed ones included)."""
+        return int((self.doclens > 0).sum())
 
     @property
     def num_partitions(self) -> int:
@@ -149,15 +156,14 @@ class LoadedIndex:
             residuals = [torch.cat(residuals)]  # one RAM tensor: lookup is then a single gather
         ivf, ivf_lengths = index_format.read_ivf(path, num_partitions)
         _raise_first(ivf_range_problems(path, ivf, doclens.numel()))
-        return cls.from_tensors(path, meta, codec, ivf, ivf_lengths, doclens, codes, residuals,
-                                doc_ids=index_format.read_doc_ids(path, doclens.numel(),
-                                                                   bool(meta.get(index_format.DOC_IDS_KEY))),
+        doc_ids = index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY)), doclens)
+        return cls.from_tensors(path, meta, codec, ivf, ivf_lengths, doclens, codes, residuals, doc_ids=doc_ids,
                                 chunk_passages=[c.metadata["num_passages"] for c in chunks])
 
     @classmethod
     def from_tensors(cls, path: str | os.PathLike, metadata: dict, codec: index_format.Codec, ivf: Tensor,
                      ivf_lengths: Tensor, doclens: Tensor, codes: Tensor, residual_chunks: Sequence[Tensor],
-                     doc_ids: Sequence[DocId] | None = None, chunk_passages: Optional[list[int]] = None,
+                     doc_ids: Sequence[DocId | None] | None = None, chunk_passages: Optional[list[int]] = None,
                      pin: Any = None) -> LoadedIndex:
         """An index from tensors already in memory (what IndexUpdater serves between persists); no file is read.
 
@@ -179,13 +185,15 @@ class LoadedIndex:
             chunk_passages=chunk_passages, pin=pin,
         )
         if index.doc_ids is not None:
-            index._pid_of = {doc_id: pid for pid, doc_id in enumerate(index.doc_ids)}
+            index._pid_of = {doc_id: pid for pid, doc_id in enumerate(index.doc_ids)
+                             if doc_id is not None and doclens[pid] > 0}
         return index
 
     def pid_of(self, doc_id: DocId) -> int:
-        """The pid (position in the index) of a user document id."""
+        """The pid (position in the index) of a user document id; KeyError for a removed one."""
         if self.doc_ids is None:
-            if isinstance(doc_id, int) and not isinstance(doc_id, bool) and 0 <= doc_id < self.num_passages:
+            if isinstance(doc_id, int) and not isinstance(doc_id, bool) and 0 <= doc_id < self.num_passages \
+                    and self.doclens[doc_id] > 0:
                 return doc_id
         elif doc_id in self._pid_of:
             return self._pid_of[doc_id]
@@ -234,7 +242,8 @@ class LoadedIndex:
 
 
 def _read_chunks(path: Path, meta: dict, dim: int, nbits: int, mmap: bool) -> list[index_format.Chunk]:
-    """Every chunk, checking offsets are contiguous and add up to metadata.json's totals."""
+    """Every chunk (each checked against its own files), checking passage offsets are contiguous. The totals in
+    metadata.json are checked as loosely as colbert-ai writes them (`validate.totals_problems`)."""
     chunks = [index_format.read_chunk(path, k, dim, nbits, mmap=mmap) for k in range(meta["num_chunks"])]
     _raise_first(chunk_offset_problems(path, meta, [c.metadata for c in chunks]))
     return chunks

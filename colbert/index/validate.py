@@ -1,10 +1,12 @@
 """The rules of a valid index, written once: `verify_index()` reports every problem, `LoadedIndex.open` raises the
-first of the same lists (the structural ones; verification also rebuilds the IVF and checks avg_doclen).
+first of the same lists (the structural ones; verification also rebuilds the IVF).
 
 Checks: every file metadata.json implies is present and readable; each chunk's codes, residuals and doclens agree
-with its metadata and the chunks are contiguous; the totals agree with metadata.json; codes lie in [0, C); document
-ids are unique and one per passage; the IVF equals the one rebuilt from the codes; no chunk file lies beyond
-num_chunks. Codes and residuals are memory-mapped, so memory stays small; the IVF rebuild reads every code once.
+with its metadata and the chunks are contiguous; metadata.json's totals as loosely as colbert-ai writes them
+(`totals_problems`); codes lie in [0, C); document ids are unique and one per passage, and removed passages
+(doclen 0) are the only ones with a null id; the IVF equals the one rebuilt from the codes; no chunk file lies
+beyond num_chunks. Codes and residuals are memory-mapped, so memory stays small; the IVF rebuild reads every code
+once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -74,13 +76,14 @@ def _problems(path: Path) -> list[str]:
     problems += _stray_chunk_files(path, meta["num_chunks"])
     if any(c is None for c in chunks):
         return problems  # the checks below would only repeat what is already reported
-    problems += chunk_offset_problems(path, meta, [c.metadata for c in chunks]) + _avg_doclen(path, meta, chunks)
+    problems += chunk_offset_problems(path, meta, [c.metadata for c in chunks])
     code_problems = chunk_code_problems(path, chunks, C)
     if code_problems:
         return problems + code_problems
     doclens = torch.cat([c.doclens for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int64)
     codes = torch.cat([c.codes for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int32)
-    attempt(lambda: index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY))))
+    attempt(lambda: index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY)),
+                                              doclens))
     stored = attempt(lambda: index_format.read_ivf(path, C))
     if stored is not None:
         problems += _ivf_problems(path, stored, build_ivf(codes, doclens, C))
@@ -95,23 +98,45 @@ def _stray_chunk_files(path: Path, num_chunks: int) -> list[str]:
     return [f"{path} holds chunk files beyond the {num_chunks} chunks metadata.json lists: {', '.join(strays[:6])}"]
 
 
-def chunk_offset_problems(path: Path, meta: dict, chunk_metadata: list[dict]) -> list[str]:
-    """The chunks are contiguous and add up to metadata.json's embeddings (checked on open and by verify)."""
-    problems, passages, embeddings = [], 0, 0
+def chunk_offset_problems(path: Path, meta: Mapping[str, Any],
+                          chunk_metadata: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The chunks' passage offsets are contiguous and metadata.json's totals hold (`totals_problems`); checked on
+    open and by verify."""
+    problems, passages = [], 0
     for k, chunk in enumerate(chunk_metadata):
         where = path / index_format.chunk_metadata_file(k)
         if chunk["passage_offset"] != passages:
             problems.append(f"{where} starts at passage {chunk['passage_offset']:,} but the chunks before "
                             f"it end at {passages:,}")
-        if chunk.get("embedding_offset", embeddings) != embeddings:
-            problems.append(f"{where} starts at embedding {chunk['embedding_offset']:,} but the chunks "
-                            f"before it end at {embeddings:,}")
         passages += chunk["num_passages"]
-        embeddings += chunk["num_embeddings"]
-    if embeddings != meta["num_embeddings"]:
-        problems.append(f"{path / index_format.METADATA_FILE} says {meta['num_embeddings']:,} embeddings but its "
-                        f"{meta['num_chunks']} chunks hold {embeddings:,}")
-    return problems
+    return problems + totals_problems(path, meta, chunk_metadata)
+
+
+def totals_problems(index_dir: str | os.PathLike, meta: Mapping[str, Any],
+                    chunk_metas: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What is wrong with metadata.json's num_embeddings given the chunks' metadata, as loosely as colbert-ai
+    writes it; each chunk's own files are checked by `format.read_chunk`, and they are authoritative.
+
+    Checked: num_embeddings is at least the chunks' total (colbert-ai sizes its buffers by it, so a smaller value
+    breaks it). Tolerated (logged at INFO): a larger num_embeddings, because colbert-ai's
+    IndexUpdater.persist_to_disk adds the whole index's count to it on every persist; an avg_doclen that no
+    longer matches (its updater never rewrites it); embedding_offset values that disagree with the chunks before
+    (its updater counts removed embeddings in the offset of a chunk it creates; neither loader reads them).
+    """
+    total = sum(int(m["num_embeddings"]) for m in chunk_metas)
+    path = Path(index_dir) / index_format.METADATA_FILE
+    if meta["num_embeddings"] < total:
+        return [f"{path} says {meta['num_embeddings']:,} embeddings but its {len(chunk_metas)} chunks hold {total:,}"]
+    offsets, embeddings = [], 0
+    for k, chunk in enumerate(chunk_metas):
+        if chunk.get("embedding_offset", embeddings) != embeddings:
+            offsets.append(k)
+        embeddings += int(chunk["num_embeddings"])
+    if meta["num_embeddings"] > total or offsets:
+        logger.info("%s: metadata.json counts %s embeddings for %s in the chunks, %d chunk(s) with a stale "
+                    "embedding_offset (as colbert-ai's IndexUpdater leaves them); the chunk files are used",
+                    index_dir, f"{meta['num_embeddings']:,}", f"{total:,}", len(offsets))
+    return []
 
 
 def chunk_code_problems(path: Path, chunks: list[index_format.Chunk], num_partitions: int) -> list[str]:
@@ -131,16 +156,6 @@ def ivf_range_problems(path: Path, ivf: torch.Tensor, num_passages: int) -> list
         return [f"{path / index_format.IVF_FILE} holds pids outside [0, {num_passages:,}); it does not belong to "
                 "this index"]
     return []
-
-
-def _avg_doclen(path: Path, meta: dict, chunks: list[index_format.Chunk]) -> list[str]:
-    passages = sum(c.metadata["num_passages"] for c in chunks)
-    embeddings = sum(c.metadata["num_embeddings"] for c in chunks)
-    problems = []
-    if passages and abs(meta["avg_doclen"] - embeddings / passages) > 1e-6 * max(1.0, embeddings / passages):
-        problems.append(f"{path / index_format.METADATA_FILE} says avg_doclen {meta['avg_doclen']} but the chunks "
-                        f"hold {embeddings / passages:.6g} embeddings per passage")
-    return problems
 
 
 def _ivf_problems(path: Path, stored: tuple, rebuilt: tuple) -> list[str]:

@@ -15,7 +15,8 @@ A field counts as *assigned* when it was passed to the constructor (with a value
 from JSON have every field they contain assigned.
 
 Differences from the reference, on purpose: an unknown keyword raises TypeError (with a suggestion) instead of
-being silently ignored; `root` and `name` are computed when a config is created, not when colbert is imported;
+being silently ignored; every value is checked against its field's `Allowed` (metadata["allowed"]) whenever it is
+set, by the constructor, `configure`, attribute assignment or a file read (TypeError / ValueError naming the field); `root` and `name` are computed when a config is created, not when colbert is imported;
 `gpus=None` (the default) means "every visible GPU" and no GPU is queried at import.
 """
 
@@ -31,7 +32,7 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -468,3 +469,8 @@ def config_markdown() -> str:
         allowed = f.metadata["allowed"].describe().replace("|", "\\|")
         lines.append(f"| `{f.name}` | `{default!r}` | {allowed} | {f.metadata['help']} |")
     return "\n".join(lines) + "\n"
+
+
+# The reference's submodule paths (colbert.infra.config.config, .settings, ...) live in this folder: a module with a
+# __path__ is searched for submodules like a package.
+__path__ = [str(Path(__file__).with_name("config_paths"))]

@@ -283,6 +283,25 @@ def save_checkpoint(path: str | os.PathLike, backbone: torch.nn.Module, linear_w
     with atomic_write(path / CONFIG_FILE) as f:
         f.write(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(path))
+    _save_slow_tokenizer_files(tokenizer, path)
     config = ColBERTConfig.from_existing(config)
     config.configure(checkpoint=str(path.resolve()), model_name=str(path.resolve()))  # as the reference's save
     config.save_for_checkpoint(path)  # written last: a folder with artifact.metadata is complete
+
+
+def _save_slow_tokenizer_files(tokenizer: Any, path: Path) -> None:
+    """vocab.txt and special_tokens_map.json, which transformers 5 no longer writes but transformers 4 (hence
+    colbert-ai) and other readers of the BERT layout look for; vocab.txt only for a WordPiece vocabulary."""
+    from colbert.utils.io import atomic_write
+
+    if not (path / "special_tokens_map.json").exists():
+        with atomic_write(path / "special_tokens_map.json") as f:
+            f.write(json.dumps(tokenizer.special_tokens_map, indent=2) + "\n")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (path / "vocab.txt").exists() or backend is None or type(backend.model).__name__ != "WordPiece":
+        return
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    if [i for _, i in vocab] != list(range(len(vocab))):
+        return  # ids with gaps cannot be written as one token per line
+    with atomic_write(path / "vocab.txt") as f:
+        f.writelines(token + "\n" for token, _ in vocab)

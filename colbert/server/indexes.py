@@ -41,6 +41,7 @@ class ServedIndex:
     int_ids: bool = True
     texts: Optional[dict] = None
     write_lock: Any = None  # asyncio.Lock, created on the event loop
+    _writer_checkpoint: Any = field(default=None, repr=False)
     _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -56,13 +57,13 @@ class ServedIndex:
         from colbert.searcher import Searcher
 
         searcher = Searcher(str(self.spec.path), checkpoint=checkpoint, verbose=0)
+        ids = searcher.loaded.doc_ids
+        self.int_ids = ids is None or all(isinstance(i, int) for i in ids)  # fixed once: new ids follow the build's
         self.publish(searcher)
         logger.info("Serving %s from %s: %s documents", self.name, searcher.index,
-                    f"{searcher.loaded.num_passages:,}")
+                    f"{searcher.loaded.num_live:,}")
 
     def publish(self, searcher: Any) -> None:
-        ids = searcher.loaded.doc_ids
-        self.int_ids = ids is None or all(isinstance(i, int) for i in ids)
         self.searcher = searcher
 
     def private_copy(self) -> Any:
@@ -72,14 +73,34 @@ class ServedIndex:
         private.index_handle = self.searcher.index_handle.fork()
         return private
 
+    def writer_checkpoint(self) -> Any:
+        """The served model for the writer's document encoding, with a tokenizer of its own: writes encode on the
+        write thread while queries are encoded on the model thread, and a fast tokenizer must not be used by two
+        threads at once. The weights are shared (a forward pass changes nothing in them)."""
+        if self._writer_checkpoint is None:
+            checkpoint = self.searcher.checkpoint
+            writer = copy.copy(checkpoint)  # shares the modules and parameters
+            object.__setattr__(writer, "doc_tokenizer", copy.deepcopy(checkpoint.doc_tokenizer))
+            self._writer_checkpoint = writer
+        return self._writer_checkpoint
+
     # ------------------------------------------------------------------------------------------------ ids
 
-    def doc_id(self, value: DocId) -> DocId:
-        """A request's id as the index stores it: "42" is 42 in an index of int ids, 42 is "42" in one of strings."""
-        if self.int_ids and isinstance(value, str) and _PLAIN_INT.match(value):
-            return int(value)
-        if not self.int_ids and isinstance(value, int):
-            return str(value)
+    def doc_id(self, value: DocId, loaded: Any = None) -> DocId:
+        """A request's id as the index stores it (JSON object keys are strings).
+
+        With `loaded`, an id to look up: as given when the index has it, else "42" as 42 or 42 as "42" when the
+        index has that. Without, a new id: "42" becomes 42 in an index built with int ids.
+        """
+        other: Any = None
+        if isinstance(value, str) and _PLAIN_INT.match(value):
+            other = int(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            other = str(value)
+        if loaded is None:
+            return other if self.int_ids and isinstance(other, int) else value
+        if other is not None and not _in(loaded, value) and _in(loaded, other):
+            return other
         return value
 
     # ---------------------------------------------------------------------------------------------- texts
@@ -120,6 +141,14 @@ class ServedIndex:
         collection = Collection(path=path)
         logger.info("Read the texts of %s from %s (%s passages)", self.name, path, f"{len(collection):,}")
         return {collection.id_of(pid): text for pid, text in enumerate(collection)}
+
+
+def _in(loaded: Any, doc_id: DocId) -> bool:
+    try:
+        loaded.pid_of(doc_id)
+    except (KeyError, TypeError):
+        return False
+    return True
 
 
 class Registry:

@@ -8,6 +8,7 @@ queries), PLAID searches on the search threads, commits on the write thread; the
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 from typing import Any, Optional, Sequence
 
@@ -99,7 +100,7 @@ class Service:
 
     def known_ids(self, served: ServedIndex, loaded: Any, ids: Sequence[Any], field: str) -> list:
         """The ids as the index stores them, each once, in order; 422 naming a few unknown ones."""
-        ids = list(dict.fromkeys(served.doc_id(i) for i in self.limits.ids(ids, field)))
+        ids = list(dict.fromkeys(served.doc_id(i, loaded) for i in self.limits.ids(ids, field)))
         unknown = [i for i in ids if not _has(loaded, i)]
         if unknown:
             raise invalid(field, f"{len(unknown):,} of the ids are not in the index {served.name!r}: "
@@ -125,7 +126,7 @@ class Service:
         found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
                                        for Q in encoded))
         results = [await self._hits(served, searcher, ids_, scores, body.include_text) for ids_, _, scores in found]
-        return {"index": served.name, "documents": searcher.loaded.num_passages,
+        return {"index": served.name, "documents": searcher.loaded.num_live,
                 "results": results[0] if body.query is not None else results}
 
     async def rerank(self, body: Any) -> dict:
@@ -207,7 +208,7 @@ class Service:
         if not body.doc_ids:
             raise invalid("doc_ids", "doc_ids is empty; send the ids to remove")
         self.limits.ids(body.doc_ids, "doc_ids")
-        return await self._write(served, removed=list(dict.fromkeys(served.doc_id(i) for i in body.doc_ids)))
+        return await self._write(served, removed=list(body.doc_ids))  # matched to the index's ids under the lock
 
     async def _write(self, served: ServedIndex, added: Optional[dict] = None, removed: Optional[list] = None,
                      metadata: Optional[dict] = None) -> dict:
@@ -239,15 +240,15 @@ class Service:
                                f"{', '.join(map(repr, present[:5]))}; nothing was added (delete them first to "
                                "replace their text)", "documents")
         if removed:
-            self.known_ids(served, current.loaded, removed, "doc_ids")
-            if len(removed) >= current.loaded.num_passages:
-                raise invalid("doc_ids", f"removing all {current.loaded.num_passages:,} documents would leave an "
+            removed = self.known_ids(served, current.loaded, removed, "doc_ids")
+            if len(removed) >= current.loaded.num_live:
+                raise invalid("doc_ids", f"removing all {current.loaded.num_live:,} documents would leave an "
                               "empty index; build a new one instead")
         private = served.private_copy()
-        updater = IndexUpdater(searcher=private, drift_warning=None)
+        updater = IndexUpdater(searcher=private, checkpoint=served.writer_checkpoint(), drift_warning=None)
         try:
-            if added:
-                await self.workers.on_model(lambda: updater.add(dict(added), metadata=metadata))
+            if added:  # on the write thread, beside the query batches of the model thread (own tokenizer)
+                await self.workers.on_write(lambda: updater.add(dict(added), metadata=metadata))
             if removed:
                 await self.workers.on_write(updater.remove, removed)
             await self.workers.on_write(updater.persist_to_disk)
@@ -259,9 +260,10 @@ class Service:
             raise invalid("documents" if added else "doc_ids", _scrub(str(e), served, current)) from None
         served.publish(private)
         served.remember(added or {}, removed or [])
+        await self.workers.on_write(release_freed_memory)
         logger.info("Index %s: +%d -%d documents, %s now", served.name, len(added or {}), len(removed or []),
-                    f"{private.loaded.num_passages:,}")
-        out = {"index": served.name, "documents": private.loaded.num_passages}
+                    f"{private.loaded.num_live:,}")
+        out = {"index": served.name, "documents": private.loaded.num_live}
         if added:
             out["added"] = list(added)
         if removed:
@@ -276,6 +278,15 @@ class Service:
         with handle.writing():
             handle.publish(LoadedIndex.open(fresh.index, mmap=handle.mmap), pending=False)
         served.publish(fresh)
+
+
+def release_freed_memory() -> None:
+    """Give the heap memory a commit freed (encoder activations, the IVF rebuild) back to the OS (glibc only):
+    otherwise each thread's malloc arena keeps it resident and the process grows commit after commit."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _has(loaded: Any, doc_id: Any) -> bool:
