@@ -2,7 +2,8 @@
 
     python benchmarks/diversity.py                   # -> benchmarks/results/diversity.json (and a line on stdout)
 
-Uses (or builds) the nbits=2 SciFact index of benchmarks/pooling.py (no pooling) with the MiniLM ColBERT checkpoint.
+Uses (or builds) the nbits=2 SciFact index of benchmarks/pooling.py (no pooling; --docs N: its subset) with the
+MiniLM ColBERT checkpoint.
 For each of the 300 queries, in turn: plain `dense_search(Q, k=10)`, then `dense_search(Q, k=10, diversity=0.5)`
 on the same encoded query (search only), and the same two with `search(text)` (query encoding included); the
 order alternates from query to query. Reports medians and p95 of each and the ratio of medians, plus how many of
@@ -12,6 +13,7 @@ the plain top 10 the diverse top 10 keeps.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -19,10 +21,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # this checkout's colbert, not an installed one
-sys.path.insert(0, str(HERE))
-
-from pooling import SCIFACT, WORK, ensure_checkpoint  # noqa: E402
+# this checkout's colbert first; not benchmarks/ itself, whose kernels.py would shadow the `kernels` package
+sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+_spec = importlib.util.spec_from_file_location("pooling_benchmark", HERE / "pooling.py")
+pooling = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pooling)
 
 
 def ms(seconds: list[float]) -> dict:
@@ -34,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--diversity", type=float, default=0.5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=5183, help="the subset of benchmarks/pooling.py --docs N")
     parser.add_argument("--out", default=str(HERE / "results" / "diversity.json"))
     args = parser.parse_args()
     import torch
@@ -43,13 +47,13 @@ def main() -> None:
     from colbert.indexing import format as index_format
 
     torch.set_num_threads(args.threads)
-    checkpoint = ensure_checkpoint()
-    path = WORK / "indexes" / "scifact.pool1"
+    checkpoint = pooling.ensure_checkpoint()
+    path = pooling.WORK / "indexes" / pooling.index_name(1, args.docs)
     if not index_format.is_complete(path):
         Indexer(str(checkpoint), config=ColBERTConfig(nbits=2, index_root=str(path.parent)),
-                verbose=1).index(path.name, str(SCIFACT / "collection.tsv"), overwrite=True)
+                verbose=1).index(path.name, str(pooling.collection_file(args.docs)), overwrite=True)
     searcher = Searcher(str(path), verbose=0)
-    texts = list(Queries(path=SCIFACT / "queries.tsv").values())
+    texts = list(Queries(path=pooling.SCIFACT / "queries.tsv").values())
     for text in texts[:20]:  # warm-up
         searcher.search(text, k=10)
         searcher.search(text, k=10, diversity=args.diversity)
@@ -70,7 +74,8 @@ def main() -> None:
             else:
                 diverse_ids = set(ids)
         kept.append(len(plain_ids & diverse_ids) / 10)
-    result = {"benchmark": "diversity", "index": "scifact nbits=2 (5,183 docs), MiniLM head untrained", "k": 10,
+    result = {"benchmark": "diversity", "index": f"{path.name} nbits=2, MiniLM head untrained", "k": 10,
+              "command": "python benchmarks/diversity.py " + " ".join(sys.argv[1:]),
               "candidates": 100, "diversity": args.diversity, "threads": args.threads, "queries": len(texts),
               "note": "shared 2-core machine; plain and diverse interleaved per query",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -81,18 +81,16 @@ def build(checkpoint: Path, root: Path, name: str, passages: dict, reuse: bool =
 
 
 def evaluate(path: Path, checkpoint: Path, queries: dict, qrels: list) -> tuple[float, dict]:
-    """(nDCG@10, {qid: top-10 ids}) with a fresh Searcher."""
-    import ir_measures
-    from ir_measures import nDCG
-
+    """(nDCG@10, {qid: top-10 ids}) with a fresh Searcher (colbert.evaluation)."""
     from colbert import Searcher
+    from colbert.evaluation import score_run
 
     ranking = Searcher(str(path), checkpoint=str(checkpoint), verbose=0).search_all(queries, k=K)
     top = {str(qid): [str(doc_id) for doc_id, _, _ in rows] for qid, rows in ranking.items()}
-    run = [ir_measures.ScoredDoc(str(qid), str(doc_id), float(score))
-           for qid, rows in ranking.items() for doc_id, _, score in rows]
-    qrels_ = [ir_measures.Qrel(str(qid), str(pid), rel) for qid, pid, rel in qrels]
-    return float(ir_measures.calc_aggregate([nDCG @ K], qrels_, run)[nDCG @ K]), top
+    judged: dict = {}
+    for qid, pid, rel in qrels:
+        judged.setdefault(str(qid), {})[str(pid)] = rel
+    return score_run(ranking, judged, [f"nDCG@{K}"])[f"nDCG@{K}"], top
 
 
 def overlap(a: dict, b: dict) -> float:

@@ -2,10 +2,12 @@
 
     python benchmarks/pooling.py                      # -> benchmarks/results/pooling.json (and a table on stdout)
     python benchmarks/pooling.py --rounds 2 --factors 1 2 3
+    python benchmarks/pooling.py --docs 1000 --rounds 1   # a subset: the 300 queries' relevant documents + others
 
 Each build runs in its own process (rounds interleave the factors, so a busy machine slows them alike) with the
-MiniLM ColBERT checkpoint of ../shared/compat, nbits 2, on all 5,183 SciFact documents; it then searches the 300
-queries at k=10. Per pool_factor: embeddings kept (and their share of the unpooled count), index bytes per document,
+MiniLM ColBERT checkpoint of ../shared/compat, nbits 2, on all 5,183 SciFact documents (or, with --docs N, on a
+subset: every document some query's qrels name, then others in a seeded random order up to N); it then searches the
+300 queries at k=10. Per pool_factor: embeddings kept (and their share of the unpooled count), index bytes per document,
 indexing time (median over rounds) and the part of it spent pooling, nDCG@10 (ir_measures, qrels.tsv) and
 overlap@10 with the unpooled index's top 10. The MiniLM checkpoint's 384 -> 128 head is untrained, so its nDCG is
 low and says little about what pooling does to a trained ColBERT; overlap@10 and the nDCG gap are what to read.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -65,11 +68,34 @@ def ensure_checkpoint() -> Path:
     return path
 
 
-def build_and_search(checkpoint: Path, pool_factor: int, threads: int) -> dict:
+def collection_file(docs: int) -> Path:
+    """SciFact's collection, or a subset of `docs` documents holding every document the qrels name."""
+    full = SCIFACT / "collection.tsv"
+    lines = full.read_text(encoding="utf-8").splitlines(keepends=True)
+    if docs >= len(lines):
+        return full
+    relevant = {line.split("\t")[1] for line in (SCIFACT / "qrels.tsv").read_text().splitlines() if line.strip()}
+    order = list(range(len(lines)))
+    random.Random(0).shuffle(order)
+    chosen = {i for i, line in enumerate(lines) if line.split("\t", 1)[0] in relevant}
+    for i in order:
+        if len(chosen) >= docs:
+            break
+        chosen.add(i)
+    path = WORK / f"scifact_{docs}.tsv"
+    path.write_text("".join(lines[i] for i in sorted(chosen)), encoding="utf-8")
+    return path
+
+
+def index_name(pool_factor: int, docs: int) -> str:
+    return f"scifact{'' if docs >= 5183 else f'_{docs}'}.pool{pool_factor}"
+
+
+def build_and_search(checkpoint: Path, pool_factor: int, threads: int, collection: Path, docs: int) -> dict:
     out = WORK / f"pooling_pf{pool_factor}.json"
     args = {"checkpoint": str(checkpoint), "pool_factor": pool_factor, "threads": threads,
-            "root": str(WORK / "indexes"), "name": f"scifact.pool{pool_factor}", "out": str(out),
-            "collection": str(SCIFACT / "collection.tsv"), "queries": str(SCIFACT / "queries.tsv")}
+            "root": str(WORK / "indexes"), "name": index_name(pool_factor, docs), "out": str(out),
+            "collection": str(collection), "queries": str(SCIFACT / "queries.tsv")}
     subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], check=True, cwd=ROOT)
     return json.loads(out.read_text())
 
@@ -93,17 +119,20 @@ def main() -> None:
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=5183, help="index a subset of this many documents")
     parser.add_argument("--out", default=str(HERE / "results" / "pooling.json"))
     args = parser.parse_args()
     if 1 not in args.factors:
         args.factors = [1, *args.factors]
     WORK.mkdir(exist_ok=True)
     checkpoint = ensure_checkpoint()
+    collection = collection_file(args.docs)
+    num_docs = sum(1 for _ in open(collection, encoding="utf-8"))
     rounds: dict[int, list[dict]] = {f: [] for f in args.factors}
     for r in range(args.rounds):
         for factor in args.factors:
             print(f"round {r + 1}/{args.rounds}: pool_factor {factor}", file=sys.stderr, flush=True)
-            rounds[factor].append(build_and_search(checkpoint, factor, args.threads))
+            rounds[factor].append(build_and_search(checkpoint, factor, args.threads, collection, args.docs))
     base = rounds[1][-1]
     base_seconds = statistics.median(m["seconds"] for m in rounds[1])
     results = {}
@@ -123,7 +152,8 @@ def main() -> None:
             "nDCG@10": ndcg_at_10(last["run"]),
             "overlap@10_with_unpooled": overlap_at_10(last["run"], base["run"]),
         }
-    result = {"benchmark": "pooling", "collection": "scifact (5,183 docs, 300 queries)", "nbits": 2,
+    result = {"benchmark": "pooling", "collection": f"scifact ({num_docs:,} docs, 300 queries)", "nbits": 2,
+              "command": "python benchmarks/pooling.py " + " ".join(sys.argv[1:]),
               "threads": args.threads, "rounds": args.rounds,
               "note": "shared 2-core machine; the MiniLM head is untrained, so nDCG@10 is low for every factor",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}

@@ -53,7 +53,7 @@ REFERENCE_PYTHON = Path.home() / ".cache" / "colbert-reference" / "venv" / "bin"
 
 REFERENCE_SNIPPET = r"""
 import json, sys, time, torch
-args = json.loads(sys.argv[1])
+args = json.load(open(sys.argv[1]))
 torch.set_num_threads(args["threads"])
 from colbert.infra import ColBERTConfig
 from colbert.modeling.checkpoint import Checkpoint
@@ -62,8 +62,8 @@ ckpt = Checkpoint(args["checkpoint"], colbert_config=ColBERTConfig())
 out = {"doc_maxlen": ckpt.colbert_config.doc_maxlen, "runs": []}
 def rerank(query, docs):
     Q = ckpt.queryFromText([query])
-    D, mask = ckpt.docFromText(docs, bsize=args["bsize"])
-    return colbert_score(Q, D, mask, config=ckpt.colbert_config)
+    D = ckpt.docFromText(docs, bsize=args["bsize"])[0]  # (n, L, d), zero vectors where masked
+    return colbert_score(Q, D, D.abs().sum(-1) != 0, config=ckpt.colbert_config)
 rerank(args["work"][0]["query"], args["work"][0]["docs"][:10])  # warm-up
 for item in args["work"]:
     row = {}
@@ -112,8 +112,9 @@ def reference(checkpoint: str, work: list[dict], threads: int, bsize: int) -> di
     payload = json.dumps({"checkpoint": checkpoint, "work": work, "threads": threads, "sizes": list(SIZES),
                           "bsize": bsize})
     with tempfile.TemporaryDirectory() as cwd:  # colbert-ai reads git metadata of its working directory
-        proc = subprocess.run([str(REFERENCE_PYTHON), "-c", REFERENCE_SNIPPET, payload], capture_output=True,
-                              text=True, env=env, cwd=cwd)
+        (Path(cwd) / "work.json").write_text(payload)
+        proc = subprocess.run([str(REFERENCE_PYTHON), "-c", REFERENCE_SNIPPET, str(Path(cwd) / "work.json")],
+                              capture_output=True, text=True, env=env, cwd=cwd)
     line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         return {"failed": proc.stderr[-3000:]}
@@ -162,7 +163,7 @@ def ndcg10(run: dict, qrels: dict) -> float:
     from ir_measures import nDCG
 
     scored = [ir_measures.ScoredDoc(q, str(d), s) for q, rows in run.items() for d, s in rows]
-    qrel_list = [ir_measures.Qrel(q, d, r) for q, docs in qrels.items() for d, r in docs.items()]
+    qrel_list = [ir_measures.Qrel(q, d, r) for q, docs in qrels.items() if q in run for d, r in docs.items()]
     return ir_measures.calc_aggregate([nDCG @ 10], qrel_list, scored)[nDCG @ 10]
 
 

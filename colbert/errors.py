@@ -41,3 +41,7 @@ class DriftWarning(ColBERTWarning):
 
 class KernelWarning(ColBERTWarning):
     """The native kernels are being compiled (once), or the slower pure-PyTorch kernels are used instead."""
+
+
+class IndexLockedError(ColBERTError, TimeoutError):
+    """Another writer held an index's lock for longer than the lock timeout; nothing was written."""

@@ -6,7 +6,9 @@
     updater.remove(["doc-3", "doc-17"])
     updater.persist_to_disk()                  # one atomic commit; a new Searcher on the index now sees them
 
-Ids are the users' own (ints or strings) and never change: removing a passage renumbers only internal positions.
+Ids are the users' own (ints or strings) and never change. Pids (positions) are stable too, as in the reference: a
+removed passage keeps its position with doclen 0 and new passages take the next pids, so colbert-ai, which returns
+pids and ignores doc_ids.json, reads an index persisted here with the same ids for the same documents.
 New passages are compressed with the index's centroids; when additions since the centroids were fitted exceed
 `drift_warning` of the embeddings they were fitted on, a warning recommends rebuilding the index (`reindex()`
 refits the centroids on the stored embeddings without a model, but measured on SciFact it does not recover the
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CHUNKSIZE = index_plan.MAX_CHUNK_PASSAGES  # the reference's name for the largest chunk (see chunk_capacity)
 DRIFT_WARNING = 0.5  # warn when embeddings added since the centroids were fitted exceed this share of those fitted on
 UPDATES_KEY = "updates"  # in metadata.json: {"next_doc_id", "fitted_embeddings", "added_embeddings"}
 
@@ -101,8 +104,9 @@ class IndexUpdater:
         checkpoint: the encoder for added passages (a name, a folder or a Checkpoint); default the searcher's, or the
             one the index was built with.
         drift_warning: see the module docstring; None never warns.
-        lock_timeout: seconds a change waits while another writer of the same searcher is at work before raising
-            IndexBusyError; None waits as long as it takes.
+        lock_timeout: seconds a change waits for another writer before raising: IndexBusyError for a writer of the
+            same searcher in this process, IndexLockedError (naming its pid) for a writer in another process
+            holding the index's lock in persist_to_disk. None waits as long as it takes.
 
     Raises:
         TypeError: no searcher or index folder was given.
@@ -110,12 +114,22 @@ class IndexUpdater:
 
     def __init__(self, config: Optional[ColBERTConfig] = None, searcher: Optional[Union[Searcher, str, os.PathLike]] = None,
                  checkpoint: Optional[CheckpointLike] = None, *, drift_warning: Optional[float] = DRIFT_WARNING,
-                 lock_timeout: Optional[float] = None) -> None:
+                 lock_timeout: Optional[float] = versions.LOCK_TIMEOUT_S) -> None:
         if searcher is None:
             raise TypeError("IndexUpdater needs the Searcher to update (or an index folder): "
                             "IndexUpdater(config, searcher, checkpoint)")
+        if config is not None and not isinstance(config, ColBERTConfig):
+            raise TypeError(f"config must be a ColBERTConfig or None, got {type(config).__name__}")
+        for name, value in (("drift_warning", drift_warning), ("lock_timeout", lock_timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not value >= 0):
+                raise ValueError(f"{name} must be a number >= 0 or None, got {value!r}")
+        self.lock_timeout = lock_timeout
         if isinstance(searcher, (str, os.PathLike)):
-            self.searcher, self.handle = None, IndexHandle(LoadedIndex.open(searcher))
+            mmap = bool(config is not None and config.load_index_with_mmap)
+            self.searcher, self.handle = None, IndexHandle(LoadedIndex.open(searcher, mmap=mmap), mmap=mmap)
+        elif not hasattr(searcher, "index_handle"):
+            raise TypeError(f"searcher must be a Searcher or an index folder, got {type(searcher).__name__}")
         else:
             self.searcher, self.handle = searcher, searcher.index_handle
         loaded = self.handle.snapshot().loaded
@@ -139,12 +153,13 @@ class IndexUpdater:
 
     @property
     def ids(self) -> list[DocId]:
-        """The ids of the passages in the index, with the changes not yet persisted."""
+        """The ids of the passages in the index (removed ones left out), with the changes not yet persisted."""
         loaded = self.loaded
-        return list(range(loaded.num_passages)) if loaded.doc_ids is None else list(loaded.doc_ids)
+        ids = range(loaded.num_passages) if loaded.doc_ids is None else loaded.doc_ids
+        return [doc_id for doc_id, n in zip(ids, loaded.doclens.tolist()) if doc_id is not None and n > 0]
 
     def __len__(self) -> int:
-        return self.loaded.num_passages
+        return len(self.ids)
 
     def __contains__(self, doc_id: object) -> bool:
         try:
@@ -239,7 +254,7 @@ class IndexUpdater:
                 raise ValueError(f"{len(unknown):,} of the ids to remove are not in the index at {self.index_path}: "
                                  f"{', '.join(map(repr, unknown[:5]))}{', ...' if len(unknown) > 5 else ''}; "
                                  "nothing was removed")
-            if ids and len(ids) == state.num_passages:
+            if ids and len(ids) == state.num_live:
                 raise ValueError(f"Removing all {len(ids):,} passages would leave an empty index; build a new index "
                                  "instead (Indexer.index(name, collection, overwrite=True))")
             self._check_base(state)
@@ -264,6 +279,8 @@ class IndexUpdater:
             IndexChangedError: another writer committed, or the index was deleted, since it was opened; nothing is
                 written and the changes stay in memory.
             IndexBusyError: another writer held the index for more than `lock_timeout` seconds.
+            IndexLockedError: a writer in another process held the index's lock for more than `lock_timeout`
+                seconds; nothing is written and the changes stay in memory.
         """
         with self._editing() as edits:
             self._check_base(edits.state)
@@ -318,7 +335,7 @@ class IndexUpdater:
         the new files instead of holding edits in RAM)."""
         state = edits.state
         real = Path(os.path.realpath(self.index_path))  # an index reached through a symlink is updated in place
-        with versions.transaction(real, base=state.base) as txn:
+        with versions.transaction(real, base=state.base, lock_timeout=self.lock_timeout) as txn:
             if edits.documents is not None:
                 write_documents(txn.dir, edits.documents)  # before the index's files, metadata.json last
             state.write(txn.dir, base_dir=real, capacity=chunk_capacity(self.config.doc_maxlen))
@@ -398,7 +415,7 @@ class IndexUpdater:
 
     def __repr__(self) -> str:
         snap = self.handle.snapshot()
-        return f"IndexUpdater({str(self.index_path)!r}, {snap.loaded.num_passages:,} passages, pending={snap.pending})"
+        return f"IndexUpdater({str(self.index_path)!r}, {len(self):,} passages, pending={snap.pending})"
 
 
 def _fresh_state(loaded: LoadedIndex) -> IndexState:
@@ -424,11 +441,14 @@ def _check_new_ids(state: IndexState, ids: list[DocId], count: int) -> list[DocI
 
 
 def _next_ids(state: IndexState, count: int) -> list[DocId]:
-    """The next free integer ids (strings when every id of the index is a string); never reused."""
+    """The next free integer ids (strings when every id of the index is a string); never reused. In an index
+    whose ids are its pids they are the next pids, as the reference's add returns."""
     updates = state.metadata[UPDATES_KEY]
-    values = [v for v in map(_int_value, state.doc_ids) if v is not None]
-    start = max([updates.get("next_doc_id", 0), *(v + 1 for v in values)])
-    as_str = all(isinstance(d, str) for d in state.doc_ids)
+    live = state.live_ids
+    values = [v for v in map(_int_value, live) if v is not None]
+    positional = state.num_passages if state.stored_ids() is None else 0
+    start = max([updates.get("next_doc_id", 0), positional, *(v + 1 for v in values)])
+    as_str = bool(live) and all(isinstance(d, str) for d in live)
     new = [str(n) if as_str else n for n in range(start, start + count)]
     updates["next_doc_id"] = start + count
     return new

@@ -23,6 +23,7 @@ from colbert.indexing.documents import MetadataLike, align_metadata
 from colbert.modeling.pooling import check_pooling
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.run import Run
+from colbert.utils.checks import check_config, check_path, check_verbose
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +54,18 @@ class Indexer:
     """
 
     def __init__(self, checkpoint: Union[str, os.PathLike], config: Optional[ColBERTConfig] = None,
-                 verbose: int = 3) -> None:
+                 verbose: int = 3, *, lock_timeout: Optional[float] = versions.LOCK_TIMEOUT_S) -> None:
         self.index_path: Optional[str] = None
-        self.verbose = verbose
-        self.checkpoint = str(checkpoint)
-        self.checkpoint_config = ColBERTConfig.load_from_checkpoint(self.checkpoint)
-        self.config = Run().resolve(self.checkpoint_config, config=config)
-        self.config.configure(checkpoint=self.checkpoint)
+        self.verbose = check_verbose(verbose)
+        self.checkpoint = check_path(checkpoint, "checkpoint")
+        check_config(config)
+        self.lock_timeout = lock_timeout
+        self.checkpoint_config = ColBERTConfig.load_from_checkpoint(self.checkpoint)  # CheckpointError if missing
+        self.config = Run().resolve(self.checkpoint_config, config=config, checkpoint=self.checkpoint)
         self.stats: Any = None
 
     def configure(self, **kwargs: Any) -> None:
+        """Set config fields for the next `index` calls (checked before anything is set)."""
         self.config.configure(**kwargs)
 
     def get_index(self) -> Optional[str]:
@@ -87,6 +90,9 @@ class Indexer:
             raise ValueError(f"overwrite must be one of {OVERWRITE_VALUES}, got {overwrite!r}")
         if name != "":
             check_index_name(name)
+        if self.config.similarity != "cosine":
+            raise ValueError(f"similarity={self.config.similarity!r} is not supported by indexing or search; use "
+                             "'cosine'")
         collection = Collection.cast(collection)
         stored_metadata = None
         if store_documents or (store_documents is None and metadata is not None):
@@ -94,9 +100,9 @@ class Indexer:
         elif metadata is not None:
             raise ValueError("metadata was given with store_documents=False; metadata is only kept with the texts")
         described = collection.path or f"<{len(collection):,} passages given in memory>"
-        self.configure(collection=described, index_name=name, resume=overwrite == "resume")
-        index_path = Path(self.config.index_path_ or self.config.index_root_)  # name "": index_root itself
-        if name == "" and not self.config.index_path:
+        config = self.config.replace(collection=described, index_name=name, resume=overwrite == "resume")
+        index_path = Path(config.index_path_ or config.index_root_)  # name "": index_root itself
+        if name == "" and not config.index_path:
             _check_root_as_index(index_path)
         self.index_path = str(index_path)
         if index_format.is_complete(index_path) and overwrite in ("reuse", "resume"):
@@ -105,26 +111,33 @@ class Indexer:
         if index_path.exists() and any(index_path.iterdir()) and overwrite is False:
             raise IndexExistsError(f"An index already exists at {index_path}. Pass overwrite=True to rebuild it, "
                                    "overwrite='reuse' to keep it, or choose another name.")
-        self._build(index_path, collection, resume=overwrite == "resume", metadata=stored_metadata)
+        self._build(index_path, collection, config, resume=overwrite == "resume", metadata=stored_metadata)
         return self.index_path
 
-    def _build(self, index_path: Path, collection: Collection, resume: bool,
+    def _build(self, index_path: Path, collection: Collection, config: ColBERTConfig, resume: bool,
                metadata: Optional[list[dict]] = None) -> None:
+        """Build in the staging folder and publish. An exception removes the staging folder (nothing is left
+        behind); an interruption (KeyboardInterrupt, a killed process) keeps it for overwrite='resume'."""
+        from colbert.indexing import load_or_make_plan
         from colbert.infra.launcher import launch
 
+        check_nbits(config.nbits)
+        check_pooling(config.pool_factor, config.protected_tokens, config.clustering_mode)
         staging = staging_path(index_path)
         if staging.exists() and not resume:
             shutil.rmtree(staging)
         staging.mkdir(parents=True, exist_ok=True)
-        from colbert.indexing import load_or_make_plan
+        from colbert.indexing.collection_indexer import kmeans_override
 
-        check_nbits(self.config.nbits)
-        check_pooling(self.config.pool_factor, self.config.protected_tokens, self.config.clustering_mode)
-        plan = load_or_make_plan(staging, collection, self.config, self.config.nranks, resume)
-        backend = "nccl" if self.config.gpus != 0 and _cuda_count() >= self.config.nranks else "gloo"
-        self.stats = launch(_index_rank, str(staging), collection, self.config, plan, resume, self.verbose,
-                            metadata, nranks=self.config.nranks, backend=backend)
-        publish(staging, index_path)
+        try:
+            plan = load_or_make_plan(staging, collection, config, config.nranks, resume)
+            backend = "nccl" if config.gpus != 0 and _cuda_count() >= config.nranks else "gloo"
+            self.stats = launch(_index_rank, str(staging), collection, config, plan, resume, self.verbose,
+                                metadata, kmeans_override(config), nranks=config.nranks, backend=backend)
+            publish(staging, index_path, self.lock_timeout)
+        except Exception:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         logger.info("Index written to %s", index_path)
 
 
@@ -145,7 +158,7 @@ def _cuda_count() -> int:
 
 
 def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, config: ColBERTConfig, plan: Any,
-                resume: bool, verbose: int, metadata: Optional[list[dict]] = None) -> Any:
+                resume: bool, verbose: int, metadata: Optional[list[dict]] = None, kmeans: Any = None) -> Any:
     """One rank's share of a build: load the checkpoint on this rank's device, then build_index."""
     import torch
 
@@ -157,14 +170,14 @@ def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, co
         device = torch.device("cuda", rank % torch.cuda.device_count())
     checkpoint = Checkpoint(config.checkpoint, colbert_config=config, verbose=verbose, device=device)
     return build_index(Path(staging), collection, checkpoint, checkpoint.colbert_config, plan, rank=rank,
-                       nranks=nranks, resume=resume, show_progress=verbose > 0, metadata=metadata)
+                       nranks=nranks, resume=resume, show_progress=verbose > 0, metadata=metadata, kmeans=kmeans)
 
 
-def publish(staging: Path, index_path: Path) -> None:
+def publish(staging: Path, index_path: Path, lock_timeout: Optional[float] = versions.LOCK_TIMEOUT_S) -> None:
     """Move a complete build into place with one atomic commit (colbert.indexing.versions): an old index at
     `index_path` is swapped out by a single rename and deleted after, so at every moment `index_path` holds the
     whole old index or the whole new one, never nothing, and readers never mix the two."""
     if not index_format.is_complete(staging):
         raise RuntimeError(f"The build in {staging} is incomplete; run again with overwrite='resume'")
-    with versions.transaction(index_path, staging=staging) as txn:
+    with versions.transaction(index_path, staging=staging, lock_timeout=lock_timeout) as txn:
         txn.commit()

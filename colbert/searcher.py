@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping, Optiona
 import torch
 from torch import Tensor
 
+from colbert import kernels
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
@@ -33,6 +34,8 @@ from colbert.search import plaid
 from colbert.search.diversity import candidates_for, check_diversity, diversify
 from colbert.search.index import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
+from colbert.modeling.hf_format import check_checkpoint_name
+from colbert.utils.checks import check_config, check_path, check_verbose
 from colbert.utils.progress import progress
 
 if TYPE_CHECKING:
@@ -69,6 +72,18 @@ def _as_int_tensor(ids: Union[Tensor, list]) -> Optional[Tensor]:
     return t.long()
 
 
+def _check_filter(filter_fn: Any) -> None:
+    if filter_fn is not None and not callable(filter_fn):
+        raise TypeError(f"filter_fn must be a function of the candidate pids (or None), got {type(filter_fn).__name__}")
+
+
+def _check_finite(Q: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(Q).all()):
+        raise ValueError(f"{what} hold NaN or infinite values, so no document could be ranked; the checkpoint's "
+                         "weights are probably corrupt (check them with torch.isfinite), or the embeddings passed "
+                         "to dense_search were")
+
+
 def _looks_like_a_path(name: str) -> bool:
     return os.path.isabs(name) or name.startswith(("./", "../", "~")) or os.sep + os.sep in name
 
@@ -85,20 +100,26 @@ class Searcher:
         index_root: the folder holding named indexes.
         verbose: 0 silent, 1 progress bars, 2 and 3 also log the config.
 
-    Codes and residuals are memory-mapped when searching on CPU (no extra RAM; pages are read on first use) unless
-    `config.load_index_with_mmap` is set explicitly; on a GPU they are read into device memory.
+    Codes and residuals are read into memory, as the reference does, unless `config.load_index_with_mmap=True`
+    (CPU only): then they are memory-mapped (no extra RAM, pages read on first use), and the index files must not be
+    changed in place while the Searcher is open (this library only ever replaces them by rename; a `cp` over a live
+    index could then kill the process with SIGBUS).
     """
 
     def __init__(self, index: Union[str, os.PathLike], checkpoint: Optional[Union[str, os.PathLike]] = None,
                  collection: Optional[CollectionLike] = None, config: Optional[ColBERTConfig] = None,
                  index_root: Optional[str] = None, verbose: int = 3) -> None:
-        self.verbose = verbose
+        self.verbose = check_verbose(verbose)
+        index = check_path(index, "index")
+        checkpoint = None if checkpoint is None else check_path(checkpoint, "checkpoint")
+        index_root = None if index_root is None else check_path(index_root, "index_root")
+        check_config(config)
         initial = Run().resolve(config=config)  # the index's and checkpoint's configs sit below it
+        if checkpoint is not None:
+            check_checkpoint_name(checkpoint)  # before the index is read: CheckpointError naming a missing folder
         self.index = str(resolve_index_path(index, index_root or initial.index_root_))
         self.device = resolve_device(initial)
-        mmap = self.device.type == "cpu"
-        if "load_index_with_mmap" in initial.assigned:
-            mmap = bool(initial.load_index_with_mmap)
+        mmap = bool(initial.load_index_with_mmap)
         if mmap and self.device.type != "cpu":
             raise ValueError(f"A memory-mapped index can only be searched on CPU, not {self.device}; set "
                              "ColBERTConfig(load_index_with_mmap=False) or gpus=0")
@@ -107,8 +128,10 @@ class Searcher:
         self.dim = loaded.dim  # fixed for the life of the index: updates keep it
         name = str(checkpoint) if checkpoint is not None else self.index_config.checkpoint
         self.checkpoint_config = self._checkpoint_config(name, given=checkpoint is not None)
-        self.config = ColBERTConfig.from_existing(self.checkpoint_config, self.index_config, initial)
-        self.config.configure(checkpoint=name, load_index_with_mmap=mmap)
+        self.config = ColBERTConfig.from_existing(self.checkpoint_config, self.index_config, initial,
+                                                  ColBERTConfig(checkpoint=name, load_index_with_mmap=mmap))
+        if self.config.similarity != "cosine":
+            raise ValueError(f"similarity={self.config.similarity!r} is not supported by search; use 'cosine'")
         self._collection = collection
         self._documents: tuple[int, Union[Documents, bool]] = (-1, False)  # (generation, documents) read last
         self.checkpoint = self._load_checkpoint(name)
@@ -160,7 +183,13 @@ class Searcher:
                                   f"{e}") from e
 
     def configure(self, **kwargs: object) -> None:
-        """Set config fields, e.g. `searcher.configure(ncells=4, ndocs=4096)`; they apply from the next search."""
+        """Set config fields, e.g. `searcher.configure(ncells=4, ndocs=4096)`; they apply from the next search.
+
+        Each value is checked first (TypeError / ValueError naming the field); fields fixed by the index (dim,
+        nbits, similarity) cannot change."""
+        fixed = {"dim", "nbits", "similarity", "load_index_with_mmap"} & kwargs.keys()
+        if fixed:
+            raise ValueError(f"{', '.join(sorted(fixed))} cannot change on an open Searcher; open a new one")
         self.config.configure(**kwargs)
 
     @property
@@ -219,10 +248,10 @@ class Searcher:
         """Query embeddings: (n, query_maxlen, d), or longer with full_length_search (one query per call).
 
         Queries longer than query_maxlen - 3 wordpieces are truncated, as in the reference, unless
-        full_length_search; an empty query encodes as [CLS] [Q] [SEP] + [MASK]s.
+        full_length_search; an empty query encodes as `[CLS] [Q] [SEP]` + `[MASK]`s.
         """
         queries = [text] if isinstance(text, str) else text
-        self.checkpoint.query_tokenizer.query_maxlen = self.config.query_maxlen
+        self.checkpoint.query_tokenizer.query_maxlen = self.config.query_maxlen  # configure() may have changed it
         bsize = SEARCH_ALL_BATCH if len(queries) > SEARCH_ALL_BATCH else None
         return self.checkpoint.queryFromText(queries, bsize=bsize, full_length_search=full_length_search)
 
@@ -248,6 +277,7 @@ class Searcher:
         if not isinstance(text, str):
             raise TypeError(f"search takes one query as a str, got {type(text).__name__}; use search_all for many")
         k = check_k(k)
+        _check_filter(filter_fn)
         diversity = check_diversity(diversity)
         Q = self.encode(text, full_length_search=full_length_search)
         return self.dense_search(Q, k, filter_fn=filter_fn, pids=pids, exact=exact, diversity=diversity)
@@ -257,6 +287,7 @@ class Searcher:
                      diversity: float = 0.0) -> SearchResult:
         """`search` for a query already encoded. Shapes: Q (1, Lq, d) or (Lq, d)."""
         k = check_k(k)
+        _check_filter(filter_fn)
         diversity = check_diversity(diversity)
         Q = self._check_query(Q)
         snap = self.index_handle.snapshot()  # one state for the whole query
@@ -269,19 +300,23 @@ class Searcher:
                    qid_to_pids: Optional[Mapping[Hashable, Iterable[DocId]]] = None,
                    *, exact: bool = False, diversity: float = 0.0) -> Ranking:
         """Search many queries ({qid: text}, a list, a TSV path or Queries) in batches of SEARCH_ALL_BATCH, keeping
-        only the top k of each: memory grows with the number of queries times k, not with the index.
+        only the top k of each: memory grows with the number of queries times k, not with the index. The other
+        arguments are those of `search`.
 
         Args:
             qid_to_pids: per query, the document ids to restrict it to (as `search(pids=...)`); every qid needs one.
             full_length_search: each query is encoded at its own length (one at a time).
             diversity: as `search` (MMR per query).
-            Other arguments as `search`.
 
         Returns:
             A Ranking {qid: [(id, rank, score), ...]}, every query answered by the same state of the index.
         """
         k = check_k(k)
+        _check_filter(filter_fn)
         diversity = check_diversity(diversity)
+        if isinstance(queries, str) and not os.path.exists(queries):
+            raise FileNotFoundError(f"search_all got the str {queries[:80]!r}, which is not a queries file; pass a "
+                                    "list or dict of queries, or use search(text) for one query")
         queries = Queries.cast(queries)
         qids = list(queries.keys())
         if qid_to_pids is not None:
@@ -310,7 +345,59 @@ class Searcher:
         provenance = {"source": "Searcher.search_all", "index": self.index, "k": k, "exact": exact,
                       **({"diversity": diversity} if diversity else {}),
                       "queries": queries.provenance()}
-        return Ranking(data=data, provenance=provenance)
+        return Ranking(data=data, provenance=provenance, run_dir=Run().config.path_)  # where save() puts names
+
+    def explain(self, query: str, doc_id: DocId, text: Optional[str] = None,
+                full_length_search: bool = False) -> Any:
+        """Why document `doc_id` scores what it does for `query`: the MaxSim terms over its stored (decompressed)
+        vectors, token by token (colbert.explain). The score equals what `search(query, exact=True)` gives it.
+
+        Args:
+            query: the query text.
+            doc_id: the document's id in the index.
+            text: its text, to name and shade its tokens; default the text stored with the index
+                (`self.document(doc_id)`), else from the collection (`self.collection`) when there is one. Without text, or when the text does not give the stored number of vectors (a pooled
+                index, a different text), matches name vectors by position and the page has no heatmap.
+
+        Raises:
+            KeyError: doc_id is not in the index.
+        """
+        from colbert.explain import build_explanation, document_tokens, kept_positions, query_tokens
+
+        if not isinstance(query, str):
+            raise TypeError(f"explain takes one query as a str, got {type(query).__name__}")
+        snap = self.index_handle.snapshot()  # one state for the vectors and the text
+        pid = snap.loaded.pid_of(doc_id)
+        Q = self.encode(query, full_length_search=full_length_search)[0]  # (Lq, d)
+        codes, packed, _ = snap.view.gather(torch.tensor([pid], device=self.device))
+        D = kernels.decompress_residuals(codes, packed, snap.view.centroids, snap.view.bucket_weights,
+                                         snap.loaded.nbits)  # (doclen, d)
+        text = self._text_of(doc_id) if text is None else text
+        names, spans, positions = [], [], None
+        if text:
+            ids, names, spans = document_tokens(self.checkpoint, text)
+            positions = kept_positions(self.checkpoint, ids)
+            if len(positions) != D.size(0):
+                logger.info("Document %r has %d stored vectors but its text gives %d tokens (a pooled index, or "
+                            "another text): explaining vectors, not tokens", doc_id, D.size(0), len(positions))
+                positions = None
+        return build_explanation(query, text or "", query_tokens(self.checkpoint, query, full_length_search), names,
+                                 spans, positions, Q.float().cpu(), D.float().cpu())
+
+    def _text_of(self, doc_id: DocId) -> Optional[str]:
+        """The document's text: stored with the index, else from the collection when there is one holding that id."""
+        if self.documents is not None:
+            return self.documents.get(doc_id)["text"]
+        try:
+            collection = self.collection
+        except FileNotFoundError:
+            return None
+        if collection.ids is None:
+            return collection[doc_id] if isinstance(doc_id, int) and 0 <= doc_id < len(collection) else None
+        try:
+            return collection[collection.ids.index(doc_id)]
+        except ValueError:
+            return None
 
     def pids_of(self, ids: Iterable[DocId]) -> Tensor:
         """Positions in the index of document ids (sorted, unique), for `filter_fn`s over string ids.
@@ -328,6 +415,7 @@ class Searcher:
         fast = _as_int_tensor(ids) if loaded.doc_ids is None else None
         if fast is not None:  # ids are pids: checked in one go, allow-lists may be long
             outside = (fast < 0) | (fast >= loaded.num_passages)  # (n,)
+            outside[~outside] = loaded.doclens[fast[~outside]] == 0  # removed passages are not documents
             bad = fast[outside].tolist()
             pids = fast
         else:
@@ -350,13 +438,20 @@ class Searcher:
         if Q.dim() != 2 or Q.size(1) != self.dim or Q.size(0) == 0:
             raise ValueError(f"Q must hold one query's embeddings, shaped (1, Lq, {self.dim}) or "
                              f"(Lq, {self.dim}); got {tuple(Q.shape)}. Use search_all for many queries.")
+        if Q.is_complex() or not (Q.is_floating_point()):
+            raise TypeError(f"Q must hold floating-point embeddings, got {Q.dtype}")
+        _check_finite(Q, "the query embeddings")
         return Q.to(self.device, torch.float32)
 
     def _encode_batch(self, texts: list[str], full_length_search: bool) -> list[Tensor]:
         """Each query's embeddings (Lq, d); with full_length_search one at a time, each at its own length."""
         if full_length_search:
-            return [self.encode(text, full_length_search=True)[0] for text in texts]
-        return list(self.encode(texts))
+            encoded = [self.encode(text, full_length_search=True)[0] for text in texts]
+        else:
+            encoded = list(self.encode(texts))
+        for text, Q in zip(texts, encoded):
+            _check_finite(Q, f"the embeddings of the query {text[:80]!r}")
+        return encoded
 
     def _stack(self, encoded: list[Tensor]) -> Tensor:
         return torch.stack(encoded).to(self.device, torch.float32)  # (B, Lq, d)

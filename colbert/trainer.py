@@ -18,7 +18,6 @@ raise ValueError instead of failing an assert; `train(resume=True)` continues an
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from pathlib import Path
@@ -28,6 +27,7 @@ from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import resolve_device
 from colbert.infra.launcher import launch, torchrun_rank
 from colbert.infra.run import Run
+from colbert.utils.checks import check_config
 from colbert.training.batcher import describe_source
 from colbert.training.distributed import backend_for
 from colbert.training.state import STATE_FILE, check_resumable, latest_state, read_state, resume_settings
@@ -50,6 +50,7 @@ class Trainer:
     """
 
     def __init__(self, triples: Any, queries: Any, collection: Any, config: Optional[ColBERTConfig] = None) -> None:
+        check_config(config)
         self.config = ColBERTConfig.from_existing(config, Run().config)
         self.triples, self.queries, self.collection = triples, queries, collection
         self._best_checkpoint_path: Optional[str] = None
@@ -72,10 +73,9 @@ class Trainer:
             ValueError: bad settings, triples naming unknown ids, or a resume with other settings; raised before
                 the first step.
         """
-        config = copy.copy(self.config)  # settings resolved for this call only
-        resume = config.resume if resume is None else resume
-        nranks = _nranks(config)
-        config.configure(nranks=nranks)
+        resume = self.config.resume if resume is None else resume
+        nranks = _nranks(self.config)
+        config = self.config.replace(nranks=nranks)  # settings resolved for this call only
         device = resolve_device(config)
         check_settings(config, nranks, device.type)
         run_dir = os.path.join(config.root, config.experiment, config.name)

@@ -32,6 +32,7 @@ def plain(markdown: str) -> str:
 
 def sections(text: str) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) of a markdown text, without fenced code blocks and tables."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)  # front matter
     text = re.sub(r"```.*?```", "", text, flags=re.S)
     out: list[tuple[str, list[str]]] = [("", [])]
     for block in re.split(r"\n\s*\n", text):

@@ -3,7 +3,7 @@
     python examples/llamaindex_retriever.py --checkpoint colbert-ir/colbertv2.0 --docs 300
 
 Indexes the first --docs SciFact passages (../shared/data/scifact) with their texts stored, retrieves nodes for a
-query, and reranks them with ColBERTRerank (no LLM needed). Needs `pip install colbert[llamaindex]`.
+query, and reranks them with ColBERTRerank (no LLM needed). Needs `pip install colbert-ai[llamaindex]`.
 """
 
 from __future__ import annotations

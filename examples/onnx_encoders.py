@@ -6,7 +6,7 @@ onnxruntime.
 
 Prints the largest difference between torch and the fp32 / int8 ONNX models on a few queries and documents, then
 indexes the first --docs SciFact passages and searches them with a Searcher whose checkpoint is an OnnxCheckpoint.
-Needs `pip install colbert[onnx]`.
+Needs `pip install colbert-ai[onnx]`.
 """
 
 from __future__ import annotations

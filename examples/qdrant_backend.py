@@ -6,7 +6,7 @@
 Indexes the first --docs SciFact passages (../shared/data/scifact) with metadata, exports the index into a Qdrant
 collection (multivector, MAX_SIM), compares its top-10 with our exact search, filters on metadata, and mirrors an
 add and a remove. Local mode (the default, no server) is pure Python: fine for trying it, not for speed. Needs
-`pip install colbert[qdrant]`.
+`pip install colbert-ai[qdrant]`.
 """
 
 from __future__ import annotations

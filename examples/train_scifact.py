@@ -5,7 +5,8 @@
 Steps: (1) mine hard negatives for the 807 training queries (../shared/data/scifact-train, passages from
 ../shared/data/scifact/collection.tsv) with BM25, or with exhaustive MaxSim over the starting model
 (`--miner maxsim`); (2) train with `Trainer` on one CPU process (or GPU); (3) evaluate the final checkpoint on the
-300 test queries with exhaustive MaxSim (every passage encoded, no index) and `ir_measures`.
+300 test queries with exhaustive MaxSim (every passage encoded, no index), scored by `colbert.evaluation`
+(ir-measures).
 
 The starting model is MiniLM with a fresh 384 -> 128 head (`--start minilm`, the default), or any ColBERT
 checkpoint, e.g. the MiniLM checkpoint whose head is untrained (nDCG@10 0.618 on this test split):
@@ -77,16 +78,16 @@ def load_data(args: argparse.Namespace) -> tuple[Collection, Queries, dict, Quer
 
 
 def evaluate(checkpoint: str, collection: Collection, queries: Queries, qrels: dict) -> dict[str, float]:
-    """nDCG@10 and Recall@100 of exhaustive MaxSim retrieval."""
-    import ir_measures
-    from ir_measures import R, nDCG
+    """nDCG@10 and Recall@100 of exhaustive MaxSim retrieval (colbert.evaluation, through ir-measures)."""
+    from colbert.evaluation import score_run
 
     qids = list(queries.keys())
     ranked = maxsim_retriever(checkpoint, collection)([queries[q] for q in qids], 100)
-    run = {str(q): {str(collection.id_of(p)): float(100 - r) for r, p in enumerate(top)} for q, top in zip(qids, ranked)}
+    run = {str(q): [(str(collection.id_of(p)), r + 1, float(100 - r)) for r, p in enumerate(top)]
+           for q, top in zip(qids, ranked)}
     judged = {q: {p: 1 for p in pids} for q, pids in qrels.items() if q in run}
-    scores = ir_measures.calc_aggregate([nDCG @ 10, R @ 100], judged, run)
-    return {"ndcg@10": round(scores[nDCG @ 10], 4), "recall@100": round(scores[R @ 100], 4)}
+    scores = score_run(run, judged, ["nDCG@10", "R@100"])
+    return {"ndcg@10": round(scores["nDCG@10"], 4), "recall@100": round(scores["R@100"], 4)}
 
 
 def main() -> None:

@@ -136,7 +136,7 @@ def test_index_then_info_and_verify(capsys, built):
     info = run_json(capsys, "info", built["index"])
     assert info["documents"] == len(DOCS) and info["nbits"] == 2 and info["dim"] == 16
     assert info["embeddings"] > len(DOCS) and info["size_bytes"] > 0
-    assert info["checkpoint"].endswith("tiny-colbert") and info["doc_ids"] == "own ids"
+    assert info["checkpoint"].endswith("tiny-colbert") and info["doc_ids"] == "own ids" and info["texts_stored"]
     code, out, _ = run_cli(capsys, "info", built["index"])
     assert code == 0 and f"documents     {len(DOCS)}" in out
     assert run_json(capsys, "verify", built["index"]) == {"index": str(built["index"]), "ok": True, "problems": []}
@@ -180,8 +180,11 @@ def test_index_a_folder_of_text_files_ids_are_relative_paths(capsys, tiny, tmp_p
     assert hits[0]["doc_id"] == "sub/jazz_piano.txt" and hits[0]["text"] == "# jazz piano\n\njazz piano jazz piano"
 
 
-def test_index_a_jsonl_collection(capsys, tiny, tmp_path):
-    records = [{"id": key, "text": text, "title": text.split()[0]} for key, text in list(DOCS.items())[:12]]
+def test_index_a_jsonl_collection_keeps_other_fields_as_metadata(capsys, tiny, tmp_path):
+    from colbert import Searcher
+
+    records = [{"id": key, "text": text, "title": text.split()[0], "n": i}
+               for i, (key, text) in enumerate(list(DOCS.items())[:12])]
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     info = run_json(capsys, "index", "-c", tiny, "--collection", path, "--index", tmp_path / "idx", "--nbits", "2")
@@ -189,6 +192,8 @@ def test_index_a_jsonl_collection(capsys, tiny, tmp_path):
     text = f"jazz | {DOCS['doc-3']}"
     hits = run_json(capsys, "search", "--index", tmp_path / "idx", text, "--text")["queries"][0]["results"]
     assert hits[0]["doc_id"] == "doc-3" and hits[0]["text"] == text
+    assert Searcher(str(tmp_path / "idx"), verbose=0).document("doc-3") == {"id": "doc-3", "text": text,
+                                                                            "metadata": {"n": 3}}
 
 
 def test_bad_collection_is_one_line_naming_the_file(capsys, tiny, tmp_path):
@@ -212,6 +217,16 @@ def test_search_json_equals_the_searcher(capsys, built):
     assert [h["doc_id"] for h in hits] == ids and [h["rank"] for h in hits] == ranks == [1, 2, 3, 4, 5]
     assert [h["score"] for h in hits] == pytest.approx(scores)
     assert ids[0] == "doc-7"
+
+
+def test_search_diversity_equals_the_searcher(capsys, built):
+    from colbert import Searcher
+
+    result = run_json(capsys, "search", "--index", built["index"], DOCS["doc-7"], "-k", "5", "--diversity", "0.5")
+    expected = Searcher(str(built["index"]), verbose=0).search(DOCS["doc-7"], k=5, diversity=0.5)
+    assert [h["doc_id"] for h in result["queries"][0]["results"]] == expected[0]
+    code, _, err = run_cli(capsys, "search", "--index", built["index"], "q", "--diversity", "1.5")
+    assert code == 1 and "diversity" in err and err.count("\n") == 1
 
 
 def test_search_table_shows_rank_id_score_and_text(capsys, built):
@@ -289,15 +304,29 @@ def test_update_adds_and_removes_in_one_commit(capsys, index_copy, tmp_path):
     remove.write_text("doc-2\ndoc-3\n")
     result = run_json(capsys, "update", index_copy, "--add", new, "--remove", remove)
     assert result == {"index": str(index_copy), "added": 2, "removed": 2, "documents": len(DOCS)}
-    code, out, err = run_cli(capsys, "search", "--index", index_copy, "volcano", "-k", "100", "--exact", "--text",
+    hits = run_json(capsys, "search", "--index", index_copy, "volcano", "-k", "100", "--exact", "--text")
+    texts = {h["doc_id"]: h["text"] for h in hits["queries"][0]["results"]}
+    assert set(texts) == set(DOCS) - {"doc-3"} | {"new-1"}
+    assert texts["doc-2"] == "replaced text" and texts["new-1"] == "volcano eruptions and lava flows"
+    assert run_json(capsys, "verify", index_copy)["ok"]
+
+
+def test_search_text_from_the_collection_file_when_the_index_stores_none(capsys, tiny, built, tmp_path):
+    index = tmp_path / "idx"
+    run_json(capsys, "index", "-c", tiny, "--collection", built["collection"], "--index", index,
+             "--no-store-documents")
+    assert not (index / "documents.jsonl").exists() and not run_json(capsys, "info", index)["texts_stored"]
+    hits = run_json(capsys, "search", "--index", index, DOCS["doc-5"], "--text")["queries"][0]["results"]
+    assert {h["doc_id"]: h["text"] for h in hits}["doc-5"] == DOCS["doc-5"]
+    new = write_tsv(tmp_path / "new.tsv", {"new-1": "volcano eruptions and lava flows"})
+    run_json(capsys, "update", index, "--add", new)
+    code, out, err = run_cli(capsys, "search", "--index", index, "volcano", "-k", "100", "--exact", "--text",
                              "--json")
     texts = {h["doc_id"]: h["text"] for h in json.loads(out)["queries"][0]["results"]}
-    assert code == 0 and set(texts) == set(DOCS) - {"doc-3"} | {"new-1"}
-    assert texts["new-1"] is None and "lacks the documents added since" in err  # texts live in the collection file
-    hits = run_json(capsys, "search", "--index", index_copy, "volcano", "-k", "100", "--exact", "--text",
+    assert code == 0 and texts["new-1"] is None and "lacks the documents added since" in err
+    hits = run_json(capsys, "search", "--index", index, "volcano", "-k", "100", "--exact", "--text",
                     "--collection", new)["queries"][0]["results"]
-    assert {h["doc_id"]: h["text"] for h in hits}["doc-2"] == "replaced text"
-    assert run_json(capsys, "verify", index_copy)["ok"]
+    assert {h["doc_id"]: h["text"] for h in hits}["new-1"] == "volcano eruptions and lava flows"
 
 
 def test_update_with_an_unknown_id_changes_nothing(capsys, index_copy, tmp_path):
@@ -457,7 +486,29 @@ def test_minilm_index_search_and_eval_on_scifact(capsys, minilm_checkpoint, tmp_
                     "--index", tmp_path / "idx", "--nbits", "2")
     assert info["documents"] == 200 and info["dim"] == 128
     result = run_json(capsys, "eval", "--index", tmp_path / "idx", "--queries", tmp_path / "queries.tsv",
-                      "--qrels", tmp_path / "qrels.tsv")
+                      "--qrels", tmp_path / "qrels.tsv", "-o", tmp_path / "run.trec")
     assert result["queries"] == 40 and result["nDCG@10"] > 0.6 and result["R@100"] > 0.9
-    hits = run_json(capsys, "search", "--index", tmp_path / "idx", data.queries[qids[0]], "-k", "10")
-    assert {str(h["doc_id"]) for h in hits["queries"][0]["results"]} & set(data.qrels[str(qids[0])])
+    searched = run_json(capsys, "search", "--index", tmp_path / "idx", "--queries", tmp_path / "queries.tsv",
+                        "-k", "100")
+    from colbert.evaluation import read_run
+
+    run = read_run(tmp_path / "run.trec")  # the same search: PLAID's settings follow k, so k is the same too
+    for query in searched["queries"]:
+        assert [str(h["doc_id"]) for h in query["results"]] == [row[0] for row in run[str(query["qid"])]]
+
+
+def test_doctests_of_the_cli_and_folder_reader():
+    import doctest
+
+    import colbert.cli
+    import colbert.data.folder
+
+    for module in (colbert.cli, colbert.data.folder):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 0 and failed == 0, module.__name__
+
+
+def test_docs_cli_names_every_subcommand():
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    missing = [name for name in SUBCOMMANDS if f"colbert {name}" not in text]
+    assert not missing, f"docs/cli.md does not mention: {missing}"

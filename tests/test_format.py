@@ -293,7 +293,7 @@ BREAKAGES = {
     "doclens one short": ("doclens.0.json", lambda p: _rejson(p, lambda d: d[:-1])),
     "chunk metadata count": ("0.metadata.json", lambda p: _rejson(p, lambda d: {**d, "num_embeddings": 5})),
     "chunk passage offset": ("0.metadata.json", lambda p: _rejson(p, lambda d: {**d, "passage_offset": 3})),
-    "total embeddings": ("metadata.json", lambda p: _rejson(p, lambda d: {**d, "num_embeddings": 157338})),
+    "total embeddings": ("metadata.json", lambda p: _rejson(p, lambda d: {**d, "num_embeddings": 157336})),  # fewer
     "bad nbits": ("metadata.json", lambda p: _rejson(p, lambda d: {**d, "config": {**d["config"], "nbits": 3}})),
     "doc ids too few": ("doc_ids.json", lambda p: p.write_text(json.dumps(["a", "b"]))),
     "doc ids repeated": ("doc_ids.json", lambda p: p.write_text(json.dumps(["a"] * 1000))),
@@ -309,3 +309,13 @@ def test_broken_index_raises_naming_the_file(index_copy, breakage):
             LoadedIndex.open(index_copy, mmap=mmap)
         assert name in str(error.value)
         assert "Indexer.index(" in str(error.value)  # and what to do about it
+
+
+def test_what_colbert_ai_updates_leave_is_tolerated(index_copy):
+    """colbert-ai's IndexUpdater overcounts num_embeddings, never rewrites avg_doclen and may leave a stale
+    embedding_offset; the chunk files are authoritative (docs/compat.md)."""
+    _rejson(index_copy / "metadata.json", lambda d: {**d, "num_embeddings": 2 * 157337, "avg_doclen": 1.0})
+    _rejson(index_copy / "0.metadata.json", lambda d: {**d, "embedding_offset": 480})
+    from colbert import verify_index
+
+    assert LoadedIndex.open(index_copy).num_embeddings == 157337 and verify_index(index_copy) == []

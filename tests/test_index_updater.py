@@ -4,7 +4,6 @@ verify_index, drift and reindex. Tiny random model, indexes of 40 passages built
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import warnings
@@ -129,8 +128,61 @@ def test_ids_assigned_to_lists_are_the_next_free_integers_and_never_reused(int_i
     assert updater.add(["three"]) == [42]
     updater.persist_to_disk()
     loaded = LoadedIndex.open(int_index)
-    assert loaded.doc_ids == [i for i in range(40) if i != 3] + [40, 42] and loaded.pid_of(42) == 40
+    assert loaded.doc_ids is None and loaded.pid_of(42) == 42  # ids are still the pids: no doc_ids.json
     assert IndexUpdater(None, str(int_index), checkpoint=str(_tiny_checkpoint_master)).add(["four"]) == [43]
+
+
+def test_pids_stay_stable_as_in_the_reference(int_index, _tiny_checkpoint_master):
+    """A removed passage keeps its position with doclen 0; colbert-ai reads the same ids for the same documents."""
+    searcher = Searcher(str(int_index), checkpoint=str(_tiny_checkpoint_master), verbose=0)
+    before = dict(zip(*searcher.search("protein cell", k=40, exact=True)[::2]))
+    updater = IndexUpdater(searcher.config, searcher)
+    updater.remove([3, 17])
+    assert updater.add(["gene gene"]) == [40] and len(updater) == 39
+    updater.persist_to_disk()
+    assert not (int_index / "doc_ids.json").exists() and verify_index(int_index) == []
+    doclens = json.loads((int_index / "doclens.0.json").read_text())
+    assert len(doclens) == 41 and doclens[3] == doclens[17] == 0 and min(doclens[:3] + doclens[18:]) > 0
+    ivf, lengths = torch.load(int_index / "ivf.pid.pt")
+    assert ivf.numel() == int(lengths.sum()) and not set(ivf.tolist()) & {3, 17}  # unpadded, as colbert-ai's
+    meta = json.loads((int_index / "metadata.json").read_text())
+    assert meta["num_embeddings"] == sum(doclens) and meta["avg_doclen"] == sum(doclens) / 39
+    fresh = Searcher(str(int_index), checkpoint=str(_tiny_checkpoint_master), verbose=0)
+    after = dict(zip(*fresh.search("protein cell", k=40, exact=True)[::2]))
+    assert set(after) == set(before) - {3, 17} | {40}
+    assert all(abs(after[pid] - before[pid]) < 1e-4 for pid in after if pid != 40)  # same pid, same document
+    with pytest.raises(KeyError):
+        fresh.loaded.pid_of(3)
+    with pytest.raises(ValueError, match="not documents of the index"):
+        fresh.search("protein", pids=[3, 4])
+    updater = IndexUpdater(None, str(int_index), checkpoint=str(_tiny_checkpoint_master))
+    with pytest.raises(ValueError, match="not in the index"):
+        updater.remove([17])
+    assert 3 not in updater and 4 in updater and updater.add(["x"]) == [41]
+
+
+def test_string_ids_survive_removal_as_null_in_doc_ids(searcher, index):
+    updater = IndexUpdater(searcher.config, searcher)
+    updater.remove(["d1", "d39"])
+    updater.add({"d1": "brain heart"})
+    updater.persist_to_disk()
+    stored = json.loads((index / "doc_ids.json").read_text())
+    assert stored[:3] == ["d0", None, "d2"] and stored[39] is None and stored[40] == "d1" and len(stored) == 41
+    loaded = LoadedIndex.open(index)
+    assert loaded.pid_of("d1") == 40 and loaded.num_live == 39 and verify_index(index) == []
+    stored[2] = None  # a live passage without an id
+    (index / "doc_ids.json").write_text(json.dumps(stored))
+    with pytest.raises(IndexFormatError, match="no id .null. for pid 2"):
+        LoadedIndex.open(index)
+
+
+def test_a_filter_cannot_bring_back_a_removed_passage(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    updater.remove(["d0", "d1"])
+    everything = lambda pids: torch.arange(40)  # noqa: E731  every pid, removed ones included
+    for exact in (False, True):
+        ids, _, _ = searcher.search("protein cell", k=40, filter_fn=everything, exact=exact)
+        assert ids and not {"d0", "d1"} & set(ids)
 
 
 def test_string_index_assigns_string_ids(searcher):
@@ -165,7 +217,7 @@ def test_untouched_chunks_are_hard_linked_and_added_passages_fill_chunks(_tiny_c
     updater.persist_to_disk()
     meta = json.loads((path / "metadata.json").read_text())
     sizes = [json.loads((path / f"{k}.metadata.json").read_text())["num_passages"] for k in range(meta["num_chunks"])]
-    assert sizes == [10, 9, 10, 10, 10, 3]  # chunk 3 (9 left) filled up to 10, then new chunks of 10
+    assert sizes == [10, 10, 10, 10, 10, 4]  # removed passages keep their places; new chunks of 10 after
     assert (path / "0.residuals.pt").stat().st_ino == inode  # linked, not rewritten
     assert verify_index(path) == [] and meta["num_embeddings"] == int(LoadedIndex.open(path).doclens.sum())
     assert meta["updates"]["added_embeddings"] > 0
@@ -178,6 +230,46 @@ def test_an_updater_on_an_index_folder_needs_no_searcher(index, _tiny_checkpoint
     updater.persist_to_disk()
     updater.persist_to_disk()  # nothing pending: a no-op
     assert LoadedIndex.open(index).pid_of("x") == 40
+
+
+def update_like_colbert_ai(path: Path, pid: int) -> None:
+    """What colbert-ai 0.2.22's IndexUpdater.remove + persist_to_disk leave on disk (read from its source): the
+    passage's rows cut from its chunk, its doclen set to 0, the pid dropped from the IVF (unpadded), the chunk's
+    num_embeddings lowered, and metadata.json's num_embeddings lowered and then raised by the whole index's count."""
+    doclens = json.loads((path / "doclens.0.json").read_text())
+    start, n = sum(doclens[:pid]), doclens[pid]
+    for name in ("0.codes.pt", "0.residuals.pt"):
+        t = torch.load(path / name)
+        torch.save(torch.cat([t[:start], t[start + n:]]), path / name)
+    total = sum(doclens)
+    doclens[pid] = 0
+    (path / "doclens.0.json").write_text(json.dumps(doclens))
+    chunk = json.loads((path / "0.metadata.json").read_text())
+    (path / "0.metadata.json").write_text(json.dumps({**chunk, "num_embeddings": chunk["num_embeddings"] - n}))
+    meta = json.loads((path / "metadata.json").read_text())
+    (path / "metadata.json").write_text(json.dumps({**meta, "num_embeddings": meta["num_embeddings"] - n + total}))
+    ivf, lengths = torch.load(path / "ivf.pid.pt")
+    ivf = ivf[: int(lengths.sum())]
+    list_of = torch.repeat_interleave(torch.arange(lengths.numel()), lengths)
+    keep = ivf != pid
+    torch.save((ivf[keep], torch.bincount(list_of[keep], minlength=lengths.numel())), path / "ivf.pid.pt")
+
+
+def test_an_index_updated_by_colbert_ai_opens_and_its_overcount_is_tolerated(int_index, _tiny_checkpoint_master):
+    update_like_colbert_ai(int_index, 3)
+    assert verify_index(int_index) == []  # num_embeddings too large and a stale avg_doclen are tolerated
+    searcher = Searcher(str(int_index), checkpoint=str(_tiny_checkpoint_master), verbose=0)
+    assert searcher.loaded.num_passages == 40 and searcher.loaded.num_live == 39
+    for exact in (False, True):
+        assert 3 not in every_id(searcher, exact=exact) and 4 in every_id(searcher, exact=exact)
+    updater = IndexUpdater(searcher.config, searcher)
+    assert 3 not in updater and updater.add(["gene"]) == [40]
+    updater.persist_to_disk()  # writes exact totals again
+    meta = json.loads((int_index / "metadata.json").read_text())
+    assert meta["num_embeddings"] == int(LoadedIndex.open(int_index).doclens.sum())
+    (int_index / "metadata.json").write_text(json.dumps({**meta, "num_embeddings": meta["num_embeddings"] - 1}))
+    with pytest.raises(IndexFormatError, match="says .* embeddings but its 1 chunks hold"):
+        LoadedIndex.open(int_index)  # too small is never tolerated: colbert-ai sizes its buffers by it
 
 
 # ----------------------------------------------------------------------------------------------- bad input
@@ -223,7 +315,7 @@ def test_a_second_writer_cannot_overwrite_the_first(index, _tiny_checkpoint_mast
     first.persist_to_disk()
     with pytest.raises(IndexChangedError, match="another writer"):
         second.persist_to_disk()
-    assert set(LoadedIndex.open(index).doc_ids) == set(STRING_DOCS) - {"d1"}
+    assert set(LoadedIndex.open(index).doc_ids) == set(STRING_DOCS) - {"d1"} | {None}  # d1 keeps its place
 
 
 def test_config_must_match_the_index(searcher):
@@ -281,38 +373,96 @@ def test_a_reference_built_index_is_updated_and_stays_a_reference_index(tmp_path
     removed = updater.ids[:5]
     updater.remove(removed)
     updater.persist_to_disk()
-    assert verify_index(path) == [] and {p.name for p in path.iterdir()} == names | {"doc_ids.json"}
+    assert verify_index(path) == [] and {p.name for p in path.iterdir()} == names  # pids stable: no doc_ids.json
     loaded = LoadedIndex.open(path)
-    assert loaded.num_passages == 995 and loaded.doc_ids[:2] == [5, 6] and os.path.isdir(path)
+    assert loaded.num_passages == 1000 and loaded.num_live == 995 and loaded.doclens[:5].sum() == 0
+    assert loaded.pid_of(5) == 5 and os.path.isdir(path)
     meta = json.loads((path / "metadata.json").read_text())
     assert list(meta)[:5] == ["config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"]
     assert meta["num_embeddings"] == int(loaded.doclens.sum())
 
 
-@pytest.mark.slow
-@pytest.mark.compat
-def test_colbert_ai_searches_an_index_we_updated(minilm_checkpoint, tmp_path):
+QUERIES = ["cancer therapy outcomes", "protein folding in cells", "vitamin d and bone density"]
+REMOVED = [3, 17, 199]
+ADDED = ["Protein folding in cancer cells.", "Therapy outcomes in a randomized trial."]
+
+
+@pytest.fixture(scope="module")
+def minilm_index(minilm_checkpoint, tmp_path_factory) -> Path:
+    """200 SciFact passages (ids are the TSV line numbers, as colbert-ai needs) indexed here with MiniLM, nbits=2."""
+    root = tmp_path_factory.mktemp("interchange")
+    lines = (COMPAT / "collection-scifact1k.tsv").read_text(encoding="utf-8").splitlines()[:200]
+    tsv = root / "c.tsv"
+    tsv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return build(minilm_checkpoint, root, str(tsv), name="minilm")
+
+
+def colbert_ai(code: str, path: Path, checkpoint: Path, tmp_path: Path):
     from test_reference_roundtrip import PYTHON, run_reference
 
     if not PYTHON.exists():
         pytest.skip(f"no reference venv at {PYTHON.parent.parent}: run bash ../shared/reference/setup.sh")
-    path = Path(shutil.copytree(COMPAT / "index-scifact1k-nbits2", tmp_path / "ref"))
+    head = f"""
+import json
+from colbert import Searcher, IndexUpdater
+from colbert.infra import ColBERTConfig
+config = ColBERTConfig(model_name={str(checkpoint)!r})  # the index may name another machine's checkpoint path
+def searcher():
+    return Searcher(index={str(path)!r}, checkpoint={str(checkpoint)!r}, collection=["x"], config=config)
+def top10(s):
+    return [s.search(q, k=10)[0] for q in {QUERIES!r}]
+"""
+    return run_reference(head + code, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.compat
+def test_colbert_ai_reads_an_index_updated_here_with_the_same_ids(minilm_index, minilm_checkpoint, tmp_path):
+    path = Path(shutil.copytree(minilm_index, tmp_path / "ours"))
     searcher = Searcher(str(path), checkpoint=str(minilm_checkpoint), verbose=0)
     updater = IndexUpdater(searcher.config, searcher)
-    updater.remove(updater.ids[:20:2])
-    updater.add({"new-a": "Protein folding in cancer cells.", "new-b": "Therapy outcomes in a randomized trial."})
+    updater.remove(REMOVED)
+    assert updater.add(ADDED) == [200, 201]
     updater.persist_to_disk()
-    queries = ["cancer therapy outcomes", "protein folding in cells", "vitamin d and bone density"]
-    code = f"""
-import json
-from colbert import Searcher
-from colbert.infra import ColBERTConfig
-s = Searcher(index={str(path)!r}, checkpoint={str(minilm_checkpoint)!r}, collection=["x"] * {len(updater)},
-             config=ColBERTConfig(model_name={str(minilm_checkpoint)!r}))  # the index names another machine's
-print(json.dumps([s.search(q, k=10)[0] for q in {queries!r}]))
-"""
-    got = run_reference(code, tmp_path)
-    doc_ids = json.loads((path / "doc_ids.json").read_text())  # colbert-ai returns positions: map them to ids
-    for query, positions in zip(queries, got):
-        ours = searcher.search(query, k=10)[0]
-        assert len(set(ours) & {doc_ids[p] for p in positions}) >= 8
+    ours = [searcher.search(q, k=10)[0] for q in QUERIES]
+    got = colbert_ai("print(json.dumps(top10(searcher())))", path, minilm_checkpoint, tmp_path)
+    assert got == ours and any(200 in ids or 201 in ids for ids in ours)
+    assert not set(REMOVED) & {pid for ids in got for pid in ids}
+    # and colbert-ai can go on updating it (its add needs the unpadded IVF our persist writes)
+    got = colbert_ai(f"""
+s = searcher()
+u = IndexUpdater(config, s, {str(minilm_checkpoint)!r})
+new = u.add(["Bone density and vitamin D."])
+u.persist_to_disk()
+print(json.dumps({{"new": new, "top": top10(searcher())}}))""", path, minilm_checkpoint, tmp_path)
+    assert got["new"] == [202]
+    fresh = Searcher(str(path), checkpoint=str(minilm_checkpoint), verbose=0)
+    assert [fresh.search(q, k=10)[0] for q in QUERIES] == got["top"] and verify_index(path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.compat
+def test_an_index_updated_by_colbert_ai_searches_the_same_here(minilm_index, minilm_checkpoint, tmp_path):
+    path = Path(shutil.copytree(minilm_index, tmp_path / "theirs"))
+    ivf, lengths = torch.load(path / "ivf.pid.pt")  # colbert-ai's add fails on the padded IVF of a fresh build
+    torch.save((ivf[: int(lengths.sum())].clone(), lengths), path / "ivf.pid.pt")
+    got = colbert_ai(f"""
+s = searcher()
+u = IndexUpdater(config, s, {str(minilm_checkpoint)!r})
+u.remove({REMOVED!r})
+new = u.add({ADDED!r})
+u.persist_to_disk()
+print(json.dumps({{"new": new, "top": top10(searcher())}}))""", path, minilm_checkpoint, tmp_path)
+    assert got["new"] == [200, 201]
+    meta = json.loads((path / "metadata.json").read_text())
+    loaded = LoadedIndex.open(path)
+    assert meta["num_embeddings"] > int(loaded.doclens.sum())  # colbert-ai's overcount, tolerated
+    assert verify_index(path) == [] and loaded.doclens[REMOVED].sum() == 0 and loaded.num_live == 199
+    searcher = Searcher(str(path), checkpoint=str(minilm_checkpoint), verbose=0)
+    assert [searcher.search(q, k=10)[0] for q in QUERIES] == got["top"]
+    updater = IndexUpdater(searcher.config, searcher)  # and we go on updating it
+    assert updater.add(["Bone density and vitamin D."]) == [202]
+    updater.remove([5])
+    updater.persist_to_disk()
+    assert verify_index(path) == [] and json.loads((path / "metadata.json").read_text())["num_embeddings"] == \
+        int(LoadedIndex.open(path).doclens.sum())

@@ -4,7 +4,6 @@ the twin); input checks; the loader's tiers; parity with ../shared/compat; (slow
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install colbert[onnx])")
-onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install colbert[onnx])")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install colbert-ai[onnx])")
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install colbert-ai[onnx])")
 
 from colbert import ColBERTConfig, Indexer, Run, RunConfig, Searcher  # noqa: E402
 from colbert.cli import main  # noqa: E402

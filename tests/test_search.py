@@ -67,7 +67,7 @@ def test_search_params_prefer_the_config_and_do_not_write_back():
 @pytest.mark.parametrize("field, value", [("ncells", 0), ("ndocs", 3), ("ndocs", 8.5), ("centroid_score_threshold",
                                                                                           "high")])
 def test_search_params_reject_bad_config_values(field, value):
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises((TypeError, ValueError), match=field):  # the config refuses them when they are set
         search_params(10, ColBERTConfig(**{field: value}))
 
 
@@ -204,7 +204,7 @@ def test_search_all_equals_search_and_round_trips(searcher, monkeypatch, tmp_pat
         assert [row[2] for row in ranking[qid]] == pytest.approx(scores, abs=1e-5)
     path = ranking.save(tmp_path / "run.tsv")
     assert (tmp_path / "run.tsv").read_text().splitlines()[0].split("\t")[:3] == ["qa", ranking["qa"][0][0], "1"]
-    assert Ranking.load(path).tolist() == ranking.tolist()
+    assert [tuple(row) for row in Ranking.load(path).tolist()] == ranking.tolist()
 
 
 def test_search_all_with_per_query_allow_lists(searcher):
@@ -271,11 +271,12 @@ def test_checkpoint_of_another_dim_is_refused(_tiny_checkpoint_master):
         Searcher(str(COMPAT / "index-scifact1k-nbits2"), checkpoint=str(_tiny_checkpoint_master), verbose=0)
 
 
-def test_mmap_by_default_on_cpu_and_off_on_request(searcher):
-    assert searcher.config.load_index_with_mmap is True
-    in_ram = Searcher(searcher.index, config=ColBERTConfig(load_index_with_mmap=False), verbose=0)
-    assert in_ram.config.load_index_with_mmap is False
-    assert in_ram.search("virus", k=5) == searcher.search("virus", k=5)
+def test_in_ram_by_default_and_mmap_on_request(searcher):
+    """Read into memory by default, as the reference (files changed in place cannot hurt it: docs/data.md)."""
+    assert searcher.config.load_index_with_mmap is False
+    mapped = Searcher(searcher.index, config=ColBERTConfig(load_index_with_mmap=True), verbose=0)
+    assert mapped.config.load_index_with_mmap is True
+    assert mapped.search("virus", k=5) == searcher.search("virus", k=5)
 
 
 def test_an_index_in_two_chunks_searches_like_one(tiny_index, searcher, tmp_path):
@@ -290,7 +291,7 @@ def test_an_index_in_two_chunks_searches_like_one(tiny_index, searcher, tmp_path
     for name in ("centroids.pt", "buckets.pt", "avg_residual.pt", "ivf.pid.pt", "doc_ids.json", "plan.json"):
         shutil.copy(tiny_index / name, tmp_path / name)
     index_format.write_metadata(tmp_path, {**index_format.read_metadata(tiny_index), "num_chunks": 2})
-    two = Searcher(str(tmp_path), verbose=0)
+    two = Searcher(str(tmp_path), config=ColBERTConfig(load_index_with_mmap=True), verbose=0)
     assert len(two.loaded.residual_chunks) == 2
     for text in QUERIES.values():
         assert two.search(text, k=8) == searcher.search(text, k=8)

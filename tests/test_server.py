@@ -225,6 +225,11 @@ def test_int_ids_accept_strings_of_digits(make_client, _tiny_checkpoint_master, 
         assert client.post("/v1/documents", json={"documents": {"100": "gene cell"}}).json()["added"] == [100]
         hits = client.post("/v1/search", json={"query": "gene", "doc_ids": [100, "3"], "k": 2}).json()["results"]
         assert {h["doc_id"] for h in hits} == {100, 3}
+        assert client.post("/v1/documents", json={"documents": {"x-1": "cell"}}).json()["added"] == ["x-1"]
+        hits = client.post("/v1/rerank", json={"query": "gene", "doc_ids": [3, "4", "x-1"], "k": 3}).json()["results"]
+        assert {h["doc_id"] for h in hits} == {3, 4, "x-1"}  # ints still found once the ids are mixed
+        assert client.request("DELETE", "/v1/documents", json={"doc_ids": ["100", "x-1"]}).json()["removed"] == \
+            [100, "x-1"]
     finally:
         client.__exit__(None, None, None)
 
@@ -419,3 +424,76 @@ def test_index_specs():
             parse_index_spec(bad)
     with pytest.raises(ValueError, match="unique"):
         ServerConfig(indexes=[parse_index_spec("a=/x"), parse_index_spec("a=/y")])
+
+
+def test_an_index_that_stores_its_documents_serves_their_text_and_metadata(_tiny_checkpoint_master, tmp_path):
+    docs = dict(list(DOCS.items())[:20])
+    with Run().context(RunConfig(nranks=1, root=str(tmp_path), experiment="stored")):
+        path = Indexer(str(_tiny_checkpoint_master), config=ColBERTConfig(nbits=2), verbose=0).index(
+            "stored", docs, metadata={doc_id: {"n": i} for i, doc_id in enumerate(docs)}, overwrite=True)
+    client = started(create_app(ServerConfig(indexes=[parse_index_spec(f"s={path}")])))
+    try:
+        hits = client.post("/v1/search", json={"query": "gene", "k": 3, "include_text": True}).json()["results"]
+        assert all(h["text"] == docs[h["doc_id"]] and h["metadata"] == {"n": list(docs).index(h["doc_id"])}
+                   for h in hits)
+        added = client.post("/v1/documents", json={"documents": {"x1": "brain brain"},
+                                                   "metadata": {"x1": {"year": 2024}}})
+        assert added.status_code == 200, added.text
+        hit = client.post("/v1/rerank", json={"query": "brain", "doc_ids": ["x1"], "include_text": True}).json()
+        assert hit["results"][0] | {"score": 0} == {"doc_id": "x1", "rank": 1, "score": 0, "text": "brain brain",
+                                                   "metadata": {"year": 2024}}
+        error(client.post("/v1/documents", json={"documents": {"x2": "a"}, "metadata": {"x3": {}}}), 422, "metadata")
+    finally:
+        client.__exit__(None, None, None)
+    assert Searcher(str(path), verbose=0).documents.get("x1")["metadata"] == {"year": 2024}  # committed with it
+
+
+def test_concurrent_queries_are_encoded_together(index, searcher):
+    import asyncio
+
+    import httpx
+
+    app = create_app(ServerConfig(indexes=[IndexSpec("docs", index)], batch_window_ms=300, encode_batch=32))
+
+    async def run() -> list:
+        async with app.router.lifespan_context(app):
+            await app.state.service.wait_loaded()
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                queries = [f"protein cell {w}" for w in WORDS[:8]]
+                answers = await asyncio.gather(*(http.post("/v1/search", json={"query": q, "k": 3}) for q in queries))
+                metrics = (await http.get("/metrics")).text
+        return queries, answers, metrics
+
+    queries, answers, metrics = asyncio.run(run())
+    for query, answer in zip(queries, answers):
+        assert [h["doc_id"] for h in answer.json()["results"]] == searcher.search(query, k=3)[0]
+    assert "colbert_encode_batch_size_count 1.0" in metrics and "colbert_encode_batch_size_sum 8.0" in metrics
+
+
+@pytest.mark.slow
+def test_minilm_service_answers_as_the_searcher_and_bf16_rerank_keeps_the_ranking(minilm_checkpoint, tmp_path):
+    from colbert.data import Collection, Queries
+    from conftest import SCIFACT
+
+    collection = Collection(path=SCIFACT / "collection.tsv")
+    docs = {collection.id_of(p): collection[p] for p in range(300)}
+    with Run().context(RunConfig(nranks=1, root=str(tmp_path), experiment="minilm")):
+        path = Indexer(str(minilm_checkpoint), config=ColBERTConfig(nbits=2), verbose=0).index("sci", docs)
+    queries = list(Queries(path=SCIFACT / "queries.tsv").values())[:10]
+    searcher = Searcher(path, verbose=0)
+    client = started(create_app(ServerConfig(indexes=[parse_index_spec(path)], rerank_precision="bf16")))
+    try:
+        answers = client.post("/v1/search", json={"queries": queries, "k": 10}).json()["results"]
+        for query, hits in zip(queries, answers):
+            assert [h["doc_id"] for h in hits] == searcher.search(query, k=10)[0]
+        texts, overlap = list(docs.values())[:50], []
+        for query in queries:
+            hits = client.post("/v1/rerank", json={"query": query, "documents": texts, "k": 10}).json()["results"]
+            exact = searcher.checkpoint.rerank(query, texts, k=50)
+            scores = dict(exact)
+            assert all(h["score"] == pytest.approx(scores[h["index"]], rel=0.01) for h in hits)
+            overlap.append(len({h["index"] for h in hits} & {i for i, _ in exact[:10]}) / 10)
+        assert sum(overlap) / len(overlap) >= 0.9
+    finally:
+        client.__exit__(None, None, None)

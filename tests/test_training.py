@@ -335,7 +335,7 @@ def trainer(toy: dict[str, Path], triples=None, **settings) -> Trainer:
 @pytest.mark.parametrize("settings, message", [
     ({"bsize": 5, "nranks": 2}, "divisible by nranks"),
     ({"bsize": 6, "nranks": 2, "accumsteps": 2}, "divisible by accumsteps"),
-    ({"nway": 0}, "nway must be a positive int"),
+    ({"nway": 0}, "nway must be an int >= 1"),
 ])
 def test_bad_settings_raise_before_any_process_starts(toy, settings, message):
     with pytest.raises(ValueError, match=message):

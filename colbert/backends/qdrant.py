@@ -1,4 +1,4 @@
-"""An index living in Qdrant (`pip install colbert[qdrant]`): Qdrant stores each document's token embeddings as one
+"""An index living in Qdrant (`pip install colbert-ai[qdrant]`): Qdrant stores each document's token embeddings as one
 multivector and scores it with MaxSim itself; we encode the queries. For collections past one machine: Qdrant
 shards and replicates the collection. See docs/scaling.md.
 

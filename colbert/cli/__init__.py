@@ -42,6 +42,8 @@ SUBCOMMANDS = (
     "export",
     "checkpoint",
     "demo",
+    "explain",
+    "bundle",
 )
 
 

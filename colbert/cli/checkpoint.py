@@ -16,8 +16,8 @@ def register(subparsers: Any) -> None:
                     "every time, and colbert-ai loads it too. The head is untrained: train it for quality.",
         example="colbert checkpoint new --from ./all-MiniLM-L6-v2 ./checkpoints/minilm-colbert --dim 128")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    new = actions.add_parser("new", help="encoder + deterministic head -> checkpoint folder", parents=[common_options()],
-                             description="Write ENCODER plus a fresh DIM-wide head (fixed seed) to OUT.")
+    new = actions.add_parser("new", help="encoder + deterministic head -> checkpoint folder",
+                             parents=[common_options()], description="Write ENCODER plus a fresh DIM-wide head (fixed seed) to OUT.")
     new.add_argument("--from", dest="encoder", required=True, metavar="ENCODER",
                      help="the encoder's folder or hub name")
     new.add_argument("out", help="the checkpoint folder to write (must not exist or be empty)")

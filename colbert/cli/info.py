@@ -24,20 +24,22 @@ def run(args: argparse.Namespace) -> None:
 
 def describe(index: str) -> dict:
     """The facts `colbert info` prints, as a dict (the --json output)."""
+    from colbert.indexing.documents import DOCUMENTS_FILE
     from colbert.search.index import LoadedIndex
 
     loaded = LoadedIndex.open(index, mmap=True)
     return {
         "index": str(loaded.path),
-        "documents": loaded.num_passages,
+        "documents": loaded.num_live,
         "embeddings": loaded.num_embeddings,
-        "avg_doclen": round(loaded.num_embeddings / max(1, loaded.num_passages), 2),
+        "avg_doclen": round(loaded.num_embeddings / max(1, loaded.num_live), 2),
         "dim": loaded.dim,
         "nbits": loaded.nbits,
         "partitions": loaded.num_partitions,
         "size_bytes": folder_size(Path(loaded.path)),
         "checkpoint": loaded.config.checkpoint,
         "doc_ids": "0..N-1" if loaded.doc_ids is None else "own ids",
+        "texts_stored": (Path(loaded.path) / DOCUMENTS_FILE).is_file(),
     }
 
 
@@ -67,4 +69,5 @@ def _table(info: dict) -> str:
         ("avg doclen", f"{info['avg_doclen']:.1f}"), ("dim", info["dim"]), ("nbits", info["nbits"]),
         ("partitions", f"{info['partitions']:,}"), ("size on disk", _human(info["size_bytes"])),
         ("checkpoint", info["checkpoint"]), ("document ids", info["doc_ids"]),
+        ("texts stored", "yes" if info["texts_stored"] else "no"),
     ])

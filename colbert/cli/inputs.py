@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from colbert.cli import UsageError
 
@@ -21,45 +21,50 @@ QUERIES_HELP = ("queries: a TSV of 'qid<TAB>text' lines, a JSONL file of {\"qid\
 
 def load_collection(source: str) -> Any:
     """A Collection from a folder, a JSONL file or a TSV file (chosen by what `source` is / its suffix)."""
+    return load_documents(source)[0]
+
+
+def load_documents(source: str) -> tuple[Any, Optional[dict]]:
+    """(Collection, metadata): the metadata are a JSONL file's fields other than id, text and title, as
+    {id: {field: value}}, or None when there are none (TSV, folders)."""
     from colbert.data import Collection
     from colbert.data.folder import read_folder
 
     path = Path(source)
     if path.is_dir():
-        return read_folder(path)
+        return read_folder(path), None
     if not path.is_file():
         raise FileNotFoundError(f"{source} does not exist; give a TSV or JSONL file or a folder of .txt/.md files")
     if path.suffix.lower() in (".jsonl", ".json"):
-        collection = Collection(data=_jsonl_passages(path))
+        passages, metadata = _jsonl_documents(path)
+        collection = Collection(data=passages)
         collection.path = str(path)
-        return collection
-    return Collection(path=str(path))
+        return collection, metadata if any(metadata.values()) else None
+    return Collection(path=str(path)), None
 
 
-def _jsonl_passages(path: Path) -> dict:
-    """{id: text} from JSONL objects with "id" (or BEIR's "_id") and "text", "title" prefixed as in a TSV."""
+def _jsonl_documents(path: Path) -> tuple[dict, dict]:
+    """({id: text}, {id: other fields}) from JSONL objects with "id" (or BEIR's "_id") and "text"; a "title" is
+    prefixed to the text as in a TSV ("title | text")."""
     from colbert.data.collection import check_id
+    from colbert.data.readers import read_jsonl
 
     passages: dict = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            doc_id = record.get("id", record.get("_id")) if isinstance(record, dict) else None
-            if doc_id is None or not isinstance(record.get("text"), str):
-                raise ValueError(f"{path}:{lineno}: expected an object with \"id\" and a str \"text\"")
-            check_id(doc_id, f"{path}:{lineno}: the id")
-            if doc_id in passages:
-                raise ValueError(f"{path}:{lineno}: document id {doc_id!r} is repeated")
-            title = record.get("title")
-            passages[doc_id] = f"{title} | {record['text']}" if title else record["text"]
+    metadata: dict = {}
+    for lineno, record in read_jsonl(path):
+        key = "id" if isinstance(record, dict) and "id" in record else "_id"
+        if not isinstance(record, dict) or key not in record or not isinstance(record.get("text"), str):
+            raise ValueError(f"{path}:{lineno}: expected an object with \"id\" and a str \"text\"")
+        doc_id = record.pop(key)
+        check_id(doc_id, f"{path}:{lineno}: the id")
+        if doc_id in passages:
+            raise ValueError(f"{path}:{lineno}: document id {doc_id!r} is repeated")
+        text, title = record.pop("text"), record.pop("title", None)
+        passages[doc_id] = f"{title} | {text}" if title else text
+        metadata[doc_id] = record
     if not passages:
         raise ValueError(f"{path} holds no documents")
-    return passages
+    return passages, metadata
 
 
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,8 +29,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("-k", type=int, default=10, help="results per query (default 10)")
     parser.add_argument("-c", "--checkpoint", help="encode queries with this checkpoint instead of the index's")
     parser.add_argument("--exact", action="store_true", help="score every document exactly (slow; no PLAID)")
+    parser.add_argument("--diversity", type=float, default=0.0, metavar="LAMBDA",
+                        help="0 (default, plain search) to 1: pick results by maximal marginal relevance, trading "
+                             "relevance for results unlike each other (docs/search.md)")
     parser.add_argument("--text", action="store_true",
-                        help="show each result's text, read from the collection the index was built from")
+                        help="show each result's text: stored in the index, else read from the collection file "
+                             "it was built from")
     parser.add_argument("--collection", metavar="PATH", help="the collection, for --text, when it has moved")
     parser.add_argument("-o", "--output", metavar="FILE", help="also save the ranking to FILE (TSV)")
     add_config_argument(parser)
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
     config = make_config(config_overrides(args))
     searcher = Searcher(args.index, checkpoint=args.checkpoint, config=config, verbose=facade_verbose(args))
     texts = _texts(args, searcher) if args.text else None
-    ranking = searcher.search_all(queries, k=args.k, exact=args.exact)
+    ranking = searcher.search_all(queries, k=args.k, exact=args.exact, diversity=args.diversity)
     if args.output:
         ranking.save(args.output)
     results = [{"qid": qid, "query": queries[qid], "results": [_hit(doc_id, rank, score, texts)
@@ -53,18 +57,30 @@ def run(args: argparse.Namespace) -> None:
     emit(args, {"index": searcher.index, "k": args.k, "queries": results}, table=_table)
 
 
-def _texts(args: argparse.Namespace, searcher: Any) -> dict:
-    """{doc_id: text} of the collection (given, or the one the index names)."""
+def _texts(args: argparse.Namespace, searcher: Any) -> Any:
+    """{doc_id: text}: the --collection given, else the texts stored in the index, else its collection file."""
+    if args.collection is None and searcher.documents is not None:
+        return _StoredTexts(searcher.documents)
     source = args.collection or searcher.config.collection
     if not source or str(source).startswith("<"):
-        raise ValueError(f"the index at {searcher.index} names no collection file (it was built from texts in "
-                         "memory); pass --collection PATH to show texts")
+        raise ValueError(f"the index at {searcher.index} stores no texts and names no collection file (it was built "
+                         "from texts in memory); pass --collection PATH to show texts")
     if args.collection is None and searcher.loaded.metadata.get("updates"):
         logger.warning("%s was changed by `colbert update` since it was built; texts come from %s, which lacks the "
                        "documents added since (shown without text) and may hold old texts of replaced ones. Pass "
                        "--collection with the current texts.", searcher.index, source)
     collection = load_collection(str(source))
     return {collection.id_of(pid): text for pid, text in enumerate(collection)}
+
+
+class _StoredTexts:
+    """`get(doc_id)` of the texts in documents.jsonl."""
+
+    def __init__(self, documents: Any) -> None:
+        self.documents = documents
+
+    def get(self, doc_id: Any) -> Any:
+        return self.documents.get(doc_id)["text"]
 
 
 def _hit(doc_id: Any, rank: int, score: float, texts: Any) -> dict:

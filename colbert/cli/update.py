@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from colbert.cli import UsageError, add_command, emit
-from colbert.cli.inputs import COLLECTION_HELP, load_collection, match_ids, read_ids
+from colbert.cli.inputs import COLLECTION_HELP, load_documents, match_ids, read_ids
 
 
 def register(subparsers: Any) -> None:
@@ -16,7 +16,8 @@ def register(subparsers: Any) -> None:
                     "--add (so a file can replace documents by removing and re-adding their ids), and commit the "
                     "new version of the index with one atomic rename: searchers opened before keep the old "
                     "version. Added documents are compressed with the index's centroids; rebuild the index when "
-                    "it has grown a lot (a warning says when).",
+                    "it has grown a lot (a warning says when). When the index stores its documents, the added texts (and "
+                    "a JSONL file's other fields, as metadata) are stored too.",
         example="colbert update ./indexes/notes --add new_notes/\n"
                 "colbert update ./indexes/scifact --remove stale_ids.txt --add corrected.jsonl")
     parser.add_argument("index", help="the index folder")
@@ -32,11 +33,11 @@ def run(args: argparse.Namespace) -> None:
 
     if args.add is None and args.remove is None:
         raise UsageError("nothing to do: give --add PATH and/or --remove FILE")
-    added = load_collection(args.add) if args.add else None
+    added, metadata = load_documents(args.add) if args.add else (None, None)
     removals = read_ids(args.remove) if args.remove else []
     updater = IndexUpdater(searcher=args.index, checkpoint=args.checkpoint)
     removed = updater.remove(match_ids(removals, set(updater.ids))) if removals else []
-    new_ids = updater.add(added) if added is not None else []
+    new_ids = updater.add(added, metadata=metadata) if added is not None else []
     updater.persist_to_disk()
     emit(args, {"index": args.index, "added": len(new_ids), "removed": len(removed), "documents": len(updater)},
          table=lambda r: f"Added {r['added']:,} and removed {r['removed']:,} documents; {r['index']} now holds "

@@ -14,13 +14,13 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence, Union
 
+from colbert.data.readers import STRIP, read_tsv
 from colbert.utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
 DocId = Union[int, str]
 MAX_CHUNKSIZE = 25_000  # passages per chunk when indexing, as the reference
-STRIP = "\n\r "  # stripped from both ends of lines (as the reference) and of passages read from files
 _PLAIN_INT = re.compile(r"^(0|[1-9][0-9]*)$")
 
 
@@ -49,20 +49,6 @@ def check_tsv_field(value: DocId, what: str) -> str:
     return text
 
 
-def read_tsv(path: str | os.PathLike, min_fields: int, layout: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) for each non-blank line, stripped of STRIP at both ends (as the reference),
-    with at least `min_fields` tab-separated fields, else ValueError naming file and line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            line = line.strip(STRIP)
-            if not line:
-                continue
-            fields = line.split("\t")
-            if len(fields) < min_fields:
-                raise ValueError(f"{path}:{lineno}: expected '{layout}', got {line[:80]!r}")
-            yield lineno, fields
-
-
 class Castable:
     """`cast(obj)`: an instance from a TSV path, a list/tuple or dict of data, or an instance (returned as is)."""
 
@@ -83,8 +69,9 @@ class Castable:
 class Collection(Castable):
     """The passages of a collection, in pid order (pid = position), and their ids.
 
-    Build one from a TSV (`pid<TAB>passage[<TAB>title]`, no header or a first line starting with `id<TAB>`,
-    which is skipped; passages are stripped of line breaks and spaces at both ends, which changes no token), a
+    Build one from a TSV (`pid<TAB>passage[<TAB>title]`, read by the dialect of colbert.data.readers: BOM
+    skipped, a header line skipped by its first field, more than three fields rejected; passages are stripped of
+    line breaks and spaces at both ends, which changes no token), a
     list of texts (ids 0..N-1), or a dict {id: text}. The reference requires
     pid == line number; here any ids are accepted and kept in `ids` (None when they are 0..N-1 in order). A third
     column is a title, giving the text "title | passage" as in the reference.
@@ -117,10 +104,8 @@ class Collection(Castable):
     @staticmethod
     def _load_tsv(path: Path) -> tuple[list[DocId], list[str]]:
         raw_ids, texts, line_of = [], [], {}
-        for lineno, fields in read_tsv(path, 2, "pid<TAB>passage"):
+        for lineno, fields in read_tsv(path, "pid<TAB>passage[<TAB>title]", 2, 3):
             doc_id, text = fields[0].strip(), fields[1].strip(STRIP)
-            if not raw_ids and lineno == 1 and doc_id == "id":
-                continue  # a header line
             if doc_id in line_of:
                 raise ValueError(f"{path}:{lineno}: document id {doc_id!r} is repeated "
                                  f"(first on line {line_of[doc_id]})")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from colbert.data.collection import check_id, write_lines
+from colbert.data.readers import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -84,17 +85,7 @@ class Examples:
             raise ValueError(f"no training examples in {self.path or 'the data given'}")
 
     def _load_file(self, path: Path) -> list[list]:
-        examples = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    example = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from e
-                examples.append(check_example(example, f"{path}:{lineno}", self.nway))
-        return examples
+        return [check_example(example, f"{path}:{lineno}", self.nway) for lineno, example in read_jsonl(path)]
 
     def __len__(self) -> int:
         return len(self.data)

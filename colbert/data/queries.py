@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, ItemsView, Iterator, KeysView, Mapping, Sequence, ValuesView
 
-from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, read_tsv, write_lines
+from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, write_lines
+from colbert.data.readers import read_jsonl, read_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +19,9 @@ QueryId = DocId
 class Queries(Castable):
     """Queries keyed by qid, in file order.
 
-    Sources: a TSV of `qid<TAB>text[<TAB>...]` lines (extra columns ignored; qids are ints when every qid is a
-    plain integer, else strings, see colbert.data.collection), a `.json`/`.jsonl` file of one
+    Sources: a TSV of `qid<TAB>text[<TAB>...]` lines (read by the dialect of colbert.data.readers; extra columns
+    are ignored, as in the reference, and a warning names the first line that has them; qids are ints when every
+    qid is a plain integer, else strings, see colbert.data.collection), a `.json`/`.jsonl` file of one
     {"qid": ..., "question": ...} object per line (kept in `qas()`), a dict {qid: text or {"question": text, ...}},
     or a list of texts (qids 0..n-1). Iterating gives (qid, text) pairs, as in the reference.
 
@@ -64,31 +66,33 @@ class Queries(Castable):
 
     @staticmethod
     def _load_tsv(path: Path) -> dict[QueryId, str]:
-        qids, texts, line_of = [], [], {}
-        for lineno, fields in read_tsv(path, 2, "qid<TAB>query"):
+        qids, texts, line_of, extra = [], [], {}, None
+        for lineno, fields in read_tsv(path, "qid<TAB>query", 2):
             qid = fields[0].strip()
+            if len(fields) > 2 and extra is None:
+                extra = lineno
             if qid in line_of:
                 raise ValueError(f"{path}:{lineno}: qid {qid!r} is repeated (first on line {line_of[qid]})")
             line_of[qid] = lineno
             qids.append(qid)
             texts.append(fields[1])
+        if extra is not None:
+            warnings.warn(f"{path}:{extra}: queries have more than two tab-separated fields; only the first two "
+                          "(qid, query) are read, the rest are ignored", stacklevel=4)
         return dict(zip(parse_ids(qids), texts))
 
     def _load_jsonl(self, path: Path) -> dict[QueryId, str]:
         records = {}
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    qa = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from e
-                if not isinstance(qa, dict) or "qid" not in qa or not isinstance(qa.get("question"), str):
-                    raise ValueError(f"{path}:{lineno}: expected an object with 'qid' and a str 'question'")
-                if qa["qid"] in records:
-                    raise ValueError(f"{path}:{lineno}: qid {qa['qid']!r} is repeated")
-                records[qa["qid"]] = qa
+        for lineno, qa in read_jsonl(path):
+            if not isinstance(qa, dict) or "qid" not in qa or not isinstance(qa.get("question"), str):
+                raise ValueError(f"{path}:{lineno}: expected an object with 'qid' and a str 'question'")
+            try:
+                check_id(qa["qid"], "the qid")
+            except TypeError as e:
+                raise ValueError(f"{path}:{lineno}: {e}") from None
+            if qa["qid"] in records:
+                raise ValueError(f"{path}:{lineno}: qid {qa['qid']!r} is repeated")
+            records[qa["qid"]] = qa
         return self._from_mapping(records)
 
     def __len__(self) -> int:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, ItemsView, Iterator, Mapping, Sequence
 
-from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, read_tsv, write_lines
+from colbert.data.collection import Castable, DocId, check_id, check_tsv_field, parse_ids, write_lines
+from colbert.data.readers import read_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +54,13 @@ class Ranking(Castable):
         path: str | os.PathLike | None = None,
         data: Mapping[DocId, Sequence[Sequence[Any]]] | Sequence[Sequence[Any]] | None = None,
         provenance: Any = None,
+        run_dir: str | os.PathLike | None = None,
     ):
         if (path is None) == (data is None):
             raise TypeError("Ranking needs exactly one of path= (a TSV file) or data= (a dict or a flat list)")
         self.path = None if path is None else str(path)
         self._provenance = provenance if provenance is not None else self.path
+        self.run_dir = None if run_dir is None else str(run_dir)  # where save() puts relative paths (else cwd)
         if path is not None:
             self.data = self._load_tsv(Path(path))
         elif isinstance(data, Mapping):
@@ -69,10 +75,12 @@ class Ranking(Castable):
             check_id(qid, "a qid")
 
     @staticmethod
-    def _row(row: Sequence[Any], what: str) -> tuple:
+    def _row(row: Sequence[Any], what: str) -> tuple | list:
+        """The row with numpy/torch scalars made plain; a list stays a list (as the reference keeps rows)."""
         if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or len(row) < 1:
             raise TypeError(f"{what} holds {row!r}; each entry must be a tuple (pid, rank, score)")
-        return tuple(_plain(x) for x in row)
+        plain = [_plain(x) for x in row]
+        return plain if isinstance(row, list) else tuple(plain)
 
     def _group(self, flat: Sequence[Sequence[Any]]) -> dict[DocId, list[tuple]]:
         grouped: dict[DocId, list[tuple]] = {}
@@ -80,13 +88,13 @@ class Ranking(Castable):
             row = self._row(row, f"entry {i} of the ranking")
             if len(row) < 2:
                 raise TypeError(f"entry {i} of the ranking is {row!r}; expected (qid, pid, rank, score)")
-            grouped.setdefault(row[0], []).append(row[1:])
+            grouped.setdefault(row[0], []).append(row[1:])  # a list row stays a list
         return grouped
 
     @staticmethod
     def _load_tsv(path: Path) -> dict[DocId, list[tuple]]:
         qids, pids, rest = [], [], []
-        for lineno, fields in read_tsv(path, 3, "qid<TAB>pid<TAB>rank[<TAB>score]"):
+        for lineno, fields in read_tsv(path, "qid<TAB>pid<TAB>rank[<TAB>score]", 3):
             qids.append(fields[0])
             pids.append(fields[1])
             rest.append(tuple(_number(x, f"{path}:{lineno}") for x in fields[2:]))
@@ -94,7 +102,7 @@ class Ranking(Castable):
                 raise ValueError(f"{path}:{lineno}: rank {fields[2]!r} is not an integer")
         data: dict[DocId, list[tuple]] = {}
         for qid, pid, values in zip(parse_ids(qids), parse_ids(pids), rest):
-            data.setdefault(qid, []).append((pid, *values))
+            data.setdefault(qid, []).append([pid, *values])  # lists, as the reference reads them
         return data
 
     @classmethod
@@ -106,9 +114,15 @@ class Ranking(Castable):
         """{qid: [(pid, rank, score), ...]} (a copy of the outer dict)."""
         return dict(self.data)
 
-    def tolist(self) -> list[tuple]:
-        """The flat ranking: [(qid, pid, rank, score), ...], queries in order."""
-        return [(qid, *row) for qid, rows in self.data.items() for row in rows]
+    def tolist(self) -> list[tuple | list]:
+        """The flat ranking: [(qid, pid, rank, score), ...], queries in order (lists for rows read from a file)."""
+        return [[qid, *row] if isinstance(row, list) else (qid, *row) for qid, rows in self.data.items()
+                for row in rows]
+
+    @property
+    def flat_ranking(self) -> list[tuple | list]:
+        """The reference's attribute: the same as tolist()."""
+        return self.tolist()
 
     def flatten(self) -> list[tuple]:
         """Same as tolist()."""
@@ -133,12 +147,23 @@ class Ranking(Castable):
         return {"provenance": self.provenance()}
 
     def save(self, new_path: str | os.PathLike) -> str:
-        """Write `qid<TAB>pid<TAB>rank<TAB>score` lines atomically (floats as repr, so they read back exactly);
-        return the path."""
+        """Write `qid<TAB>pid<TAB>rank<TAB>score` lines atomically (floats as repr, so they read back exactly), and
+        beside them `<path>.meta` (JSON: provenance, and when and by which command it was written), as the
+        reference. A relative path goes under `run_dir` (the Run's folder, root/experiment/name, for a ranking from
+        Searcher.search_all inside a Run context), else under the working directory; the folder is created.
+
+        Returns:
+            The absolute path written.
+        """
+        path = Path(self.run_dir or ".", new_path).absolute()
+        path.parent.mkdir(parents=True, exist_ok=True)
         lines = ("\t".join(check_tsv_field(x, "a ranking field") for x in row) + "\n" for row in self.tolist())
-        write_lines(new_path, lines)
-        logger.info("Saved the ranking of %d queries to %s", len(self.data), new_path)
-        return str(new_path)
+        write_lines(path, lines)
+        meta = {"metadata": {"time": datetime.datetime.now().isoformat(timespec="seconds"), "cwd": os.getcwd(),
+                             "argv": list(sys.argv)}, "provenance": self.provenance()}
+        write_lines(Path(f"{path}.meta"), [json.dumps(meta, indent=4, default=str) + "\n"])
+        logger.info("Saved the ranking of %d queries to %s", len(self.data), path)
+        return str(path)
 
     def __repr__(self) -> str:
         return f"Ranking({len(self):,} queries, {sum(map(len, self.data.values())):,} entries)"

@@ -9,6 +9,7 @@
 
 The numbers are ir-measures' own (`ir_measures.calc_aggregate` on the same run), so they equal what ir-measures
 gives on the run file. MRR@10 is ir-measures' RR@10. Needs `pip install colbert-ai[eval]` (ir-measures).
+`colbert.evaluation.loaders` keeps the reference's TSV loaders (load_queries, load_qrels, load_collection, ...).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ turned into strings the same way (`str(17) == "17"`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -97,23 +96,24 @@ def read_qrels(path: str | os.PathLike) -> Qrels:
     Raises:
         ValueError: a line with another number of fields or a relevance that is not an integer (file:line).
     """
+    from colbert.data.readers import read_lines
+
     qrels: Qrels = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields or (lineno == 1 and tuple(fields) == BEIR_HEADER):
-                continue
-            if len(fields) == 3:
-                qid, doc_id, rel = fields
-            elif len(fields) == 4:
-                qid, _, doc_id, rel = fields
-            else:
-                raise ValueError(f"{path}:{lineno}: expected 'qid doc_id relevance' or TREC's 'qid 0 doc_id "
-                                 f"relevance', got {line.strip()[:80]!r}")
-            try:
-                qrels.setdefault(qid, {})[doc_id] = int(rel)
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: relevance {rel!r} is not an integer") from None
+    for lineno, line in read_lines(path):
+        fields = line.split()
+        if not fields or (lineno == 1 and tuple(fields) == BEIR_HEADER):
+            continue
+        if len(fields) == 3:
+            qid, doc_id, rel = fields
+        elif len(fields) == 4:
+            qid, _, doc_id, rel = fields
+        else:
+            raise ValueError(f"{path}:{lineno}: expected 'qid doc_id relevance' or TREC's 'qid 0 doc_id "
+                             f"relevance', got {line.strip()[:80]!r}")
+        try:
+            qrels.setdefault(qid, {})[doc_id] = int(rel)
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: relevance {rel!r} is not an integer") from None
     if not qrels:
         raise ValueError(f"{path} holds no judgements")
     return qrels
@@ -121,19 +121,14 @@ def read_qrels(path: str | os.PathLike) -> Qrels:
 
 def _read_beir_jsonl(path: Path, title: bool) -> dict[str, str]:
     """{_id: text} of a BEIR corpus.jsonl or queries.jsonl (ids kept as strings, as in the qrels)."""
+    from colbert.data.readers import read_jsonl
+
     out: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
-                raise ValueError(f"{path}:{lineno}: expected an object with \"_id\" and a str \"text\"")
-            text = record["text"]
-            if title and record.get("title"):
-                text = f"{record['title']} | {text}"
-            out[str(record["_id"])] = text
+    for lineno, record in read_jsonl(path):
+        if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
+            raise ValueError(f"{path}:{lineno}: expected an object with \"_id\" and a str \"text\"")
+        text = record["text"]
+        if title and record.get("title"):
+            text = f"{record['title']} | {text}"
+        out[str(record["_id"])] = text
     return out

@@ -1,4 +1,4 @@
-"""ONNX encoders (`pip install colbert[onnx]`): export a checkpoint's query and document encoders, and encode with
+"""ONNX encoders (`pip install colbert-ai[onnx]`): export a checkpoint's query and document encoders, and encode with
 onnxruntime instead of torch.
 
     from colbert.export.onnx import OnnxCheckpoint, export_onnx

@@ -17,9 +17,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from colbert.data import Collection
@@ -39,6 +40,7 @@ from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 
+KMeans = Callable[[Tensor, int], Tensor]
 READ_WINDOW = 1 << 16  # build-time embeddings read (mapped) at once: 2**16 x 128 dims x fp16 = 16 MiB
 
 
@@ -60,7 +62,7 @@ def _barrier() -> None:
 
 def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig, plan: Plan,
                 rank: int = 0, nranks: int = 1, resume: bool = False, show_progress: bool = True,
-                metadata: Optional[list[dict]] = None) -> IndexStats:
+                metadata: Optional[list[dict]] = None, kmeans: Optional[KMeans] = None) -> IndexStats:
     """Build a PLAID index of `collection` in `index_dir` (which must exist). Every rank calls this.
 
     Args:
@@ -73,6 +75,9 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
         rank, nranks: this process among those building the index (torch.distributed initialised when > 1).
         resume: keep what an interrupted build with the same settings already wrote.
         metadata: one JSON object per passage: the texts and these are stored in documents.jsonl; None stores none.
+        kmeans: fits the centroids instead of `train_centroids`: (fp16 sample (n, d) on CPU, num_partitions) ->
+            centroids (num_partitions, d); they are normalised and rounded to fp16 (a replaced
+            `CollectionIndexer._train_kmeans`, see colbert.indexing.collection_indexer).
     """
     check_nbits(config.nbits)
     stats = IndexStats(num_passages=len(collection))
@@ -84,7 +89,7 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
             release_free_memory()  # each chunk starts from the memory in use, not from what earlier ones left
     _barrier()
     if rank == 0 and not resume_codec:
-        _train_codec(index_dir, plan, config, stats, checkpoint.device)
+        _train_codec(index_dir, plan, config, stats, checkpoint.device, kmeans)
         release_free_memory()
     _barrier()
     codec = _read_codec(index_dir, config)
@@ -177,7 +182,7 @@ def _chunk_embeddings(index_dir: Path, k: int) -> index_format.ChunkEmbeddings:
 
 
 def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats,
-                 device: torch.device) -> None:
+                 device: torch.device, kmeans: Optional[KMeans] = None) -> None:
     """Centroids from a bounded sample of the sampled passages' embeddings (k-means on `device` when it is a GPU,
     else on CPU), then the residual buckets from a held-out part of it (the reference's 5 %, at most 50k)."""
     t0 = time.perf_counter()
@@ -203,7 +208,11 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     num_partitions = min(num_partitions, num_points)
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
     kmeans_device = device if device.type == "cuda" else torch.device("cpu")
-    centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=kmeans_device, bf16=bf16)
+    if kmeans is not None:
+        centroids = kmeans(sample.rows(0, num_points).clone(), num_partitions)  # (C, d)
+        centroids = F.normalize(centroids.detach().float().cpu(), dim=-1).half()
+    else:
+        centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=kmeans_device, bf16=bf16)
     # the buckets are fit on held-out embeddings, gathered once k-means' buffers are gone, in float32 so that fit
     # turns them into the residuals where they lie (tiny collections have none: then on the sample)
     if heldout:

@@ -41,6 +41,15 @@ class ResidualCodec:
         return self.centroids.size(1)
 
     @classmethod
+    def load(cls, index_path: str) -> "ResidualCodec":
+        """The codec of the index at `index_path`, checked against its metadata.json (the reference's loader)."""
+        from colbert.indexing import format as index_format
+
+        meta = index_format.read_metadata(index_path)
+        dim, nbits = meta["config"]["dim"], meta["config"]["nbits"]
+        return cls(*index_format.read_codec(index_path, dim, nbits, meta["num_partitions"]), nbits=nbits)
+
+    @classmethod
     def fit(cls, centroids: Tensor, heldout: Tensor, nbits: int, bf16: bool = False,
             in_place: bool = False) -> "ResidualCodec":
         """Bucket cutoffs and weights from the residuals of held-out embeddings (the reference's quantiles); `bf16`

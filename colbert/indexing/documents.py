@@ -89,7 +89,7 @@ class Documents:
         if not len(self.ids) == len(self.texts) == len(self.metadata):
             raise ValueError(f"{len(self.ids)} ids, {len(self.texts)} texts and {len(self.metadata)} metadata "
                              "entries; they must be as many")
-        self._pid_of = {doc_id: pid for pid, doc_id in enumerate(self.ids)}
+        self._pid_of = {doc_id: pid for pid, doc_id in enumerate(self.ids) if doc_id is not None}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -118,10 +118,12 @@ class Documents:
         return Documents(self.ids + list(ids), self.texts + list(texts), self.metadata + list(metadata))
 
     def without(self, pids: Iterable[int]) -> Documents:
+        """Removed passages keep their pids (as in the index): their entries become {"id": None, "text": ""}."""
         drop = set(int(p) for p in pids)
-        keep = [p for p in range(len(self.ids)) if p not in drop]
-        return Documents([self.ids[p] for p in keep], [self.texts[p] for p in keep],
-                         [self.metadata[p] for p in keep])
+        gone = [p in drop for p in range(len(self.ids))]
+        return Documents([None if g else d for d, g in zip(self.ids, gone)],
+                         ["" if g else t for t, g in zip(self.texts, gone)],
+                         [{} if g else m for m, g in zip(self.metadata, gone)])
 
 
 def write_documents(index_dir: str | os.PathLike, documents: Documents) -> None:
@@ -160,7 +162,9 @@ def read_documents(index_dir: str | os.PathLike, doc_ids: Optional[Sequence[DocI
             texts.append(record["text"])
             metadata.append(record.get("metadata", {}))
     expected = list(range(num_passages)) if doc_ids is None else list(doc_ids)
-    if ids != expected:
+    # a removed passage keeps its pid with a null id (doc_ids.json says null, or ids are pids)
+    ids_seen = [e if i is None and (doc_ids is None or e is None) else i for i, e in zip(ids, expected)]
+    if len(ids) != len(expected) or ids_seen != expected:
         where = next((p for p, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
         raise _bad(path, f"holds {len(ids):,} documents for {num_passages:,} passages and disagrees with the "
                          f"index's ids from position {where:,}")

@@ -4,9 +4,9 @@ Letters: C centroids, P passages, N token embeddings, w = d * nbits / 8 bytes pe
 
 Passages are held as segments, runs of consecutive pids. A segment read from disk and left untouched remembers its
 chunk number (`source`) and is hard-linked when a version is written; a segment with rows removed, or of added
-passages, is written anew. Removing passages renumbers the pids after them: pids are positions, internal to the
-index; the users' ids (`doc_ids`) never change. So a removed passage is gone from every tensor search reads, and
-no search mode can return it.
+passages, is written anew. Pids are stable, as in the reference (colbert-ai): a removed passage keeps its position
+with doclen 0 (its embeddings and IVF entries are gone, its id becomes None), and added passages take the next
+pids. So colbert-ai, which returns pids and ignores doc_ids.json, names the same documents as we do.
 """
 
 from __future__ import annotations
@@ -50,14 +50,13 @@ class Segment:
     def num_passages(self) -> int:
         return self.doclens.numel()
 
-    def keep(self, mask: Tensor) -> Optional[Segment]:
-        """The passages where `mask` (bool (p,)) is True: self when all are kept, None when none."""
+    def clear(self, mask: Tensor) -> Segment:
+        """Empty the passages where `mask` (bool (p,)) is False: their doclens become 0 and their rows go; the
+        passages keep their positions. Self when nothing is cleared."""
         if bool(mask.all()):
             return self
-        if not bool(mask.any()):
-            return None
         rows = torch.repeat_interleave(mask, self.doclens)  # (n,) embeddings of kept passages
-        return Segment(self.doclens[mask], self.codes[rows], self.residuals[rows], added=self.added)
+        return Segment(self.doclens * mask, self.codes[rows], self.residuals[rows], added=self.added)
 
     def split(self, num_passages: int) -> tuple[Segment, Optional[Segment]]:
         """The first `num_passages` passages, and the rest (None when nothing is left)."""
@@ -93,6 +92,7 @@ def _segments_of(index: LoadedIndex) -> list[Segment]:
 @dataclass
 class IndexState:
     """The whole editable index. ivf is unpadded: list c is ivf[offsets[c]:offsets[c + 1]], sorted pids.
+    doc_ids has one entry per pid: None for a removed passage (doclen 0).
 
     Shapes: ivf (sum(ivf_lengths),) int32; ivf_lengths (C,) int64.
     """
@@ -112,15 +112,27 @@ class IndexState:
     def from_loaded(cls, index: LoadedIndex) -> IndexState:
         codec = index_format.Codec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual)
         doc_ids = list(range(index.num_passages)) if index.doc_ids is None else list(index.doc_ids)
+        for pid in (index.doclens == 0).nonzero().flatten().tolist():
+            doc_ids[pid] = None  # removed (colbert-ai's updater leaves doclen 0 behind)
         ivf = index.ivf[: int(index.ivf_lengths.sum())]  # drop the reference's padding
         state = cls(index.path, dict(index.metadata), codec, _segments_of(index), doc_ids, ivf,
                     index.ivf_lengths.clone(), base=index.pin)
-        state._pid_of = {doc_id: pid for pid, doc_id in enumerate(doc_ids)}
+        state._pid_of = {doc_id: pid for pid, doc_id in enumerate(doc_ids) if doc_id is not None}
         return state
 
     @property
     def num_passages(self) -> int:
+        """Pids in use, removed passages included (they keep their positions)."""
         return len(self.doc_ids)
+
+    @property
+    def num_live(self) -> int:
+        """Passages not removed."""
+        return len(self._pid_of)
+
+    @property
+    def live_ids(self) -> list[DocId]:
+        return [doc_id for doc_id in self.doc_ids if doc_id is not None]
 
     @property
     def num_embeddings(self) -> int:
@@ -142,22 +154,21 @@ class IndexState:
     # ----------------------------------------------------------------------------------------------- edits
 
     def remove(self, pids: Tensor) -> None:
-        """Drop passages (unique int64 pids) from the segments, the ids and the IVF; later pids move down."""
+        """Empty passages (unique int64 pids of live passages): their embeddings and IVF entries go, their doclens
+        become 0 and their ids None; every pid stays where it was (the reference's rule)."""
         keep = torch.ones(self.num_passages, dtype=torch.bool)  # (P,)
         keep[pids] = False
         segments, start = [], 0
         for segment in self.segments:
-            kept = segment.keep(keep[start:start + segment.num_passages])
+            segments.append(segment.clear(keep[start:start + segment.num_passages]))
             start += segment.num_passages
-            if kept is not None:
-                segments.append(kept)
         self.segments = segments
-        self.doc_ids = [doc_id for doc_id, k in zip(self.doc_ids, keep.tolist()) if k]
-        self._pid_of = {doc_id: pid for pid, doc_id in enumerate(self.doc_ids)}
-        new_pid = torch.cumsum(keep, 0) - 1  # (P,) position of each kept passage afterwards
+        for pid in pids.tolist():
+            del self._pid_of[self.doc_ids[pid]]
+            self.doc_ids[pid] = None
         list_of = torch.repeat_interleave(torch.arange(self.num_partitions), self.ivf_lengths)  # (M,)
         alive = keep[self.ivf.long()]  # (M,)
-        self.ivf = new_pid[self.ivf.long()[alive]].to(torch.int32)  # still sorted within each list
+        self.ivf = self.ivf[alive]  # still sorted within each list
         self.ivf_lengths = torch.bincount(list_of[alive], minlength=self.num_partitions)
 
     def append(self, codes: Tensor, residuals: Tensor, doclens: Sequence[int], ids: Sequence[DocId]) -> None:
@@ -201,13 +212,14 @@ class IndexState:
 
     def current_metadata(self) -> dict:
         """metadata.json of this state: a copy, which later edits of the state leave alone."""
-        n, p = self.num_embeddings, self.num_passages
+        n, p = self.num_embeddings, self.num_live
         return {**copy.deepcopy(self.metadata), "num_chunks": len(self.segments), "num_partitions": self.num_partitions,
                 "num_embeddings": n, "avg_doclen": n / max(p, 1)}
 
-    def stored_ids(self) -> Optional[list[DocId]]:
-        """The ids to store in doc_ids.json, or None when they are the positions 0..P-1."""
-        positions = all(isinstance(d, int) and d == i for i, d in enumerate(self.doc_ids))
+    def stored_ids(self) -> Optional[list[Optional[DocId]]]:
+        """The ids to store in doc_ids.json (null for removed passages), or None when every passage's id is its
+        pid (removed ones included), as for the reference."""
+        positions = all(d is None or (isinstance(d, int) and d == i) for i, d in enumerate(self.doc_ids))
         return None if positions else list(self.doc_ids)
 
     def to_loaded(self, join_residuals: bool = False) -> LoadedIndex:
@@ -259,7 +271,8 @@ class IndexState:
             for name in index_format.CODEC_FILES:
                 link_or_copy(base_dir / name, out_dir / name)
         ivf, ivf_lengths = build_ivf(self.codes(), self.doclens(), self.num_partitions)  # from the codes, always
-        assert torch.equal(ivf_lengths, self.ivf_lengths) and torch.equal(ivf[: self.ivf.numel()], self.ivf), \
+        ivf = ivf[: int(ivf_lengths.sum())]  # unpadded, as colbert-ai's updater writes it (its add needs that)
+        assert torch.equal(ivf_lengths, self.ivf_lengths) and torch.equal(ivf, self.ivf), \
             "the IVF kept in memory disagrees with the codes"
         index_format.write_ivf(out_dir, ivf, ivf_lengths)
         index_format.write_doc_ids(out_dir, self.stored_ids())
@@ -272,10 +285,10 @@ class IndexState:
             plan = index_format.read_plan(base_dir)
         except IndexFormatError:
             plan = {"config": self.metadata["config"]}
-        n, p = self.num_embeddings, self.num_passages
+        n, p = self.num_embeddings, self.num_live
         return {**plan, "num_chunks": num_chunks, "num_partitions": self.num_partitions,
                 "num_embeddings_est": float(n), "avg_doclen_est": n / max(p, 1),
-                **({"num_passages": p} if "num_passages" in plan else {})}
+                **({"num_passages": self.num_passages} if "num_passages" in plan else {})}
 
 
 def refit_codec(state: IndexState, old: ResidualCodec, niters: int) -> ResidualCodec:

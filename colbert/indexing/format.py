@@ -13,8 +13,9 @@ An index folder holds (C centroids, d = dim, N token embeddings, P passages, k =
 | `doclens.k.json`   | [int, ...]: embeddings per passage of chunk k                                      |
 | `k.metadata.json`  | {"passage_offset", "num_passages", "num_embeddings", "embedding_offset"}          |
 | `ivf.pid.pt`       | tuple (ivf int32 (>= sum of lengths,), ivf_lengths int64 (C,)): pids per centroid  |
-| `doc_ids.json`     | ours, optional: the user's document ids in pid order (absent: ids are 0..P-1)      |
+| `doc_ids.json`     | ours, optional: the user's ids in pid order, null if removed (absent: 0..P-1)      |
 | `metadata.json`    | {"config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"}; LAST   |
+|                    | (+ ours: "doc_ids": true when doc_ids.json exists)                                 |
 
 While an index is built its folder also holds build-time files, all deleted before `metadata.json` is written:
 `k.embeddings.build.npy` with `k.embeddings.build.json` (a chunk's fp16 embeddings and doclens, from encoding to
@@ -22,7 +23,8 @@ compression) and `kmeans_sample.build.npy` (the k-means sample, during k-means).
 
 Every write goes to a temporary sibling renamed over the target. Within a chunk `k.metadata.json` is written after
 the chunk's other files, and `metadata.json` after everything else, so its presence marks a complete index. The
-reference (colbert-ai) ignores `doc_ids.json`, so indexes move both ways.
+reference (colbert-ai) ignores `doc_ids.json`, so indexes move both ways. A passage with doclen 0 is a removed one:
+the reference's IndexUpdater and ours keep its position (pids never move), so both name documents alike.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ BUCKETS_FILE = "buckets.pt"
 AVG_RESIDUAL_FILE = "avg_residual.pt"
 IVF_FILE = "ivf.pid.pt"
 DOC_IDS_FILE = "doc_ids.json"
+DOC_IDS_KEY = "doc_ids"  # in metadata.json: true when the index has a doc_ids.json
 
 CODEC_FILES = (CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE)
 
@@ -182,8 +185,14 @@ def write_plan(index_dir: PathLike, plan: Mapping[str, Any]) -> None:
 
 
 def write_metadata(index_dir: PathLike, metadata: Mapping[str, Any]) -> None:
-    """Write metadata.json, the completeness marker: call it after every other file of the index is written."""
+    """Write metadata.json, the completeness marker: call it after every other file of the index is written.
+
+    When doc_ids.json was written, metadata.json records it (`"doc_ids": true`), so that an index whose ids file
+    went missing is refused on open instead of answering with positions for ids."""
     index_dir = Path(index_dir)
+    metadata = {k: v for k, v in metadata.items() if k != DOC_IDS_KEY}
+    if (index_dir / DOC_IDS_FILE).exists():
+        metadata[DOC_IDS_KEY] = True
     _write_json(index_dir / METADATA_FILE, _ordered(metadata, METADATA_KEYS, "metadata.json"))
     fsync_dir(index_dir)
 
@@ -274,8 +283,9 @@ def write_ivf(index_dir: PathLike, ivf: Tensor, ivf_lengths: Tensor) -> None:
     atomic_torch_save(ivf_pair, Path(index_dir) / IVF_FILE)
 
 
-def write_doc_ids(index_dir: PathLike, doc_ids: Sequence[int | str] | None) -> None:
-    """Write doc_ids.json (the user's ids in pid order), or remove it when the ids are just 0..P-1 (None)."""
+def write_doc_ids(index_dir: PathLike, doc_ids: Sequence[int | str | None] | None) -> None:
+    """Write doc_ids.json (the user's ids in pid order, None for removed passages), or remove it when the ids are
+    just 0..P-1 (None)."""
     path = Path(index_dir) / DOC_IDS_FILE
     if doc_ids is None:
         path.unlink(missing_ok=True)
@@ -553,19 +563,62 @@ def read_ivf(index_dir: PathLike, num_partitions: int) -> tuple[Tensor, Tensor]:
     return ivf, lengths
 
 
-def read_doc_ids(index_dir: PathLike, num_passages: int) -> list[int | str] | None:
-    """The user's document ids in pid order (doc_ids.json), or None when the index has none (ids are pids)."""
+def read_doc_ids(index_dir: PathLike, num_passages: int, listed: bool = False,
+                 doclens: Tensor | None = None) -> list[int | str | None] | None:
+    """The user's document ids in pid order (doc_ids.json; None for removed passages), or None when the index has
+    none (ids are pids).
+
+    Args:
+        listed: metadata.json says the index has doc_ids.json (its "doc_ids" key); then a missing file raises.
+        doclens: int64 (P,); when given, a null id is accepted only for a removed passage (doclen 0).
+    """
     path = Path(index_dir) / DOC_IDS_FILE
     if not path.exists():
+        if listed:
+            raise _bad(path, "is missing, but metadata.json says this index has its own document ids; without it "
+                             "search would return positions instead of your ids. Restore the file")
         return None
     ids = _read_json(path)
-    if not isinstance(ids, list) or not all(_is_int(x) or isinstance(x, str) for x in ids):
-        raise _bad(path, "does not hold a list of document ids (ints or strings)")
+    if not isinstance(ids, list) or not all(x is None or _is_int(x) or isinstance(x, str) for x in ids):
+        raise _bad(path, "does not hold a list of document ids (ints, strings, or null for removed passages)")
     if len(ids) != num_passages:
         raise _bad(path, f"has {len(ids):,} ids for {num_passages:,} passages")
-    if len(set(ids)) != len(ids):
+    live = [x for x in ids if x is not None]
+    if len(set(live)) != len(live):
         raise _bad(path, "has repeated document ids")
+    if doclens is not None and len(live) != len(ids):
+        unnamed = [pid for pid, x in enumerate(ids) if x is None and doclens[pid] > 0]
+        if unnamed:
+            raise _bad(path, f"has no id (null) for pid {unnamed[0]:,}, which holds embeddings; only removed "
+                       "passages (doclen 0) may have none")
     return ids
+
+
+def totals_problems(index_dir: PathLike, meta: Mapping[str, Any],
+                    chunk_metas: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What is wrong with metadata.json's num_embeddings given the chunks' metadata, as loosely as colbert-ai
+    writes it; each chunk's own files are checked by `read_chunk`, and they are authoritative.
+
+    Checked: num_embeddings is at least the chunks' total (colbert-ai sizes its buffers by it, so a smaller value
+    breaks it). Tolerated (logged at INFO): a larger num_embeddings, because colbert-ai's
+    IndexUpdater.persist_to_disk adds the whole index's count to it on every persist; an avg_doclen that no
+    longer matches (its updater never rewrites it); embedding_offset values that disagree with the chunks before
+    (its updater counts removed embeddings in the offset of a chunk it creates; neither loader reads them).
+    """
+    total = sum(int(m["num_embeddings"]) for m in chunk_metas)
+    path = Path(index_dir) / METADATA_FILE
+    if meta["num_embeddings"] < total:
+        return [f"{path} says {meta['num_embeddings']:,} embeddings but its {len(chunk_metas)} chunks hold {total:,}"]
+    offsets, embeddings = [], 0
+    for k, chunk in enumerate(chunk_metas):
+        if chunk.get("embedding_offset", embeddings) != embeddings:
+            offsets.append(k)
+        embeddings += int(chunk["num_embeddings"])
+    if meta["num_embeddings"] > total or offsets:
+        logger.info("%s: metadata.json counts %s embeddings for %s in the chunks, %d chunk(s) with a stale "
+                    "embedding_offset (as colbert-ai's IndexUpdater leaves them); the chunk files are used",
+                    index_dir, f"{meta['num_embeddings']:,}", f"{total:,}", len(offsets))
+    return []
 
 
 # --------------------------------------------------------------------------------------------------- helpers

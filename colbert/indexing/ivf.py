@@ -23,8 +23,9 @@ BLOCK_PER_CENTROID = 4  # ... and at least 4 per centroid, so one block's int32 
 #                         below about half of its int32 pids, whatever the number of blocks
 
 
-def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tensor, Tensor]:
-    """Inverted lists from the centroid code of every embedding.
+def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int,
+              show_progress: bool | None = False) -> tuple[Tensor, Tensor]:
+    """Inverted lists from the centroid code of every embedding (no progress bar unless asked: index updates use it).
 
     Args:
         codes: the centroid id of each embedding, passages in pid order (may be memory-mapped).
@@ -43,7 +44,7 @@ def build_ivf(codes: Tensor, doclens: Tensor, num_partitions: int) -> tuple[Tens
         >>> ivf.tolist(), lengths.tolist()
         ([0, 1, 0, 1], [1, 1, 2])
     """
-    return build_ivf_from_chunks([(codes, doclens)], num_partitions)
+    return build_ivf_from_chunks([(codes, doclens)], num_partitions, show_progress)
 
 
 def build_ivf_from_chunks(chunks: Iterable[tuple[Tensor, Tensor]], num_partitions: int,

@@ -1,9 +1,10 @@
 """verify_index(): check an index folder end to end and report every problem, not just the first.
 
 Checks: every file metadata.json implies is present and readable; each chunk's codes, residuals and doclens agree
-with its metadata and the chunks are contiguous; the totals agree with metadata.json; codes lie in [0, C); document
-ids are unique and one per passage; the IVF equals the one rebuilt from the codes; no chunk file lies beyond
-num_chunks. Codes and residuals are memory-mapped, so memory stays small; the IVF rebuild reads every code once.
+with its metadata and the chunks are contiguous; metadata.json's totals as loosely as colbert-ai writes them
+(`format.totals_problems`); codes lie in [0, C); document ids are unique and one per passage; the IVF equals the
+one rebuilt from the codes; no chunk file lies beyond num_chunks; removed passages (doclen 0) have a null id. Codes
+and residuals are memory-mapped, so memory stays small; the IVF rebuild reads every code once.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def _problems(path: Path) -> list[str]:
         problems.append(f"{path} has codes in [{int(codes.min())}, {int(codes.max())}], outside [0, {C:,}) "
                         "(the number of centroids)")
         return problems
-    attempt(lambda: index_format.read_doc_ids(path, doclens.numel()))
+    attempt(lambda: index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY)),
+                                              doclens))
     stored = attempt(lambda: index_format.read_ivf(path, C))
     if stored is not None:
         problems += _ivf_problems(path, stored, build_ivf(codes, doclens, C))
@@ -103,24 +105,14 @@ def _stray_chunk_files(path: Path, num_chunks: int) -> list[str]:
 
 
 def _offsets(path: Path, meta: dict, chunks: list[index_format.Chunk]) -> list[str]:
-    problems, passages, embeddings = [], 0, 0
+    problems, passages = [], 0
     for k, chunk in enumerate(chunks):
         where = path / index_format.chunk_metadata_file(k)
         if chunk.metadata["passage_offset"] != passages:
             problems.append(f"{where} starts at passage {chunk.metadata['passage_offset']:,} but the chunks before "
                             f"it end at {passages:,}")
-        if chunk.metadata.get("embedding_offset", embeddings) != embeddings:
-            problems.append(f"{where} starts at embedding {chunk.metadata['embedding_offset']:,} but the chunks "
-                            f"before it end at {embeddings:,}")
         passages += chunk.metadata["num_passages"]
-        embeddings += chunk.metadata["num_embeddings"]
-    if embeddings != meta["num_embeddings"]:
-        problems.append(f"{path / index_format.METADATA_FILE} says {meta['num_embeddings']:,} embeddings but its "
-                        f"chunks hold {embeddings:,}")
-    if passages and abs(meta["avg_doclen"] - embeddings / passages) > 1e-6 * max(1.0, embeddings / passages):
-        problems.append(f"{path / index_format.METADATA_FILE} says avg_doclen {meta['avg_doclen']} but the chunks "
-                        f"hold {embeddings / passages:.6g} embeddings per passage")
-    return problems
+    return problems + index_format.totals_problems(path, meta, [c.metadata for c in chunks])
 
 
 def _ivf_problems(path: Path, stored: tuple, rebuilt: tuple) -> list[str]:

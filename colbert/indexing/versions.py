@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar
 
-from colbert.errors import ColBERTError, IndexFormatError
+from colbert.errors import ColBERTError, IndexFormatError, IndexLockedError
 from colbert.utils.io import fsync_dir
 
 try:
@@ -46,6 +46,8 @@ except ImportError:  # Windows: no advisory locks; a single writer at a time is 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another writer's lock before IndexLockedError
+LOCK_POLL_S = 0.05  # how often a waiting writer tries the lock again
 READ_ATTEMPTS = 20  # a reader re-reads at most this many times while writers keep committing
 GAP_WAIT_S = 0.05  # how long a reader waits for NAME to reappear between the two renames of the fallback commit
 _counter = itertools.count()
@@ -111,19 +113,49 @@ class Pin:
     def close(self) -> None:
         self._close()
 
-    def lock(self, wait: bool = True) -> bool:
-        """Take the exclusive lock (flock) on the folder; without `wait`, False when another writer holds it."""
+    def lock(self, wait: bool = True, timeout: Optional[float] = None) -> bool:
+        """Take the exclusive lock (flock) on the folder; without `wait`, False when another writer holds it.
+
+        With `wait` and a `timeout` (seconds), IndexLockedError once it has waited that long.
+        """
         if fcntl is None:
             return True
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            return False
-        return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait and deadline is None else fcntl.LOCK_NB))
+                return True
+            except BlockingIOError:
+                if not wait:
+                    return False
+                if time.monotonic() >= deadline:  # type: ignore[operator]
+                    holders = lock_holders(self.identity)
+                    held_by = f" by process {', '.join(map(str, holders))}" if holders else " by another process"
+                    raise IndexLockedError(
+                        f"{self.path} is locked{held_by}, which has been writing it for more than {timeout:g} s; "
+                        "nothing was written. Wait for that writer, stop it if it hangs (its changes are then "
+                        "discarded, the index stays whole), or raise lock_timeout.") from None
+                time.sleep(LOCK_POLL_S)
 
     def unlock(self) -> None:
         if fcntl is not None:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+def lock_holders(identity: tuple[int, int]) -> list[int]:
+    """The pids holding a flock on the file with this (st_dev, st_ino), from /proc/locks; [] where unknown."""
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return []
+    dev, ino = identity
+    wanted = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    holders = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and "->" not in parts and parts[5] == wanted:
+            holders.append(int(parts[4]))
+    return holders
 
 
 def pin_or_none(path: Path) -> Optional[Pin]:
@@ -242,7 +274,8 @@ class Transaction:
 
 @contextmanager
 def transaction(index_path: str | os.PathLike, base: Optional[Pin] = None,
-                staging: Optional[str | os.PathLike] = None) -> Iterator[Transaction]:
+                staging: Optional[str | os.PathLike] = None,
+                lock_timeout: Optional[float] = LOCK_TIMEOUT_S) -> Iterator[Transaction]:
     """Lock the index's current version and prepare a hidden folder for the new one; call `.commit()` when it is
     complete. Leaving the block without committing removes the folder (when we made it) and changes nothing.
 
@@ -251,12 +284,14 @@ def transaction(index_path: str | os.PathLike, base: Optional[Pin] = None,
         base: the version the change was made from (from `read_consistent`); IndexChangedError when NAME is no
             longer that version. None: whatever is current.
         staging: a folder already holding the new version (the Indexer's `.NAME.building`); default a new one.
+        lock_timeout: seconds to wait for another writer's lock (None: forever).
 
     Raises:
         IndexChangedError: `base` was given and NAME was deleted or replaced since.
+        IndexLockedError: another writer held the lock for longer than `lock_timeout` (the message names its pid).
     """
     index_path = Path(index_path)
-    current = _lock_current(index_path, base)
+    current = _lock_current(index_path, base, lock_timeout)
     txn = None
     try:
         txn = Transaction(index_path, current, None if staging is None else Path(staging))
@@ -268,7 +303,7 @@ def transaction(index_path: str | os.PathLike, base: Optional[Pin] = None,
             current.close()
 
 
-def _lock_current(index_path: Path, base: Optional[Pin]) -> Optional[Pin]:
+def _lock_current(index_path: Path, base: Optional[Pin], timeout: Optional[float]) -> Optional[Pin]:
     """Pin and lock whatever NAME is now (again if it changed while we waited for the lock); check it is `base`."""
     while True:
         current = pin_or_none(index_path)
@@ -279,7 +314,11 @@ def _lock_current(index_path: Path, base: Optional[Pin]) -> Optional[Pin]:
                 raise IndexChangedError(f"The index at {index_path} was deleted after it was opened; nothing was "
                                         "written. Rebuild it, or open the new one and apply the changes again.")
             return None
-        current.lock()
+        try:
+            current.lock(timeout=timeout)
+        except IndexLockedError:
+            current.close()
+            raise
         if not current.is_current():
             current.close()
             continue

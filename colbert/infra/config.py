@@ -15,7 +15,8 @@ A field counts as *assigned* when it was passed to the constructor (with a value
 from JSON have every field they contain assigned.
 
 Differences from the reference, on purpose: an unknown keyword raises TypeError (with a suggestion) instead of
-being silently ignored; `root` and `name` are computed when a config is created, not when colbert is imported;
+being silently ignored; every value is checked against its field's `Allowed` (metadata["allowed"]) whenever it is
+set, by the constructor, `configure`, attribute assignment or a file read (TypeError / ValueError naming the field); `root` and `name` are computed when a config is created, not when colbert is imported;
 `gpus=None` (the default) means "every visible GPU" and no GPU is queried at import.
 """
 
@@ -26,10 +27,12 @@ import datetime
 import difflib
 import json
 import logging
+import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +45,158 @@ def _timestamp() -> str:
     return datetime.datetime.now().strftime("%Y-%m/%d/%H.%M.%S")
 
 
-def _help(text: str, default: Any) -> Any:
-    return field(default=default, metadata={"help": text})
+@dataclass(frozen=True)
+class Allowed:
+    """The values a field takes: a type (int, float, bool or str), then a range or a list of choices.
+
+    Ints are any integral number but not a bool; floats any finite real; paths (str fields with `path`) may also be
+    an os.PathLike, stored as str. Stored values are normalised to the plain Python type.
+
+    >>> Allowed(int, low=1).describe(), Allowed(int, choices=(1, 2, 4)).describe()
+    ('an int >= 1', 'one of 1, 2, 4')
+    """
+
+    kind: type
+    low: Optional[float] = None
+    high: Optional[float] = None
+    choices: Optional[tuple] = None
+    optional: bool = False  # None is allowed
+    path: bool = False
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            text = "one of " + ", ".join(map(repr, self.choices))
+        else:
+            text = {int: "an int", float: "a finite float", bool: "True or False", str: "a str"}[self.kind]
+            if self.path:
+                text = "a str or os.PathLike path"
+            if self.low is not None and self.high is not None:
+                text += f" in [{self.low}, {self.high}]"
+            elif self.low is not None:
+                text += f" >= {self.low}"
+            elif self.high is not None:
+                text += f" <= {self.high}"
+        return text + (", or None" if self.optional else "")
+
+    def normalise(self, owner: str, name: str, value: Any) -> Any:
+        """`value` as stored, or TypeError (wrong type) / ValueError (out of range) naming the field."""
+        if value is None and self.optional:
+            return None
+        typed = self._typed(value)
+        if typed is _WRONG_TYPE:
+            raise TypeError(f"{owner}.{name} must be {self.describe()}; got {value!r} ({type(value).__name__})")
+        if self.choices is not None:
+            ok = any(type(typed) is type(c) and typed == c for c in self.choices)
+        else:
+            ok = (self.low is None or typed >= self.low) and (self.high is None or typed <= self.high)
+            ok = ok and (self.kind is not float or math.isfinite(typed))
+        if not ok:
+            raise ValueError(f"{owner}.{name} must be {self.describe()}; got {value!r}")
+        return typed
+
+    def _typed(self, value: Any) -> Any:
+        if self.choices is not None and any(value is c for c in self.choices):
+            return value
+        if isinstance(value, bool):
+            return value if self.kind is bool else _WRONG_TYPE
+        if self.kind is int and isinstance(value, numbers.Integral):
+            return int(value)
+        if self.kind is float and isinstance(value, numbers.Real):
+            return float(value)
+        if self.kind is str and isinstance(value, str):
+            return value
+        if self.kind is str and self.path and isinstance(value, os.PathLike):
+            return os.fspath(value)
+        if self.choices is not None and isinstance(value, tuple(type(c) for c in self.choices)):
+            return value  # right type, not a choice: ValueError below
+        return _WRONG_TYPE
 
 
-def _help_factory(text: str, factory: Any) -> Any:
-    return field(default_factory=factory, metadata={"help": text})
+_WRONG_TYPE = object()
+
+
+def _field(default: Any, allowed: Allowed, help: str, factory: Any = None) -> Any:
+    """A dataclass field with its help text and allowed values in the metadata (docs/config.md shows both)."""
+    metadata = {"help": help, "allowed": allowed}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _int(low: int = 0, optional: bool = False) -> Allowed:
+    return Allowed(int, low=low, optional=optional)
+
+
+_BOOL = Allowed(bool)
+_STR = Allowed(str)
+_PATH = Allowed(str, path=True, optional=True)
+OVERWRITE_VALUES = (False, True, "reuse", "resume", "force_silent_overwrite")
+
+# The run fields, declared once: RunConfig is exactly these, and ColBERTConfig ends with them (the reference's
+# order). name -> (type, default, allowed, help, default factory).
+_RUN_FIELDS: dict[str, tuple[str, Any, Allowed, str, Any]] = {
+    "overwrite": ("Any", False, Allowed(object, choices=OVERWRITE_VALUES),
+                  "What to do with an existing index: False (raise), True (rebuild), 'reuse' (keep a complete one), "
+                  "'resume' (continue an interrupted build) or 'force_silent_overwrite' (as True).", None),
+    "root": ("str", None, Allowed(str, path=True),
+             "Root folder of experiments (default: ./experiments when the config is made).", _default_root),
+    "experiment": ("str", "default", _STR, "Experiment name: a folder under root.", None),
+    "index_root": ("Optional[str]", None, _PATH, "Folder of indexes (default: root/experiment/indexes/).", None),
+    "name": ("str", None, _STR, "Run name (default: a timestamp taken when the config is made).", _timestamp),
+    "rank": ("int", 0, _int(0), "This process's rank.", None),
+    "nranks": ("int", 1, _int(1), "Number of processes.", None),
+    "amp": ("bool", True, _BOOL,
+            "Mixed precision: fp16 autocast on CUDA; bf16 for indexing on CPUs with native bf16.", None),
+    "gpus": ("Optional[int]", None, _int(0, optional=True),
+             "GPUs to use (None: every visible GPU; 0: CPU only).", None),
+    "avoid_fork_if_possible": ("bool", False, _BOOL, "Run in-process when nranks == 1.", None),
+}
+
+
+def _with_run_fields(cls: type) -> type:
+    """Append the run fields to `cls` before @dataclass reads its annotations."""
+    annotations = cls.__dict__.get("__annotations__")
+    if annotations is None:
+        annotations = {}
+        setattr(cls, "__annotations__", annotations)
+    for name, (type_, default, allowed, text, factory) in _RUN_FIELDS.items():
+        annotations[name] = type_
+        setattr(cls, name, _field(default, allowed, text, factory))
+    return cls
 
 
 class _Assigned:
-    """Shared machinery: which fields were set explicitly, unknown-key errors, JSON round trip."""
+    """Shared machinery: one constructor, values checked against each field's `Allowed` whenever they are set,
+    which fields were set explicitly, unknown-key errors, JSON round trip."""
 
     _assigned: frozenset
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # replaced per class by _wrap_init
-        raise NotImplementedError
+    def __init__(self, *configs: Any, **kwargs: Any) -> None:
+        """Fields from `kwargs`; positional configs (the reference's `ColBERTConfig(other, key=value)`) are merged
+        first, their assigned fields overridden by `kwargs`. A keyword given as None keeps the default and does not
+        count as assigned."""
+        for config in configs:
+            if not isinstance(config, _Assigned):
+                raise TypeError(f"{type(self).__name__}() takes keyword arguments and configs to merge, got "
+                                f"{config!r:.80} ({type(config).__name__}); write e.g. {type(self).__name__}(nbits=2)")
+        if configs:
+            merged = type(self).from_existing(*configs)
+            kwargs = {**{k: getattr(merged, k) for k in merged._assigned}, **kwargs}
+        self._check_keys(kwargs)
+        given = {k: v for k, v in kwargs.items() if v is not None}
+        for f in dataclasses.fields(self):
+            if f.name in given:
+                setattr(self, f.name, given[f.name])
+            else:
+                default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+                object.__setattr__(self, f.name, default)
+        object.__setattr__(self, "_assigned", frozenset(given))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        spec = self.__dataclass_fields__.get(name)  # type: ignore[attr-defined]
+        if spec is not None and "allowed" in spec.metadata:
+            value = spec.metadata["allowed"].normalise(type(self).__name__, name, value)
+        object.__setattr__(self, name, value)
 
     @classmethod
     def _check_keys(cls, keys: Any) -> None:
@@ -82,11 +222,23 @@ class _Assigned:
         ignored = {k for k in kwargs if k not in names}
         if ignored and not ignore_unrecognized:
             self._check_keys(kwargs)
-        for key, value in kwargs.items():
-            if key in names:
-                object.__setattr__(self, key, value)
-        object.__setattr__(self, "_assigned", self._assigned | (kwargs.keys() - ignored))
+        known = {k: v for k, v in kwargs.items() if k in names}
+        for key, value in known.items():  # every value checked before any is set
+            self._allowed(key).normalise(type(self).__name__, key, value)
+        for key, value in known.items():
+            setattr(self, key, value)
+        object.__setattr__(self, "_assigned", self._assigned | known.keys())
         return ignored
+
+    @classmethod
+    def _allowed(cls, name: str) -> Allowed:
+        return cls.__dataclass_fields__[name].metadata["allowed"]  # type: ignore[attr-defined]
+
+    def replace(self, **kwargs: Any) -> Any:
+        """A copy with `kwargs` set and assigned; this config is left as it is (facades derive per-call configs)."""
+        copy = type(self).from_existing(self)
+        copy.configure(**kwargs)
+        return copy
 
     def set(self, key: str, value: Any, ignore_unrecognized: bool = False) -> bool:
         """Set one field (the reference's `config.set`); return whether it was recognised."""
@@ -138,13 +290,17 @@ class _Assigned:
             data = data["config"]
         if not isinstance(data, dict):
             raise ValueError(f"config file {path} does not hold a JSON object")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"config file {path}: {e}. Fix the value in the file or write it again.") from e
 
     def help(self) -> str:
         """Return each field with its value and help text (the reference printed its export)."""
         lines = []
         for f in dataclasses.fields(self):
-            lines.append(f"{f.name} = {getattr(self, f.name)!r}  # {f.metadata.get('help', '')}")
+            allowed = f.metadata["allowed"].describe()
+            lines.append(f"{f.name} = {getattr(self, f.name)!r}  # {f.metadata['help']} Allowed: {allowed}.")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -156,27 +312,8 @@ class _Assigned:
         return self.index_root or os.path.join(self.root, self.experiment, "indexes/")  # type: ignore[attr-defined]
 
 
-def _wrap_init(cls: type) -> type:
-    generated = cls.__init__
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        if args:
-            # The reference allowed ColBERTConfig(other_config, key=value): merge positional configs first.
-            merged = cls.from_existing(*args)
-            merged_kwargs = {k: getattr(merged, k) for k in merged._assigned}
-            kwargs = {**merged_kwargs, **kwargs}
-        cls._check_keys(kwargs)
-        given = {k: v for k, v in kwargs.items() if v is not None}
-        generated(self, **given)
-        object.__setattr__(self, "_assigned", frozenset(given))
-
-    __init__.__doc__ = generated.__doc__
-    cls.__init__ = __init__  # type: ignore[method-assign]
-    return cls
-
-
-@_wrap_init
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
+@_with_run_fields
 class ColBERTConfig(_Assigned):
     """Every setting of tokenization, the model, indexing, search, training and runs, in the reference's order.
 
@@ -188,68 +325,71 @@ class ColBERTConfig(_Assigned):
 
     # Declared in the reference's export order, which is the key order of artifact.metadata and metadata.json.
     # --- tokenizer ---
-    query_token_id: str = _help("Vocabulary token that marks a query, inserted after [CLS].", "[unused0]")
-    doc_token_id: str = _help("Vocabulary token that marks a document, inserted after [CLS].", "[unused1]")
-    query_token: str = _help("Display name of the query marker.", "[Q]")
-    doc_token: str = _help("Display name of the document marker.", "[D]")
+    query_token_id: str = _field("[unused0]", _STR, "Vocabulary token that marks a query, inserted after [CLS].")
+    doc_token_id: str = _field("[unused1]", _STR, "Vocabulary token that marks a document, inserted after [CLS].")
+    query_token: str = _field("[Q]", _STR, "Display name of the query marker.")
+    doc_token: str = _field("[D]", _STR, "Display name of the document marker.")
     # --- search ---
-    ncells: Optional[int] = _help("Centroids probed per query vector (None: chosen from k).", None)
-    centroid_score_threshold: Optional[float] = _help(
-        "PLAID pruning: centroids scoring below this for every query vector are ignored (None: chosen from k).", None
-    )
-    ndocs: Optional[int] = _help("Candidates kept after centroid interaction (None: chosen from k).", None)
-    load_index_with_mmap: bool = _help("Memory-map codes and residuals instead of reading them into RAM.", False)
+    ncells: Optional[int] = _field(None, _int(1, optional=True),
+                                   "Centroids probed per query vector (None: chosen from k).")
+    centroid_score_threshold: Optional[float] = _field(
+        None, Allowed(float, optional=True),
+        "PLAID pruning: centroids scoring below this for every query vector are ignored (None: chosen from k).")
+    ndocs: Optional[int] = _field(None, _int(4, optional=True), "Candidates kept after centroid interaction; "
+                                  "ndocs // 4 of them are scored exactly (None: chosen from k).")
+    load_index_with_mmap: bool = _field(False, _BOOL, "Memory-map codes and residuals instead of reading them into "
+                                        "RAM (saves memory; files must then not be changed in place while open).")
     # --- indexing ---
-    index_path: Optional[str] = _help("Full path of the index (default: index_root/index_name).", None)
-    index_bsize: int = _help("Documents encoded per batch while indexing.", 64)
-    nbits: int = _help("Bits per residual dimension: 1, 2 or 4.", 1)
-    kmeans_niters: int = _help("k-means iterations when fitting centroids.", 4)
-    resume: bool = _help("Resume an interrupted run where it stopped.", False)
-    pool_factor: int = _help("Token pooling factor (1: no pooling).", 1)
-    clustering_mode: str = _help("Token pooling method.", "hierarchical")
-    protected_tokens: int = _help("Leading tokens never pooled.", 0)
+    index_path: Optional[str] = _field(None, _PATH, "Full path of the index (default: index_root/index_name).")
+    index_bsize: int = _field(64, _int(1), "Documents encoded per batch while indexing.")
+    nbits: int = _field(1, Allowed(int, choices=(1, 2, 4)), "Bits per residual dimension.")
+    kmeans_niters: int = _field(4, _int(0), "k-means iterations when fitting centroids (0: the sampled starts).")
+    resume: bool = _field(False, _BOOL, "Resume an interrupted run where it stopped.")
+    pool_factor: int = _field(1, _int(1), "Token pooling factor (1: no pooling).")
+    clustering_mode: str = _field("hierarchical", Allowed(str, choices=("hierarchical",)), "Token pooling method.")
+    protected_tokens: int = _field(0, _int(0), "Leading tokens never pooled.")
     # --- training ---
-    similarity: str = _help("Similarity of MaxSim: 'cosine' (dot product of normalised vectors) or 'l2'.", "cosine")
-    bsize: int = _help("Training batch size (queries per step, over all ranks).", 32)
-    accumsteps: int = _help("Gradient accumulation steps.", 1)
-    lr: float = _help("Peak learning rate.", 3e-06)
-    maxsteps: int = _help("Training steps.", 500_000)
-    save_every: Optional[int] = _help("Save a checkpoint every this many steps (None: only at the end).", None)
-    warmup: Optional[int] = _help("Linear warmup steps (None: no warmup, linear decay only when set).", None)
-    warmup_bert: Optional[int] = _help("Steps during which the encoder is frozen (None: never).", None)
-    relu: bool = _help("Unused; kept for compatibility.", False)
-    nway: int = _help("Documents per training query: one positive and nway-1 negatives.", 2)
-    use_ib_negatives: bool = _help("Also score every query against every other query's documents in the batch.", False)
-    reranker: bool = _help("Unused; kept for compatibility.", False)
-    distillation_alpha: float = _help("Weight of the KL distillation loss when teacher scores are given.", 1.0)
-    ignore_scores: bool = _help("Ignore teacher scores in the triples and train with cross-entropy only.", False)
-    model_name: Optional[str] = _help("Backbone or checkpoint name the model was built from.", None)
+    similarity: str = _field("cosine", Allowed(str, choices=("cosine", "l2")),
+                             "Similarity of MaxSim: 'cosine' (dot product of normalised vectors); 'l2' is kept for "
+                             "reading reference configs, and indexing, search and training refuse it.")
+    bsize: int = _field(32, _int(1), "Training batch size (queries per step, over all ranks).")
+    accumsteps: int = _field(1, _int(1), "Gradient accumulation steps.")
+    lr: float = _field(3e-06, Allowed(float, low=0), "Peak learning rate.")
+    maxsteps: int = _field(500_000, _int(1), "Training steps.")
+    save_every: Optional[int] = _field(None, _int(1, optional=True),
+                                       "Save a checkpoint every this many steps (None: only at the end).")
+    warmup: Optional[int] = _field(None, _int(0, optional=True),
+                                   "Linear warmup steps (None: no warmup, linear decay only when set).")
+    warmup_bert: Optional[int] = _field(None, _int(0, optional=True),
+                                        "Steps during which the encoder is frozen (None: never).")
+    relu: bool = _field(False, _BOOL, "Unused; kept for compatibility.")
+    nway: int = _field(2, _int(1), "Documents per training query: one positive and nway-1 negatives.")
+    use_ib_negatives: bool = _field(False, _BOOL,
+                                    "Also score every query against every other query's documents in the batch.")
+    reranker: bool = _field(False, _BOOL, "Unused; kept for compatibility.")
+    distillation_alpha: float = _field(1.0, Allowed(float, low=0),
+                                       "Weight of the KL distillation loss when teacher scores are given.")
+    ignore_scores: bool = _field(False, _BOOL,
+                                 "Ignore teacher scores in the triples and train with cross-entropy only.")
+    model_name: Optional[str] = _field(None, _PATH, "Backbone or checkpoint name the model was built from.")
     # --- query ---
-    query_maxlen: int = _help("Query length in tokens, padded with [MASK].", 32)
-    attend_to_mask_tokens: bool = _help("Let the encoder attend to the [MASK] padding of queries.", False)
-    interaction: str = _help("Late interaction: 'colbert' (MaxSim) or 'flipr'.", "colbert")
+    query_maxlen: int = _field(32, Allowed(int, low=3, high=512),
+                               "Query length in tokens, padded with [MASK] ([CLS], [Q] and [SEP] included).")
+    attend_to_mask_tokens: bool = _field(False, _BOOL, "Let the encoder attend to the [MASK] padding of queries.")
+    interaction: str = _field("colbert", Allowed(str, choices=("colbert", "flipr")),
+                              "Late interaction: 'colbert' (MaxSim) or 'flipr'.")
     # --- document ---
-    dim: int = _help("Embedding dimension of the linear head.", 128)
-    doc_maxlen: int = _help("Documents are truncated to this many tokens, markers included.", 220)
-    mask_punctuation: bool = _help("Drop punctuation tokens from document embeddings.", True)
+    dim: int = _field(128, _int(1), "Embedding dimension of the linear head.")
+    doc_maxlen: int = _field(220, _int(3), "Documents are truncated to this many tokens, markers included (at most "
+                                           "the model's position embeddings, checked when a checkpoint loads).")
+    mask_punctuation: bool = _field(True, _BOOL, "Drop punctuation tokens from document embeddings.")
     # --- resources ---
-    checkpoint: Optional[str] = _help("Checkpoint folder or hub name.", None)
-    triples: Optional[str] = _help("Training triples file (JSONL).", None)
-    collection: Optional[str] = _help("Collection TSV (pid<TAB>text).", None)
-    queries: Optional[str] = _help("Queries TSV (qid<TAB>text).", None)
-    index_name: Optional[str] = _help("Index name under index_root.", None)
-    # --- run ---
-    overwrite: Any = _help("What to do with an existing index: False, True, 'reuse' or 'resume'.", False)
-    root: str = _help_factory("Root folder of experiments (default: ./experiments when the config is made).",
-                              _default_root)
-    experiment: str = _help("Experiment name: a folder under root.", "default")
-    index_root: Optional[str] = _help("Folder of indexes (default: root/experiment/indexes/).", None)
-    name: str = _help_factory("Run name (default: a timestamp taken when the config is made).", _timestamp)
-    rank: int = _help("This process's rank.", 0)
-    nranks: int = _help("Number of processes.", 1)
-    amp: bool = _help("Mixed precision: fp16 autocast on CUDA; bf16 for indexing on CPUs with native bf16.", True)
-    gpus: Optional[int] = _help("GPUs to use (None: every visible GPU; 0: CPU only).", None)
-    avoid_fork_if_possible: bool = _help("Run in-process when nranks == 1.", False)
+    checkpoint: Optional[str] = _field(None, _PATH, "Checkpoint folder or hub name.")
+    triples: Optional[str] = _field(None, _PATH, "Training triples file (JSONL).")
+    collection: Optional[str] = _field(None, _PATH, "Collection TSV (pid<TAB>text).")
+    queries: Optional[str] = _field(None, _PATH, "Queries TSV (qid<TAB>text).")
+    index_name: Optional[str] = _field(None, Allowed(str, optional=True), "Index name under index_root.")
+    # --- run: _RUN_FIELDS, appended by @_with_run_fields (declared once, shared with RunConfig) ---
 
     @property
     def index_path_(self) -> Optional[str]:
@@ -296,12 +436,8 @@ class ColBERTConfig(_Assigned):
         self.save(os.path.join(checkpoint_path, "artifact.metadata"), overwrite=True)
 
 
-RUN_FIELDS = ("overwrite", "root", "experiment", "index_root", "name", "rank", "nranks", "amp", "gpus",
-              "avoid_fork_if_possible")
-
-
-@_wrap_init
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
+@_with_run_fields
 class RunConfig(_Assigned):
     """Settings of a run: where outputs go and how many processes take part.
 
@@ -310,16 +446,7 @@ class RunConfig(_Assigned):
         2
     """
 
-    overwrite: Any = _help("What to do with existing outputs.", False)
-    root: str = _help_factory("Root folder of experiments.", _default_root)
-    experiment: str = _help("Experiment name: a folder under root.", "default")
-    index_root: Optional[str] = _help("Folder of indexes (default: root/experiment/indexes/).", None)
-    name: str = _help_factory("Run name (default: a timestamp).", _timestamp)
-    rank: int = _help("This process's rank.", 0)
-    nranks: int = _help("Number of processes.", 1)
-    amp: bool = _help("Mixed precision: fp16 on CUDA; bf16 for indexing on CPUs with native bf16.", True)
-    gpus: Optional[int] = _help("GPUs to use (None: every visible GPU; 0: CPU only).", None)
-    avoid_fork_if_possible: bool = _help("Run in-process when nranks == 1.", False)
+    # The fields are _RUN_FIELDS, added by @_with_run_fields.
 
     @property
     def path_(self) -> str:
@@ -332,9 +459,18 @@ def config_markdown() -> str:
     """docs/config.md, generated from the field metadata (a test checks the file is up to date)."""
     lines = ["# ColBERTConfig reference", "",
              "Generated from `colbert/infra/config.py` by `python -m colbert.infra > docs/config.md`.", "",
-             "| field | default | meaning |", "|---|---|---|"]
+             "Every value is checked when it is set (constructor, `configure`, attribute assignment, configs read from",
+             "files): a value of the wrong type raises TypeError, one outside the allowed values ValueError, both",
+             "naming the field, the value and what is allowed.", "",
+             "| field | default | allowed | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(ColBERTConfig):
         default = f.default if f.default is not dataclasses.MISSING else "(computed: " + (
             "./experiments" if f.name == "root" else "a timestamp") + ")"
-        lines.append(f"| `{f.name}` | `{default!r}` | {f.metadata.get('help', '')} |")
+        allowed = f.metadata["allowed"].describe().replace("|", "\\|")
+        lines.append(f"| `{f.name}` | `{default!r}` | {allowed} | {f.metadata['help']} |")
     return "\n".join(lines) + "\n"
+
+
+# The reference's submodule paths (colbert.infra.config.config, .settings, ...) live in this folder: a module with a
+# __path__ is searched for submodules like a package.
+__path__ = [str(Path(__file__).with_name("config_paths"))]

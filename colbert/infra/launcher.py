@@ -46,7 +46,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(fn: Callable[..., Any], *args: Any, nranks: int = 1, backend: str = "gloo") -> Any:
+def launch(fn: Callable[..., Any], *args: Any, nranks: int = 1, backend: str = "gloo", return_all: bool = False) -> Any:
     """Run `fn(rank, nranks, *args)` on every rank; return what rank 0 returned.
 
     Args:
@@ -54,6 +54,7 @@ def launch(fn: Callable[..., Any], *args: Any, nranks: int = 1, backend: str = "
         *args: picklable arguments passed to every rank.
         nranks: number of processes; ignored under torchrun, where WORLD_SIZE decides.
         backend: torch.distributed backend: 'nccl' for GPUs, 'gloo' for CPU.
+        return_all: return every rank's value, in rank order (this process's alone under torchrun).
 
     Returns:
         Rank 0's return value (under torchrun, this rank's). Spawned ranks send it back through a pipe, so keep it
@@ -65,15 +66,18 @@ def launch(fn: Callable[..., Any], *args: Any, nranks: int = 1, backend: str = "
     if placed is not None:
         if not dist.is_initialized():
             dist.init_process_group(backend, init_method="env://")
-        return fn(placed.rank, placed.world_size, *args)
+        value = fn(placed.rank, placed.world_size, *args)
+        return [value] if return_all else value
     if isinstance(nranks, bool) or not isinstance(nranks, int) or nranks < 1:
         raise ValueError(f"nranks must be a positive int, got {nranks!r}")
     if nranks == 1:
-        return fn(0, 1, *args)
-    return _spawn(fn, args, nranks, backend)
+        value = fn(0, 1, *args)
+        return [value] if return_all else value
+    outcome = _spawn(fn, args, nranks, backend)
+    return [outcome.get(rank) for rank in range(nranks)] if return_all else outcome.get(0)
 
 
-def _spawn(fn: Callable[..., Any], args: tuple, nranks: int, backend: str) -> Any:
+def _spawn(fn: Callable[..., Any], args: tuple, nranks: int, backend: str) -> dict[int, Any]:
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -89,8 +93,7 @@ def _spawn(fn: Callable[..., Any], args: tuple, nranks: int, backend: str) -> An
         if raised is not None:
             raise raised from e
         raise
-    outcome = {rank: value for rank, kind, value in _drain(results) if kind == "ok"}
-    return outcome.get(0)
+    return {rank: value for rank, kind, value in _drain(results) if kind == "ok"}
 
 
 def _worker(rank: int, fn: Callable[..., Any], args: tuple, nranks: int, backend: str, address: str,
@@ -138,3 +141,55 @@ def _drain(queue: Any) -> list[tuple[int, str, Any]]:
 def _first_error(items: list[tuple[int, str, Any]]) -> Optional[BaseException]:
     errors = sorted((rank, value) for rank, kind, value in items if kind == "error")
     return errors[0][1] if errors else None
+
+
+# ----------------------------------------------------------------------------------------------- the reference's face
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (the reference's helper)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _call_with_config(rank: int, nranks: int, callee: Callable[..., Any], config: Any, args: tuple) -> Any:
+    from colbert.infra.config import RunConfig
+
+    return callee(type(config).from_existing(config, RunConfig(rank=rank, nranks=nranks)), *args)
+
+
+class Launcher:
+    """The reference's Launcher: `Launcher(callee).launch(config, *args)` runs `callee(config, *args)` on every rank
+    of the Run() context (config.rank set per rank) and returns rank 0's value (every rank's with return_all).
+
+    Args:
+        callee: a module-level function when nranks > 1 (spawned processes import it by name).
+        run_config: overrides of the Run() context (nranks, ...).
+        return_all: return a list of every rank's value.
+    """
+
+    def __init__(self, callee: Callable[..., Any], run_config: Any = None, return_all: bool = False) -> None:
+        from colbert.infra.run import Run
+
+        self.callee, self.return_all = callee, return_all
+        self.run_config = Run().resolve(config=run_config)
+        self.nranks = self.run_config.nranks
+
+    def launch(self, custom_config: Any, *args: Any) -> Any:
+        config = type(custom_config).from_existing(custom_config, self.run_config)
+        return launch(_call_with_config, self.callee, config, args, nranks=self.nranks,
+                      return_all=self.return_all)
+
+    def launch_without_fork(self, custom_config: Any, *args: Any) -> Any:
+        """Run the callee in this process (one rank only)."""
+        if self.nranks != 1:
+            raise ValueError(f"launch_without_fork runs one rank, but nranks={self.nranks}; use launch()")
+        config = type(custom_config).from_existing(custom_config, self.run_config)
+        value = _call_with_config(0, 1, self.callee, config, args)
+        return [value] if self.return_all else value

@@ -34,11 +34,13 @@ class Run:
             raise AttributeError(name)
         return getattr(self.config, name)
 
-    def resolve(self, *stored: Any, config: Any = None) -> ColBERTConfig:
+    def resolve(self, *stored: Any, config: Any = None, **fixed: Any) -> ColBERTConfig:
         """The settings a facade uses, lowest first: configs stored with a checkpoint or index, RunConfig's defaults
         (stored root, experiment, nranks, gpus... describe the machine that wrote them and never apply here, as in
-        the reference), the caller's `config`, then this Run context's assigned fields."""
-        return ColBERTConfig.from_existing(*stored, RunConfig.all_assigned(), config, self.config)
+        the reference), the caller's `config`, this Run context's assigned fields, then `fixed` (what the facade
+        was given as arguments, e.g. checkpoint=)."""
+        return ColBERTConfig.from_existing(*stored, RunConfig.all_assigned(), config, self.config,
+                                           ColBERTConfig(**fixed) if fixed else None)
 
     @contextmanager
     def context(self, runconfig: RunConfig, inherit_config: bool = True) -> Iterator[RunConfig]:

@@ -1,4 +1,4 @@
-"""LangChain adapters (`pip install colbert[langchain]`, which brings langchain-core).
+"""LangChain adapters (`pip install colbert-ai[langchain]`, which brings langchain-core).
 
     from colbert.integrations.langchain import ColBERTReranker, ColBERTRetriever
 

@@ -1,4 +1,4 @@
-"""LlamaIndex adapters (`pip install colbert[llamaindex]`, which brings llama-index-core).
+"""LlamaIndex adapters (`pip install colbert-ai[llamaindex]`, which brings llama-index-core).
 
     from colbert.integrations.llamaindex import ColBERTRerank, ColBERTRetriever
 

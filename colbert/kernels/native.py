@@ -29,6 +29,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,8 @@ DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the 
 EXTENSION_NAME = "colbert_kernels"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 FAILED_MARKER = "BUILD_FAILED.txt"  # written into the build directory with the compiler's output
+BUILD_LOCK = "lock"  # torch.utils.cpp_extension's lock file in the build directory, while a process builds there
+BUILD_LOCK_WAIT_S = 300.0  # how long to wait for another process's build before using the reference kernels
 FALLBACK_ADVICE = ("the pure-PyTorch kernels are used instead (slower). Install ninja and a C++ compiler for the "
                    "native ones, or set COLBERT_KERNELS=reference to choose the PyTorch ones without this warning")
 
@@ -146,6 +149,16 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
     )
 
 
+def wait_for_other_build(directory: Path, limit: float) -> bool:
+    """Wait up to `limit` seconds while another process builds in `directory`; False if its lock is still there."""
+    lock, deadline = directory / BUILD_LOCK, time.monotonic() + limit
+    while lock.exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def load_prebuilt() -> bool:
     """Load the `colbert._C` library built by setup.py, if there is one that loads with this torch."""
     spec = importlib.util.find_spec("colbert._C")
@@ -203,6 +216,14 @@ def build_tier(mode: str, csrc: Path) -> str:
                                "to retry)")
         _warn(f"The native kernels failed to build before (see {failed}; delete it to retry): {FALLBACK_ADVICE}.")
         return f"reference (build failed before, see {failed})"
+    if not wait_for_other_build(directory, BUILD_LOCK_WAIT_S):  # torch itself would wait forever
+        lock = directory / BUILD_LOCK
+        if mode == "native":
+            raise RuntimeError(f"COLBERT_KERNELS=native but {lock} has been held for more than "
+                               f"{BUILD_LOCK_WAIT_S:g} s; if no build is running, a killed one left it: delete it")
+        _warn(f"{lock} has been held by another build for more than {BUILD_LOCK_WAIT_S:g} s (if no build is "
+              f"running, a killed one left it: delete it): {FALLBACK_ADVICE}.")
+        return "reference (another process's build lock is held)"
     if not (directory / f"{EXTENSION_NAME}.so").is_file():
         _warn(f"Compiling the native kernels, once (~30 s), into {directory}; later runs reuse them.")
     try:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import warnings
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -23,6 +23,7 @@ from colbert.modeling.colbert import HEAD_SEED, ColBERT
 from colbert.modeling.pooling import check_pooling, pool_documents
 from colbert.modeling.scoring import colbert_score_packed, pad_packed
 from colbert.modeling.tokenization import check_texts
+from colbert.utils.checks import check_config, check_int, check_optional_int, check_path, check_verbose
 from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,16 @@ class Checkpoint(ColBERT):
 
     def __init__(self, name: Union[str, os.PathLike], colbert_config: Optional[ColBERTConfig] = None,
                  verbose: int = 3, device: Union[str, torch.device, None] = None) -> None:
+        check_path(name, "name")
+        check_config(colbert_config, "colbert_config")
+        verbose = check_verbose(verbose)
         super().__init__(name, colbert_config)
+        positions = getattr(self.bert.config, "max_position_embeddings", None)
+        for key in ("doc_maxlen", "query_maxlen"):
+            value = getattr(self.colbert_config, key)
+            if positions is not None and value > positions:
+                raise ValueError(f"{key}={value} exceeds the {positions} positions of {name}'s encoder; set "
+                                 f"ColBERTConfig({key}=...) to at most {positions}")
         if not self.has_head:
             warnings.warn(
                 f"{name} is a plain encoder without a ColBERT head (linear.weight): using an untrained "
@@ -97,6 +107,7 @@ class Checkpoint(ColBERT):
                       context: Optional[Sequence[str]] = None, full_length_search: bool = False) -> Tensor:
         """Query embeddings. Shapes: -> (n, query_maxlen, d) (longer with full_length_search or context)."""
         queries = check_texts(queries, "query")
+        check_optional_int(bsize, "bsize")
         batches = self.query_tokenizer.tensorize(queries, bsize=bsize or DEFAULT_QUERY_BSIZE, context=context,
                                                  full_length_search=full_length_search)
         if not batches:
@@ -118,8 +129,10 @@ class Checkpoint(ColBERT):
         vectors: means of Ward clusters of its vectors, its first `protected_tokens` vectors kept as they are and
         placed last (colbert.modeling.pooling). Pooled vectors no longer stand for tokens, hence not keep_dims=True.
         """
-        if keep_dims not in (True, False, "flatten"):
+        if not any(keep_dims is v for v in (True, False)) and keep_dims != "flatten":
             raise ValueError(f"keep_dims must be True, False or 'flatten', got {keep_dims!r}")
+        docs = check_texts(docs, "document")
+        check_optional_int(bsize, "bsize")
         check_pooling(pool_factor, protected_tokens, clustering_mode)
         if pool_factor > 1 and keep_dims is True:
             raise ValueError("Pooled vectors are no longer token positions: with pool_factor > 1 use "
@@ -184,14 +197,16 @@ class Checkpoint(ColBERT):
         Returns:
             Up to k (position in `documents`, score) pairs, best first.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = check_int(k, "k")
+        check_optional_int(bsize, "bsize")
         if isinstance(query, str):
             Q = self.queryFromText([query], bsize=bsize)[0]
         elif isinstance(query, Tensor):
-            Q = query.squeeze(0) if query.dim() == 3 else query
+            Q = query.squeeze(0) if query.dim() == 3 and query.size(0) == 1 else query
+            self._check_embeddings(Q, "query")
         else:
             raise TypeError(f"query must be a str or a tensor of embeddings, got {type(query).__name__}")
+        _check_finite(Q, "the query embeddings")
         D, doclens = self._as_packed(documents, bsize)
         if not doclens.numel():
             return []
@@ -199,15 +214,65 @@ class Checkpoint(ColBERT):
         top = scores.topk(min(k, scores.numel()))
         return [(int(i), float(s)) for s, i in zip(top.values, top.indices)]
 
+    def explain(self, query: str, text: str, full_length_search: bool = False) -> Any:
+        """Why `text` scores what it does for `query`: the MaxSim terms, token by token (colbert.explain).
+
+        Returns:
+            An Explanation whose `score` equals `rerank(query, [text])`'s and is the sum of its matches' scores.
+        """
+        from colbert.explain import build_explanation, document_tokens, query_tokens
+
+        if not isinstance(query, str) or not isinstance(text, str):
+            raise TypeError(f"explain takes a query and a document as str, got {type(query).__name__} and "
+                            f"{type(text).__name__}")
+        Q = self.queryFromText([query], full_length_search=full_length_search)[0]  # (Lq, d)
+        ids, names, spans = document_tokens(self, text)
+        input_ids, attention_mask = self.doc_tokenizer.pad([ids])
+        D, keep = self.doc(input_ids, attention_mask, keep_dims="return_mask")  # (1, Ld, d), (1, Ld)
+        positions = keep[0].nonzero().squeeze(1).tolist()
+        return build_explanation(query, text, query_tokens(self, query, full_length_search), names, spans,
+                                 positions, Q.cpu(), D[0][keep[0]].cpu())
+
     def _as_packed(self, documents: Any, bsize: Optional[int]) -> tuple[Tensor, Tensor]:
+        """Documents as (D (N, d), doclens (n,)), checked: a tuple (D, doclens), a list of tensors or of texts."""
         if isinstance(documents, tuple) and len(documents) == 2 and isinstance(documents[0], Tensor):
             D, doclens = documents
-            return D, torch.as_tensor(doclens, dtype=torch.long)
+            self._check_embeddings(D, "documents[0] (the packed document embeddings)")
+            try:
+                doclens = torch.as_tensor(doclens)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"documents[1] (the doclens) must be a list of ints, got {type(doclens).__name__}") \
+                    from None
+            if doclens.dim() != 1 or doclens.is_floating_point() or doclens.dtype == torch.bool \
+                    or bool((doclens < 0).any()) or int(doclens.sum()) != D.size(0):
+                raise ValueError(f"documents[1] must be one int >= 0 per document adding up to the {D.size(0):,} rows "
+                                 f"of documents[0], got {doclens.tolist()!r:.80}")
+            return D, doclens.long()
+        if isinstance(documents, (str, bytes, Mapping, set, frozenset)) or not isinstance(documents, Iterable):
+            raise TypeError(f"documents must be a list of texts, a list of embedding tensors or a tuple (D, doclens), "
+                            f"got a {type(documents).__name__}" + ("; wrap one text in a list" if isinstance(
+                                documents, str) else ""))
         documents = list(documents)
-        if documents and all(isinstance(d, Tensor) for d in documents):
+        if documents and any(isinstance(d, Tensor) for d in documents):
+            for i, d in enumerate(documents):
+                if not isinstance(d, Tensor):
+                    raise TypeError(f"documents mixes tensors and {type(d).__name__} (at position {i}); give all "
+                                    "texts or all embedding tensors")
+                self._check_embeddings(d, f"documents[{i}]")
             return torch.cat(documents), torch.tensor([d.size(0) for d in documents], dtype=torch.long)
         D, doclens = self.docFromText(check_texts(documents, "document"), bsize=bsize, keep_dims="flatten")[:2]
         return D, torch.tensor(doclens, dtype=torch.long)
+
+    def _check_embeddings(self, E: Tensor, what: str) -> None:
+        dim = self.colbert_config.dim
+        if E.dim() != 2 or E.size(1) != dim or not E.is_floating_point():
+            raise ValueError(f"{what} must be a float tensor shaped (n, {dim}), got {E.dtype} {tuple(E.shape)}")
+
+
+def _check_finite(E: Tensor, what: str) -> None:
+    if not bool(torch.isfinite(E).all()):
+        raise ValueError(f"{what} hold NaN or infinite values, so nothing can be ranked; check the checkpoint's "
+                         "weights (torch.isfinite) or the tensors passed in")
 
 
 def rerank(checkpoint: Checkpoint, query: Union[str, Tensor], documents: Any, k: int = 10) -> list[tuple[int, float]]:

@@ -84,15 +84,50 @@ def _dense_module_dir(name_or_path: str) -> Optional[str]:
     return None
 
 
+def looks_like_a_path(name: str) -> bool:
+    """Whether a checkpoint name can only be a local path, not a hub name ('org/model' or 'model'): absolute, starting
+    with '.' or '~', with a backslash or several '/', or whose first folder exists here ('experiments/ckpt').
+
+    >>> looks_like_a_path("colbert-ir/colbertv2.0"), looks_like_a_path("/ckpts/colbert"), looks_like_a_path("a/b/c")
+    (False, True, True)
+    """
+    first = name.split("/", 1)[0]
+    return (os.path.isabs(name) or name.startswith((".", "~")) or "\\" in name or name.count("/") > 1
+            or name.endswith("/") or ("/" in name and os.path.isdir(first)))
+
+
+def check_checkpoint_name(name_or_path: str) -> str:
+    """Raise CheckpointError for a checkpoint that is a missing local folder or a file; return the name.
+
+    Hub names are left to the hub (they are resolved when the model loads).
+    """
+    path = os.path.expanduser(name_or_path)
+    if os.path.isfile(path):
+        raise CheckpointError(f"The checkpoint {name_or_path} is a file; give the checkpoint folder (the one holding "
+                              f"{CONFIG_FILE} and the weights).")
+    if not os.path.exists(path) and looks_like_a_path(name_or_path):
+        raise CheckpointError(f"No such checkpoint folder: {name_or_path} ({os.path.abspath(path)} does not exist). "
+                              "Check the path, or give a Hugging Face Hub name such as colbert-ir/colbertv2.0.")
+    return name_or_path
+
+
 def load_checkpoint_config(name_or_path: str) -> Optional[ColBERTConfig]:
     """The ColBERTConfig stored with a checkpoint, or None for a plain backbone.
 
     Fields read from the checkpoint count as assigned, so they override defaults but not explicit arguments.
+
+    Raises:
+        CheckpointError: `name_or_path` is a missing local folder or a file, or its config is not valid.
     """
-    name_or_path = str(name_or_path)
+    name_or_path = check_checkpoint_name(str(name_or_path))
     metadata = resolve_file(name_or_path, METADATA_FILE)
     if metadata is not None:
-        config = ColBERTConfig.from_dict(_read_json(metadata, "ColBERT config"))
+        try:
+            config = ColBERTConfig.from_dict(_read_json(metadata, "ColBERT config"))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{metadata} (ColBERT config): {e}. Fix the value or re-save the checkpoint.") from e
         config.configure(checkpoint=name_or_path)
         return config
     dense = _dense_module_dir(name_or_path)
@@ -248,6 +283,25 @@ def save_checkpoint(path: str | os.PathLike, backbone: torch.nn.Module, linear_w
     with atomic_write(path / CONFIG_FILE) as f:
         f.write(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(path))
+    _save_slow_tokenizer_files(tokenizer, path)
     config = ColBERTConfig.from_existing(config)
     config.configure(checkpoint=str(path.resolve()), model_name=str(path.resolve()))  # as the reference's save
     config.save_for_checkpoint(path)  # written last: a folder with artifact.metadata is complete
+
+
+def _save_slow_tokenizer_files(tokenizer: Any, path: Path) -> None:
+    """vocab.txt and special_tokens_map.json, which transformers 5 no longer writes but transformers 4 (hence
+    colbert-ai) and other readers of the BERT layout look for; vocab.txt only for a WordPiece vocabulary."""
+    from colbert.utils.io import atomic_write
+
+    if not (path / "special_tokens_map.json").exists():
+        with atomic_write(path / "special_tokens_map.json") as f:
+            f.write(json.dumps(tokenizer.special_tokens_map, indent=2) + "\n")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (path / "vocab.txt").exists() or backend is None or type(backend.model).__name__ != "WordPiece":
+        return
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    if [i for _, i in vocab] != list(range(len(vocab))):
+        return  # ids with gaps cannot be written as one token per line
+    with atomic_write(path / "vocab.txt") as f:
+        f.writelines(token + "\n" for token, _ in vocab)

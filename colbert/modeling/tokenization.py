@@ -12,7 +12,8 @@ document [CLS] [D] [SEP] (three vectors). Non-string inputs raise TypeError nami
 from __future__ import annotations
 
 import string
-from typing import Any, Optional, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -26,6 +27,9 @@ def check_texts(texts: Any, what: str) -> list[str]:
     """Return `texts` as a list of str, or raise TypeError naming the first bad item and its position."""
     if isinstance(texts, str):
         raise TypeError(f"Expected a list of {what}s, got a single str; wrap it in a list: [text]")
+    if isinstance(texts, (Mapping, set, frozenset, bytes)):
+        raise TypeError(f"Expected a list of {what}s, got a {type(texts).__name__}; pass a list (for a dict, "
+                        "list(d.values()), keeping list(d) to map positions back to its keys)")
     if not isinstance(texts, (list, tuple)):
         try:
             texts = list(texts)
@@ -79,15 +83,34 @@ class QueryTokenizer:
     """The reference's QueryTokenizer: `tensorize(texts)` -> (ids, mask), both (n, query_maxlen)."""
 
     def __init__(self, config: ColBERTConfig, tokenizer: Any = None, verbose: int = 3) -> None:
-        self.tok = tokenizer if tokenizer is not None else _load(config)
-        self.config = config
+        self.tok = tok = tokenizer if tokenizer is not None else _load(config)
+        self.config, self.verbose = config, verbose
         self.query_maxlen = config.query_maxlen
         self.background_maxlen = 512 - self.query_maxlen + 1
-        self.Q_marker_token_id = marker_id(tokenizer, config.query_token_id, "query")
-        self.mask_token_id = tokenizer.mask_token_id
-        self.pad_token_id = tokenizer.pad_token_id
+        self.Q_marker_token, self.Q_marker_token_id = config.query_token, marker_id(tok, config.query_token_id, "query")
+        self.cls_token, self.cls_token_id = tok.cls_token, tok.cls_token_id
+        self.sep_token, self.sep_token_id = tok.sep_token, tok.sep_token_id
+        self.mask_token, self.mask_token_id = tok.mask_token, tok.mask_token_id
+        self.pad_token, self.pad_token_id = tok.pad_token, tok.pad_token_id
         if self.mask_token_id is None:
             raise ValueError("The tokenizer has no mask token, which query augmentation needs.")
+
+    def tokenize(self, batch_text: Sequence[str], add_special_tokens: bool = False) -> list[list[str]]:
+        """Wordpieces of each query; with add_special_tokens, [CLS] [Q] ... [SEP] then [MASK]s up to
+        query_maxlen, untruncated (the reference's)."""
+        tokens = [self.tok.tokenize(x, add_special_tokens=False) for x in check_texts(batch_text, "query")]
+        if not add_special_tokens:
+            return tokens
+        fill = lambda n: [self.mask_token] * (self.query_maxlen - (n + 3))  # noqa: E731
+        return [[self.cls_token, self.Q_marker_token, *x, self.sep_token, *fill(len(x))] for x in tokens]
+
+    def encode(self, batch_text: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
+        """Token ids of each query, as `tokenize` (ids of the markers instead of their names)."""
+        ids = self.tok(check_texts(batch_text, "query"), add_special_tokens=False)["input_ids"]
+        if not add_special_tokens:
+            return ids
+        fill = lambda n: [self.mask_token_id] * (self.query_maxlen - (n + 3))  # noqa: E731
+        return [[self.cls_token_id, self.Q_marker_token_id, *x, self.sep_token_id, *fill(len(x))] for x in ids]
 
     def max_len(self, length: int) -> int:
         return min(MAX_FULL_LENGTH_QUERY, max(self.query_maxlen, length))
@@ -126,11 +149,27 @@ class DocTokenizer:
     """The reference's DocTokenizer: `tensorize(texts)` pads to the longest; `encode_unpadded` for our batching."""
 
     def __init__(self, config: ColBERTConfig, tokenizer: Any = None) -> None:
-        self.tok = tokenizer if tokenizer is not None else _load(config)
+        self.tok = tok = tokenizer if tokenizer is not None else _load(config)
         self.config = config
         self.doc_maxlen = config.doc_maxlen
-        self.D_marker_token_id = marker_id(tokenizer, config.doc_token_id, "doc")
-        self.pad_token_id = tokenizer.pad_token_id
+        self.D_marker_token, self.D_marker_token_id = config.doc_token, marker_id(tok, config.doc_token_id, "doc")
+        self.cls_token, self.cls_token_id = tok.cls_token, tok.cls_token_id
+        self.sep_token, self.sep_token_id = tok.sep_token, tok.sep_token_id
+        self.pad_token, self.pad_token_id = tok.pad_token, tok.pad_token_id
+
+    def tokenize(self, batch_text: Sequence[str], add_special_tokens: bool = False) -> list[list[str]]:
+        """Wordpieces of each document; with add_special_tokens, [CLS] [D] ... [SEP], untruncated (the reference's)."""
+        tokens = [self.tok.tokenize(x, add_special_tokens=False) for x in check_texts(batch_text, "document")]
+        if not add_special_tokens:
+            return tokens
+        return [[self.cls_token, self.D_marker_token, *x, self.sep_token] for x in tokens]
+
+    def encode(self, batch_text: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
+        """Token ids of each document, as `tokenize` (ids of the markers instead of their names)."""
+        ids = self.tok(check_texts(batch_text, "document"), add_special_tokens=False)["input_ids"]
+        if not add_special_tokens:
+            return ids
+        return [[self.cls_token_id, self.D_marker_token_id, *x, self.sep_token_id] for x in ids]
 
     def encode_unpadded(self, batch_text: Sequence[str]) -> list[list[int]]:
         """Token ids of each document with markers, truncated to doc_maxlen, without padding."""
@@ -168,3 +207,11 @@ class DocTokenizer:
         ids, mask = ids[order], mask[order]
         batches = [(ids[i:i + bsize], mask[i:i + bsize]) for i in range(0, ids.size(0), bsize)]
         return batches, order.sort().indices
+
+
+# The reference's submodule paths (colbert.modeling.tokenization.query_tokenization, ...) live in this folder: a
+# module with a __path__ is searched for submodules like a package, and `from colbert.modeling.tokenization import
+# QueryTokenizer` keeps working.
+__path__ = [str(Path(__file__).with_name("tokenization_paths"))]
+
+from colbert.modeling.tokenization_paths.utils import tensorize_triples  # noqa: E402  the reference exports it here

@@ -38,11 +38,13 @@ class LoadedIndex:
         ivf: int32 pids, list c is `ivf[ivf_offsets[c]:ivf_offsets[c + 1]]`; ivf_lengths: int64 (C,);
             ivf_offsets: int64 (C + 1,).
         doclens: int64 (P,); doc_offsets: int64 (P + 1,), passage p's embeddings are
-            `doc_offsets[p]:doc_offsets[p + 1]` in `codes`.
+            `doc_offsets[p]:doc_offsets[p + 1]` in `codes`. A passage with doclen 0 was removed (pids are stable:
+            it keeps its position); it is in no inverted list and search never returns it.
         codes: int32 (N,): memory-mapped when the index has one chunk and was opened with mmap=True.
         residual_chunks: uint8 (n_k, d * nbits / 8) per chunk (one tensor when opened with mmap=False).
         chunk_offsets: int64 (len(residual_chunks) + 1,): first embedding of each entry of residual_chunks.
-        doc_ids: the user's document ids in pid order, or None when they are the pids themselves.
+        doc_ids: the user's document ids in pid order (None for removed passages), or None when they are the pids
+            themselves.
         chunk_passages: passages in each chunk on disk, in order; None for an index assembled in memory
             (`from_tensors`), whose rows no longer mirror the chunk files.
         pin: the folder version that was read (colbert.indexing.versions.Pin), held while the index is open so
@@ -86,6 +88,11 @@ class LoadedIndex:
         return self.codes.numel()
 
     @property
+    def num_live(self) -> int:
+        """Passages not removed (num_passages counts every pid, removed ones included)."""
+        return int((self.doclens > 0).sum())
+
+    @property
     def num_partitions(self) -> int:
         return self.centroids.size(0)
 
@@ -113,7 +120,11 @@ class LoadedIndex:
     @classmethod
     def _read(cls, path: Path, mmap: bool) -> LoadedIndex:
         meta = index_format.read_metadata(path)
-        config = ColBERTConfig.from_dict(meta["config"])
+        try:
+            config = ColBERTConfig.from_dict(meta["config"])
+        except (TypeError, ValueError) as e:
+            raise IndexFormatError(f"{path / index_format.METADATA_FILE} holds a config that is not valid: {e}. "
+                                   f"{index_format.REBUILD}") from e
         dim, nbits, num_partitions = config.dim, config.nbits, meta["num_partitions"]
         codec = index_format.read_codec(path, dim, nbits, num_partitions)
         chunks = _read_chunks(path, meta, dim, nbits, mmap)
@@ -127,8 +138,8 @@ class LoadedIndex:
         if ivf.numel() and (int(ivf.min()) < 0 or int(ivf.max()) >= doclens.numel()):
             raise IndexFormatError(f"{path / index_format.IVF_FILE} holds pids outside [0, {doclens.numel():,}); it "
                                    f"does not belong to this index. {index_format.REBUILD}")
-        return cls.from_tensors(path, meta, codec, ivf, ivf_lengths, doclens, codes, residuals,
-                                doc_ids=index_format.read_doc_ids(path, doclens.numel()),
+        doc_ids = index_format.read_doc_ids(path, doclens.numel(), bool(meta.get(index_format.DOC_IDS_KEY)), doclens)
+        return cls.from_tensors(path, meta, codec, ivf, ivf_lengths, doclens, codes, residuals, doc_ids=doc_ids,
                                 chunk_passages=[c.metadata["num_passages"] for c in chunks])
 
     @classmethod
@@ -156,13 +167,15 @@ class LoadedIndex:
             chunk_passages=chunk_passages, pin=pin,
         )
         if index.doc_ids is not None:
-            index._pid_of = {doc_id: pid for pid, doc_id in enumerate(index.doc_ids)}
+            index._pid_of = {doc_id: pid for pid, doc_id in enumerate(index.doc_ids)
+                             if doc_id is not None and doclens[pid] > 0}
         return index
 
     def pid_of(self, doc_id: DocId) -> int:
-        """The pid (position in the index) of a user document id."""
+        """The pid (position in the index) of a user document id; KeyError for a removed one."""
         if self.doc_ids is None:
-            if isinstance(doc_id, int) and not isinstance(doc_id, bool) and 0 <= doc_id < self.num_passages:
+            if isinstance(doc_id, int) and not isinstance(doc_id, bool) and 0 <= doc_id < self.num_passages \
+                    and self.doclens[doc_id] > 0:
                 return doc_id
         elif doc_id in self._pid_of:
             return self._pid_of[doc_id]
@@ -211,23 +224,20 @@ class LoadedIndex:
 
 
 def _read_chunks(path: Path, meta: dict, dim: int, nbits: int, mmap: bool) -> list[index_format.Chunk]:
-    """Every chunk, checking offsets are contiguous and add up to metadata.json's totals."""
-    chunks, passages, embeddings = [], 0, 0
+    """Every chunk (each checked against its own files), checking passage offsets are contiguous. The totals in
+    metadata.json are checked as loosely as colbert-ai writes them (`index_format.totals_problems`)."""
+    chunks, passages = [], 0
     for k in range(meta["num_chunks"]):
         chunk = index_format.read_chunk(path, k, dim, nbits, mmap=mmap)
         where = path / index_format.chunk_metadata_file(k)
         if chunk.metadata["passage_offset"] != passages:
             raise IndexFormatError(f"{where} starts at passage {chunk.metadata['passage_offset']:,} but the chunks "
                                    f"before it end at {passages:,}. {index_format.REBUILD}")
-        if chunk.metadata.get("embedding_offset", embeddings) != embeddings:
-            raise IndexFormatError(f"{where} starts at embedding {chunk.metadata['embedding_offset']:,} but the "
-                                   f"chunks before it end at {embeddings:,}. {index_format.REBUILD}")
         passages += chunk.metadata["num_passages"]
-        embeddings += chunk.metadata["num_embeddings"]
         chunks.append(chunk)
-    if embeddings != meta["num_embeddings"]:
-        raise IndexFormatError(f"{path / index_format.METADATA_FILE} says {meta['num_embeddings']:,} embeddings but "
-                               f"its {meta['num_chunks']} chunks hold {embeddings:,}. {index_format.REBUILD}")
+    problems = index_format.totals_problems(path, meta, [c.metadata for c in chunks])
+    if problems:
+        raise IndexFormatError(f"{problems[0]}. {index_format.REBUILD}")
     return chunks
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -43,6 +43,7 @@ class SearchIndex:
         loaded: the index as opened. centroids: float32 (C, d). bucket_weights: float32 (2**nbits,).
         ivf, ivf_offsets: inverted lists. codes: int32 (N,). doc_offsets: int64 (P + 1,).
         residuals: uint8 (N, d * nbits / 8) when the index is one tensor, else None (read through loaded.lookup).
+        live: bool (P,), False for removed passages (doclen 0), or None when none was removed; search drops them.
     """
 
     loaded: LoadedIndex
@@ -53,6 +54,7 @@ class SearchIndex:
     codes: Tensor
     doc_offsets: Tensor
     residuals: Optional[Tensor]
+    live: Optional[Tensor] = None
 
     @classmethod
     def from_loaded(cls, index: LoadedIndex, device: torch.device | str = "cpu") -> SearchIndex:
@@ -68,6 +70,7 @@ class SearchIndex:
             ivf_offsets=index.ivf_offsets.to(device), codes=index.codes.to(device),
             doc_offsets=index.doc_offsets.to(device),
             residuals=index.residual_chunks[0].to(device) if single else None,
+            live=(index.doclens > 0).to(device) if bool((index.doclens == 0).any()) else None,
         )
 
     @property
@@ -77,6 +80,34 @@ class SearchIndex:
     @property
     def num_passages(self) -> int:
         return self.doc_offsets.numel() - 1
+
+    # The reference's public ranker attributes that scripts read (searcher.ranker.doclens, .codec, .embeddings).
+
+    @property
+    def doclens(self) -> Tensor:
+        """int64 (P,) embeddings per passage; 0 for a removed one."""
+        return self.loaded.doclens
+
+    @property
+    def codec(self) -> Any:
+        """The index's ResidualCodec (compress / decompress with its centroids and buckets)."""
+        from colbert.indexing.codec import ResidualCodec
+
+        index = self.loaded
+        return ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual,
+                             nbits=index.nbits)
+
+    @property
+    def embeddings(self) -> Any:
+        """The compressed embeddings (a ResidualEmbeddings: .codes (N,), .residuals (N, d * nbits / 8))."""
+        from colbert.indexing.codecs.residual_embeddings import ResidualEmbeddings
+
+        residuals = self.residuals if self.residuals is not None else torch.cat(self.loaded.residual_chunks)
+        return ResidualEmbeddings(self.codes, residuals)
+
+    def drop_removed(self, pids: Tensor) -> Tensor:
+        """`pids` without removed passages. Shapes: (n,) -> (<= n,)."""
+        return pids if self.live is None else pids[self.live[pids.long()]]
 
     def gather(self, pids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Codes, packed residuals and lengths of `pids`, laid end to end in that order.
@@ -186,7 +217,7 @@ def plaid_search(index: SearchIndex, Q: Tensor, params: SearchParams, k: int, pr
     pids, scores = generate_candidates(probe, index.centroids, index.ivf, index.ivf_offsets, params.ncells)
     if filter_fn is not None:
         pids = apply_filter(filter_fn, pids, index.num_passages)
-    pids = prune(index, scores, pids.long(), params)
+    pids = prune(index, scores, index.drop_removed(pids.long()), params)
     return rank(index, Q, pids, k)
 
 
@@ -228,8 +259,7 @@ def exhaustive_search(index: SearchIndex, Qs: Tensor, k: int, pids: Optional[Ten
         Qs (B, Lq, d); pids (n,); returns B x ((min(k, n),) int64, (min(k, n),) float32).
     """
     B, Lq, _ = Qs.shape
-    if pids is None:
-        pids = torch.arange(index.num_passages, device=index.device)
+    pids = index.drop_removed(torch.arange(index.num_passages, device=index.device) if pids is None else pids)
     lengths = index.doc_offsets[pids + 1] - index.doc_offsets[pids]  # (n,)
     budget = max(1, min(EXACT_BLOCK_TOKENS, EXACT_SCORES_BYTES // (4 * B * Lq)))
     empty = (pids.new_empty(0), Qs.new_empty(0))

@@ -1,10 +1,12 @@
 """The served indexes: each a published Searcher that requests read, swapped in one step by the writer.
 
-Readers take `served.searcher` once per request and use only that object, which nobody changes after it is
-published. A write works on a private shallow copy of it (same checkpoint, same config): IndexUpdater adds or
-removes, persists (one atomic commit on disk, see colbert.indexing.versions), reopens the committed files, and only
-then is the copy published by a single reference assignment. Searches running meanwhile finish on the previous
-state, whose memory maps stay valid after the commit. One writer per index at a time (an asyncio.Lock).
+Readers take `served.searcher` once per request and use only that object, whose index handle
+(colbert.index.loaded.IndexHandle) nobody publishes to after it is served. A write works on a private copy: the same
+checkpoint and config, and a fork of the handle (`IndexHandle.fork`). An IndexUpdater bound to that copy adds or
+removes and persists (one atomic commit on disk, colbert.indexing.versions), which publishes the committed files in
+the fork; only then is the copy served, by one reference assignment. Searches running meanwhile finish on the
+previous state, whose memory maps stay valid after the commit. One writer per index at a time (an asyncio.Lock
+in the service, besides the handle's own writer lock).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ServedIndex:
     int_ids: bool = True
     texts: Optional[dict] = None
     write_lock: Any = None  # asyncio.Lock, created on the event loop
+    _writer_checkpoint: Any = field(default=None, repr=False)
     _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -54,13 +57,13 @@ class ServedIndex:
         from colbert.searcher import Searcher
 
         searcher = Searcher(str(self.spec.path), checkpoint=checkpoint, verbose=0)
+        ids = searcher.loaded.doc_ids
+        self.int_ids = ids is None or all(isinstance(i, int) for i in ids)  # fixed once: new ids follow the build's
         self.publish(searcher)
         logger.info("Serving %s from %s: %s documents", self.name, searcher.index,
-                    f"{searcher.loaded.num_passages:,}")
+                    f"{searcher.loaded.num_live:,}")
 
     def publish(self, searcher: Any) -> None:
-        ids = searcher.loaded.doc_ids
-        self.int_ids = ids is None or all(isinstance(i, int) for i in ids)
         self.searcher = searcher
 
     def private_copy(self) -> Any:
@@ -70,17 +73,46 @@ class ServedIndex:
         private.index_handle = self.searcher.index_handle.fork()
         return private
 
+    def writer_checkpoint(self) -> Any:
+        """The served model for the writer's document encoding, with a tokenizer of its own: writes encode on the
+        write thread while queries are encoded on the model thread, and a fast tokenizer must not be used by two
+        threads at once. The weights are shared (a forward pass changes nothing in them)."""
+        if self._writer_checkpoint is None:
+            checkpoint = self.searcher.checkpoint
+            writer = copy.copy(checkpoint)  # shares the modules and parameters
+            object.__setattr__(writer, "doc_tokenizer", copy.deepcopy(checkpoint.doc_tokenizer))
+            self._writer_checkpoint = writer
+        return self._writer_checkpoint
+
     # ------------------------------------------------------------------------------------------------ ids
 
-    def doc_id(self, value: DocId) -> DocId:
-        """A request's id as the index stores it: "42" is 42 in an index of int ids, 42 is "42" in one of strings."""
-        if self.int_ids and isinstance(value, str) and _PLAIN_INT.match(value):
-            return int(value)
-        if not self.int_ids and isinstance(value, int):
-            return str(value)
+    def doc_id(self, value: DocId, loaded: Any = None) -> DocId:
+        """A request's id as the index stores it (JSON object keys are strings).
+
+        With `loaded`, an id to look up: as given when the index has it, else "42" as 42 or 42 as "42" when the
+        index has that. Without, a new id: "42" becomes 42 in an index built with int ids.
+        """
+        other: Any = None
+        if isinstance(value, str) and _PLAIN_INT.match(value):
+            other = int(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            other = str(value)
+        if loaded is None:
+            return other if self.int_ids and isinstance(other, int) else value
+        if other is not None and not _in(loaded, value) and _in(loaded, other):
+            return other
         return value
 
     # ---------------------------------------------------------------------------------------------- texts
+
+    def document_of(self, searcher: Any, doc_id: DocId) -> dict:
+        """{"text", "metadata"?} of a passage: from the documents the index stores (documents.jsonl) when it has
+        them, else its text from the collection file or the documents added here, else None."""
+        stored = searcher.documents
+        if stored is not None:
+            found = stored.get(doc_id)
+            return {"text": found["text"], "metadata": found["metadata"]}
+        return {"text": self.text_of(doc_id)}
 
     def text_of(self, doc_id: DocId) -> Optional[str]:
         """The passage's text when known (collection file or added here), else None."""
@@ -109,6 +141,14 @@ class ServedIndex:
         collection = Collection(path=path)
         logger.info("Read the texts of %s from %s (%s passages)", self.name, path, f"{len(collection):,}")
         return {collection.id_of(pid): text for pid, text in enumerate(collection)}
+
+
+def _in(loaded: Any, doc_id: DocId) -> bool:
+    try:
+        loaded.pid_of(doc_id)
+    except (KeyError, TypeError):
+        return False
+    return True
 
 
 class Registry:

@@ -33,7 +33,7 @@ class IndexCollector:
             searcher = served.searcher
             ready.add_metric([served.name], 1.0 if searcher is not None else 0.0)
             if searcher is not None:
-                docs.add_metric([served.name], searcher.loaded.num_passages)
+                docs.add_metric([served.name], searcher.loaded.num_live)
                 embs.add_metric([served.name], searcher.loaded.num_embeddings)
         yield from (docs, embs, ready)
 

@@ -45,6 +45,8 @@ class EncodeRequest(Request):
 class AddRequest(Request):
     documents: dict[StrictStr, StrictStr] = Field(description="{id: text}; ids that are plain integers become "
                                                   "ints in an index of int ids.")
+    metadata: Optional[dict[StrictStr, dict]] = Field(None, description="{id: {...}} for an index that stores its "
+                                                      "documents (documents.jsonl).")
     index: Optional[StrictStr] = None
 
 
@@ -58,6 +60,7 @@ class Hit(BaseModel):
     rank: int
     score: float
     text: Optional[str] = None
+    metadata: Optional[dict] = None
 
 
 class SearchResponse(BaseModel):

@@ -8,6 +8,7 @@ queries), PLAID searches on the search threads, commits on the write thread; the
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 from typing import Any, Optional, Sequence
 
@@ -99,7 +100,7 @@ class Service:
 
     def known_ids(self, served: ServedIndex, loaded: Any, ids: Sequence[Any], field: str) -> list:
         """The ids as the index stores them, each once, in order; 422 naming a few unknown ones."""
-        ids = list(dict.fromkeys(served.doc_id(i) for i in self.limits.ids(ids, field)))
+        ids = list(dict.fromkeys(served.doc_id(i, loaded) for i in self.limits.ids(ids, field)))
         unknown = [i for i in ids if not _has(loaded, i)]
         if unknown:
             raise invalid(field, f"{len(unknown):,} of the ids are not in the index {served.name!r}: "
@@ -124,8 +125,8 @@ class Service:
         encoded = await self.batchers[served.name].encode(texts)
         found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
                                        for Q in encoded))
-        results = [await self._hits(served, ids_, scores, body.include_text) for ids_, _, scores in found]
-        return {"index": served.name, "documents": searcher.loaded.num_passages,
+        results = [await self._hits(served, searcher, ids_, scores, body.include_text) for ids_, _, scores in found]
+        return {"index": served.name, "documents": searcher.loaded.num_live,
                 "results": results[0] if body.query is not None else results}
 
     async def rerank(self, body: Any) -> dict:
@@ -151,7 +152,7 @@ class Service:
         top = scores.topk(min(k, scores.numel()))
         chosen = [ids[i] for i in top.indices.tolist()]
         return {"index": served.name,
-                "results": await self._hits(served, chosen, top.values.tolist(), body.include_text)}
+                "results": await self._hits(served, searcher, chosen, top.values.tolist(), body.include_text)}
 
     def _score_texts(self, searcher: Any, Q: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """MaxSim of Q against documents encoded now (bf16 autocast on CPUs with native bf16). Model thread."""
@@ -175,12 +176,13 @@ class Service:
         return {"embeddings": [v.float().tolist() for v in vectors], "lengths": [int(v.size(0)) for v in vectors],
                 "dim": int(searcher.loaded.dim)}
 
-    async def _hits(self, served: ServedIndex, ids: list, scores: list, include_text: bool) -> list[dict]:
+    async def _hits(self, served: ServedIndex, searcher: Any, ids: list, scores: list,
+                    include_text: bool) -> list[dict]:
         hits = [{"doc_id": d, "rank": r + 1, "score": s} for r, (d, s) in enumerate(zip(ids, scores))]
-        if include_text:  # the first call reads the collection file: off the event loop
-            texts = await self.workers.on_search(lambda: [served.text_of(d) for d in ids])
-            for hit, text in zip(hits, texts):
-                hit["text"] = text
+        if include_text:  # the first call reads documents.jsonl or the collection file: off the event loop
+            stored = await self.workers.on_search(lambda: [served.document_of(searcher, d) for d in ids])
+            for hit, document in zip(hits, stored):
+                hit.update(document)
         return hits
 
     # ------------------------------------------------------------------------------------------- writes
@@ -193,33 +195,41 @@ class Service:
         documents = {}
         for key, text in body.documents.items():
             documents[served.doc_id(key)] = self.limits.text(text, f"documents.{key}")
-        return await self._write(served, added=documents)
+        metadata = None
+        if body.metadata is not None:
+            extra = [key for key in body.metadata if key not in body.documents]
+            if extra:
+                raise invalid("metadata", f"metadata names ids that are not in documents: {extra[:5]}")
+            metadata = {served.doc_id(key): value for key, value in body.metadata.items()}
+        return await self._write(served, added=documents, metadata=metadata)
 
     async def remove(self, body: Any) -> dict:
         served = self.served(body.index)
         if not body.doc_ids:
             raise invalid("doc_ids", "doc_ids is empty; send the ids to remove")
         self.limits.ids(body.doc_ids, "doc_ids")
-        return await self._write(served, removed=list(dict.fromkeys(served.doc_id(i) for i in body.doc_ids)))
+        return await self._write(served, removed=list(body.doc_ids))  # matched to the index's ids under the lock
 
-    async def _write(self, served: ServedIndex, added: Optional[dict] = None,
-                     removed: Optional[list] = None) -> dict:
+    async def _write(self, served: ServedIndex, added: Optional[dict] = None, removed: Optional[list] = None,
+                     metadata: Optional[dict] = None) -> dict:
         """One commit, shielded: a client that goes away does not stop it half-way, nor free the lock early."""
-        task = asyncio.get_running_loop().create_task(self._locked_write(served, added, removed))
+        task = asyncio.get_running_loop().create_task(self._locked_write(served, added, removed, metadata))
         return await asyncio.shield(task)
 
-    async def _locked_write(self, served: ServedIndex, added: Optional[dict], removed: Optional[list]) -> dict:
+    async def _locked_write(self, served: ServedIndex, added: Optional[dict], removed: Optional[list],
+                            metadata: Optional[dict]) -> dict:
         try:
             await asyncio.wait_for(served.write_lock.acquire(), timeout=self.config.write_wait_s)
         except asyncio.TimeoutError:
             raise ApiError(409, "write_in_progress", f"another change to {served.name!r} did not finish within "
                            f"{self.config.write_wait_s:g} s; retry later", "index") from None
         try:
-            return await self._commit(served, added, removed)
+            return await self._commit(served, added, removed, metadata)
         finally:
             served.write_lock.release()
 
-    async def _commit(self, served: ServedIndex, added: Optional[dict], removed: Optional[list]) -> dict:
+    async def _commit(self, served: ServedIndex, added: Optional[dict], removed: Optional[list],
+                      metadata: Optional[dict]) -> dict:
         from colbert.index_updater import IndexUpdater
 
         current = served.searcher
@@ -230,15 +240,15 @@ class Service:
                                f"{', '.join(map(repr, present[:5]))}; nothing was added (delete them first to "
                                "replace their text)", "documents")
         if removed:
-            self.known_ids(served, current.loaded, removed, "doc_ids")
-            if len(removed) >= current.loaded.num_passages:
-                raise invalid("doc_ids", f"removing all {current.loaded.num_passages:,} documents would leave an "
+            removed = self.known_ids(served, current.loaded, removed, "doc_ids")
+            if len(removed) >= current.loaded.num_live:
+                raise invalid("doc_ids", f"removing all {current.loaded.num_live:,} documents would leave an "
                               "empty index; build a new one instead")
         private = served.private_copy()
-        updater = IndexUpdater(searcher=private, drift_warning=None)
+        updater = IndexUpdater(searcher=private, checkpoint=served.writer_checkpoint(), drift_warning=None)
         try:
-            if added:
-                await self.workers.on_model(updater.add, dict(added))
+            if added:  # on the write thread, beside the query batches of the model thread (own tokenizer)
+                await self.workers.on_write(lambda: updater.add(dict(added), metadata=metadata))
             if removed:
                 await self.workers.on_write(updater.remove, removed)
             await self.workers.on_write(updater.persist_to_disk)
@@ -250,9 +260,10 @@ class Service:
             raise invalid("documents" if added else "doc_ids", _scrub(str(e), served, current)) from None
         served.publish(private)
         served.remember(added or {}, removed or [])
+        await self.workers.on_write(release_freed_memory)
         logger.info("Index %s: +%d -%d documents, %s now", served.name, len(added or {}), len(removed or []),
-                    f"{private.loaded.num_passages:,}")
-        out = {"index": served.name, "documents": private.loaded.num_passages}
+                    f"{private.loaded.num_live:,}")
+        out = {"index": served.name, "documents": private.loaded.num_live}
         if added:
             out["added"] = list(added)
         if removed:
@@ -267,6 +278,15 @@ class Service:
         with handle.writing():
             handle.publish(LoadedIndex.open(fresh.index, mmap=handle.mmap), pending=False)
         served.publish(fresh)
+
+
+def release_freed_memory() -> None:
+    """Give the heap memory a commit freed (encoder activations, the IVF rebuild) back to the OS (glibc only):
+    otherwise each thread's malloc arena keeps it resident and the process grows commit after commit."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _has(loaded: Any, doc_id: Any) -> bool:

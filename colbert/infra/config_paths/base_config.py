@@ -1,0 +1,5 @@
+"""The reference's `colbert.infra.config.base_config`: BaseConfig is ColBERTConfig here (one flat dataclass)."""
+
+from colbert.infra.config import ColBERTConfig as BaseConfig
+
+__all__ = ["BaseConfig"]
