@@ -107,7 +107,9 @@ def test_updater_keeps_documents_in_step_and_persists_them(searcher, index):
     fresh = Searcher(str(index), verbose=0)
     assert fresh.documents.ids == fresh.loaded.doc_ids
     assert fresh.document("new-1")["text"] == "brain heart blood"
-    assert "d0" not in fresh.documents.ids and len(fresh.documents) == NUM_DOCS
+    assert "d0" not in fresh.documents.ids and fresh.loaded.num_live == NUM_DOCS
+    assert len(fresh.documents) == NUM_DOCS + 2  # one slot per pid: removed passages keep theirs (id None)
+    assert fresh.documents.at(fresh.loaded.pid_of("new-2"))["text"] == "mouse gene"
     assert verify_index(index) == []
 
 

@@ -132,7 +132,7 @@ def test_searches_in_threads_each_see_one_published_state_while_an_updater_edits
     assert len(set(exact_sets)) > 1  # the readers did run while states changed
     union = frozenset().union(*states)
     assert all(ids <= union for kind, ids, _ in results if kind == "plaid")
-    assert searcher.loaded.num_passages == len(states[-1])
+    assert searcher.loaded.num_live == len(states[-1])  # removed passages keep their pids
 
 
 def test_two_updaters_of_one_searcher_share_their_edits(searcher):
@@ -144,7 +144,7 @@ def test_two_updaters_of_one_searcher_share_their_edits(searcher):
     second.persist_to_disk()
     assert not first.pending
     fresh = Searcher(searcher.index, checkpoint=searcher.config.checkpoint, verbose=0)
-    assert set(fresh.loaded.doc_ids) == set(DOCS) - {"d1"} | {"one", "two"}
+    assert set(fresh.loaded.live_ids) == set(DOCS) - {"d1"} | {"one", "two"}
 
 
 def test_a_second_writer_waits_a_bounded_time(searcher):
