@@ -53,7 +53,8 @@ SearchResult = tuple[list[DocId], list[int], list[float]]
 
 
 def resolve_index_path(index: Union[str, os.PathLike], index_root: str) -> Path:
-    """`index` under `index_root` (the reference's rule), else `index` as a path of its own."""
+    """`index` under `index_root` (the reference's rule), else `index` as a path of its own. The name "" is
+    index_root itself (llama-index's ColbertIndex builds and searches its index there)."""
     for candidate in (Path(index_root) / index, Path(index)):
         if (candidate / "metadata.json").is_file():
             return candidate
@@ -112,7 +113,7 @@ class Searcher:
                  collection: Optional[CollectionLike] = None, config: Optional[ColBERTConfig] = None,
                  index_root: Optional[str] = None, verbose: int = 3) -> None:
         self.verbose = check_verbose(verbose)
-        index = check_path(index, "index")
+        index = check_path(index, "index", allow_empty=True)  # "": index_root itself, as Indexer
         checkpoint = None if checkpoint is None else check_path(checkpoint, "checkpoint")
         index_root = None if index_root is None else check_path(index_root, "index_root")
         check_config(config)

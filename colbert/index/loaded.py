@@ -107,6 +107,17 @@ class LoadedIndex:
         return int((self.doclens > 0).sum())
 
     @property
+    def live_pids(self) -> Tensor:
+        """The pids of the passages not removed, ascending (int64)."""
+        return torch.nonzero(self.doclens > 0).flatten()
+
+    @property
+    def live_ids(self) -> list[DocId]:
+        """The user ids of the passages not removed, in pid order (doc_ids keeps None where one was removed)."""
+        pids = self.live_pids.tolist()
+        return pids if self.doc_ids is None else [self.doc_ids[p] for p in pids]
+
+    @property
     def num_partitions(self) -> int:
         return self.centroids.size(0)
 
