@@ -247,6 +247,14 @@ def test_added_and_removed_documents_are_committed_and_searchable(client, index)
     error(client.post("/v1/search", json={"query": "x", "doc_ids": ["n1"]}), 422, "doc_ids")
 
 
+def test_writes_print_no_progress_bar(client, capfd):
+    capfd.readouterr()
+    assert client.post("/v1/documents", json={"documents": {"q1": "heart heart blood"}}).status_code == 200
+    assert client.request("DELETE", "/v1/documents", json={"doc_ids": ["q1"]}).status_code == 200
+    err = capfd.readouterr().err
+    assert "Building the IVF" not in err and "Encoding" not in err and "%|" not in err, err[-500:]
+
+
 def test_bad_writes_change_nothing(client, index):
     error(client.post("/v1/documents", json={"documents": {"d1": "again"}}), 409, "documents")
     error(client.request("DELETE", "/v1/documents", json={"doc_ids": ["d1", "ghost"]}), 422, "doc_ids")
