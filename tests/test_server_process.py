@@ -134,7 +134,9 @@ def test_readers_during_writers_see_whole_states_and_no_write_is_lost(index, tmp
 
 
 def test_sigterm_lets_requests_in_flight_finish(index, tmp_path):
-    server = Server(index, tmp_path / "server.log", "--batch-window-ms", "2000")  # each query waits 2 s
+    # While other queries are in flight each waits 2 s for company (a query alone in the server does not wait, so
+    # the first of the four may be answered at once).
+    server = Server(index, tmp_path / "server.log", "--batch-window-ms", "2000")
     answers = []
 
     def ask(i: int) -> None:
@@ -144,9 +146,10 @@ def test_sigterm_lets_requests_in_flight_finish(index, tmp_path):
     for t in clients:
         t.start()
     deadline = time.monotonic() + 30
-    while True:  # until the four are inside the server (the /metrics request makes five)
+    while True:  # until the four are inside the server or answered, at least two inside (/metrics is one more)
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-        if float(re.search(r"^colbert_requests_in_flight (\S+)$", metrics, re.M).group(1)) >= 5:
+        inside = float(re.search(r"^colbert_requests_in_flight (\S+)$", metrics, re.M).group(1)) - 1
+        if inside >= 2 and inside + len(answers) >= 4:
             break
         assert time.monotonic() < deadline, "the requests never reached the server"
         time.sleep(0.05)
