@@ -22,9 +22,11 @@ benchmarks/search.py does. Then:
     decoded by the plain-PyTorch reference decoder;
   - through `colbert serve` on 127.0.0.1 (one client, requests one after the other, the server's default batch
     window, which a lone request does not wait): POST /v1/rerank by doc_ids for `--doc-id-queries` queries, with
-    fp32 queries (the default) and with `--query-precision bf16`: client p50 / p99 ms and the server's stages
-    (its Server-Timing header: queue, encode, score, total; the client's time minus total is HTTP, JSON and the
-    ASGI stack), the score difference bf16 vs fp32 and the fp32 answers against the exact in-process scores; and
+    fp32 queries (the default), with `--query-precision bf16`, and with fp32 queries through onnxruntime (the
+    checkpoint exported by `colbert export onnx`, served with `--checkpoint`): client p50 / p99 ms and the
+    server's stages (its Server-Timing header: queue, encode, score, total; the client's time minus total is HTTP,
+    JSON and the ASGI stack), the score differences bf16 vs fp32 and onnxruntime vs torch, and the fp32 answers
+    against the exact in-process scores; and
     by text at 100 candidates for `--http-text-queries` queries.
 """
 
@@ -41,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -286,25 +289,43 @@ def _stages(response) -> dict:
     return {stage: float(ms) for stage, ms in (part.split(";dur=") for part in header.split(", ") if part)}
 
 
-def http_doc_ids(index: Path, work: list[dict], doc_id_queries: int, threads: int) -> dict:
-    """Rerank by doc_ids through two servers, `--query-precision fp32` and `bf16`, both up at once and asked in
-    turn (the order alternating), so that a change of the machine's load hits both: client and server times."""
+def onnx_export(checkpoint: str) -> Optional[str]:
+    """The checkpoint exported to ONNX (fp32, under benchmarks/_work/), or None without the onnx extra."""
+    out = WORK / "minilm-colbert-onnx"
+    if not (out / "colbert_onnx.json").exists():
+        try:
+            from colbert.export.onnx import export_onnx
+
+            export_onnx(checkpoint, out, quantize=False)
+        except ImportError as e:
+            print(f"no ONNX server: {e} (pip install 'colbert-ai[onnx]')", file=sys.stderr)
+            return None
+    return str(out)
+
+
+def http_doc_ids(index: Path, work: list[dict], doc_id_queries: int, threads: int, onnx: Optional[str]) -> dict:
+    """Rerank by doc_ids through servers with fp32 queries (torch), bf16 queries (`--query-precision bf16`) and,
+    if given, fp32 queries through onnxruntime (`--checkpoint` an ONNX export), all up at once and asked in turn
+    (the order rotating), so that a change of the machine's load hits each: client and server times."""
     import httpx
 
+    variants = {"fp32": {"query_precision": "fp32"}, "bf16": {"query_precision": "bf16"}}
+    if onnx is not None:
+        variants["onnx_fp32"] = {"query_precision": "fp32", "checkpoint": onnx}
     procs, clients = {}, {}
-    runs = {p: {"times": [], "stages": {}, "answers": {}} for p in ("fp32", "bf16")}
+    runs = {p: {"times": [], "stages": {}, "answers": {}} for p in variants}
     try:
-        for precision in runs:
-            args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, query_precision=precision)
+        for name, flags in variants.items():
+            args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, **flags)
             port = serve_bench.free_port()
-            procs[precision] = serve_bench.start_server(index, port, threads, args,
-                                                        WORK / f"rerank-server-{precision}.log")
-            clients[precision] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+            procs[name] = serve_bench.start_server(index, port, threads, args, WORK / f"rerank-server-{name}.log")
+            clients[name] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
         for item in work[:5]:  # warm-up
             for http in clients.values():
                 http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
+        names = list(variants)
         for i, item in enumerate((work * (1 + doc_id_queries // len(work)))[:doc_id_queries]):
-            for precision in (("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")):
+            for precision in names[i % len(names):] + names[:i % len(names)]:
                 run = runs[precision]
                 t = time.perf_counter()
                 r = clients[precision].post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"],
@@ -393,8 +414,10 @@ def by_doc_ids(index: Path, checkpoint: str, work: list[dict], args: argparse.Na
         out["in_process_stages_p50_ms"][f"{threads}_threads"] = doc_id_stages(index, checkpoint, work, threads,
                                                                               args.stage_queries)
         out["encode_floor"][f"{threads}_threads"] = encode_floor(checkpoint, threads)
-    service = http_doc_ids(index, work, args.doc_id_queries, args.threads)
+    service = http_doc_ids(index, work, args.doc_id_queries, args.threads, onnx_export(checkpoint))
     out["bf16_queries_vs_fp32"] = answers_difference(service["fp32"]["answers"], service["bf16"]["answers"])
+    if "onnx_fp32" in service:
+        out["onnx_queries_vs_fp32"] = answers_difference(service["fp32"]["answers"], service["onnx_fp32"]["answers"])
     out["fp32_vs_exact_maxsim"] = exact_scores(index, checkpoint, work, service["fp32"]["answers"])
     out["service"] = {p: {k: v for k, v in run.items() if k != "answers"} for p, run in service.items()}
     return out

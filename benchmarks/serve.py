@@ -134,7 +134,8 @@ def start_server(index: Path, port: int, threads: int, args: argparse.Namespace,
            "--threads", str(threads), "--search-threads", str(args.search_threads),
            "--batch-window-ms", str(args.batch_window_ms), "--write-wait-s", "120",
            "--max-documents", str(max(1000, args.write_batch)),
-           "--query-precision", getattr(args, "query_precision", "fp32")]
+           "--query-precision", getattr(args, "query_precision", "fp32"),
+           *(["--checkpoint", args.checkpoint] if getattr(args, "checkpoint", None) else [])]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
     while True:
