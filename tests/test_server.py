@@ -218,6 +218,25 @@ def test_queries_in_bf16_stay_close_to_fp32(make_client, searcher):
         ServerConfig(indexes=[], query_precision="fp16")
 
 
+def test_an_onnx_export_serves_the_same_answers_and_takes_writes(make_client, searcher, _tiny_checkpoint_master,
+                                                                  tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install colbert-ai[onnx])")
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install colbert-ai[onnx])")
+    from colbert.export.onnx import export_onnx
+
+    exported = export_onnx(str(_tiny_checkpoint_master), tmp_path / "onnx", quantize=False)
+    client = make_client(checkpoint=str(exported))  # queries and added documents encoded by onnxruntime
+    ids = [f"d{i}" for i in range(0, 40, 4)]
+    body = client.post("/v1/rerank", json={"query": "cancer therapy", "doc_ids": ids, "k": 5}).json()
+    top, _, scores = searcher.search("cancer therapy", k=5, pids=ids)  # torch-encoded query
+    assert [h["doc_id"] for h in body["results"]] == top
+    assert [h["score"] for h in body["results"]] == pytest.approx(scores, abs=1e-3)
+    hits = client.post("/v1/search", json={"query": "brain blood", "k": 5}).json()["results"]
+    assert [h["doc_id"] for h in hits] == searcher.search("brain blood", k=5)[0]
+    added = client.post("/v1/documents", json={"documents": {"o1": "virus virus immune"}})
+    assert added.status_code == 200 and added.json()["documents"] == 41, added.text
+
+
 def test_encode_queries_and_documents(client, searcher):
     body = client.post("/v1/encode", json={"texts": ["protein cell", "gene"], "kind": "query"}).json()
     Q = searcher.encode(["protein cell", "gene"])
