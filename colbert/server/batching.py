@@ -84,7 +84,7 @@ class QueryBatcher:
         self._pending.extend((text, future, self._calls) for text, future in zip(texts, futures))
         self._wake.set()  # type: ignore[union-attr]
         done = await asyncio.gather(*futures)  # (Q, started, ended) each
-        if timing is not None:
+        if timing is not None and done:
             timing["queue"] = (done[0][1] - called) * 1e3
             timing["encode"] = (done[0][2] - done[0][1]) * 1e3
         return [Q for Q, _, _ in done]
