@@ -27,18 +27,20 @@ from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
 from colbert.infra.config import ColBERTConfig
+from colbert.modeling.hf_format import load_checkpoint_config
 from colbert.infra.device import resolve_device
 from colbert.index.loaded import IndexHandle, Snapshot
 from colbert.infra.run import Run
 from colbert.search import plaid
 from colbert.search.diversity import candidates_for, check_diversity, diversify
-from colbert.search.index import DocId, LoadedIndex
+from colbert.index.loaded import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
 from colbert.modeling.hf_format import check_checkpoint_name
 from colbert.utils.checks import check_config, check_path, check_verbose
 from colbert.utils.progress import progress
 
 if TYPE_CHECKING:
+    from colbert.explain import Explanation
     from colbert.modeling.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def _as_int_tensor(ids: Union[Tensor, list]) -> Optional[Tensor]:
     return t.long()
 
 
-def _check_filter(filter_fn: Any) -> None:
+def _check_filter(filter_fn: object) -> None:
     if filter_fn is not None and not callable(filter_fn):
         raise TypeError(f"filter_fn must be a function of the candidate pids (or None), got {type(filter_fn).__name__}")
 
@@ -161,7 +163,7 @@ class Searcher:
         if given and self.index_config.checkpoint and name != self.index_config.checkpoint:
             logger.info("Encoding queries with %s; the index at %s was built with %s", name, self.index,
                         self.index_config.checkpoint)
-        stored = ColBERTConfig.load_from_checkpoint(name)
+        stored = load_checkpoint_config(name)
         if stored is not None and "dim" in stored.assigned and stored.dim != self.dim:
             raise CheckpointError(
                 f"The checkpoint {name} makes {stored.dim}-dim embeddings but the index at {self.index} holds "
@@ -349,7 +351,7 @@ class Searcher:
         return Ranking(data=data, provenance=provenance, run_dir=Run().config.path_)  # where save() puts names
 
     def explain(self, query: str, doc_id: DocId, text: Optional[str] = None,
-                full_length_search: bool = False) -> Any:
+                full_length_search: bool = False) -> Explanation:
         """Why document `doc_id` scores what it does for `query`: the MaxSim terms over its stored (decompressed)
         vectors, token by token (colbert.explain). The score equals what `search(query, exact=True)` gives it.
 
