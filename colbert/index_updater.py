@@ -41,7 +41,8 @@ from colbert.indexing import plan as index_plan
 from colbert.index import versions
 from colbert.index.codec import ResidualCodec
 from colbert.indexing.documents import Documents, MetadataLike, align_metadata, read_documents, write_documents
-from colbert.indexing.edits import IndexState, refit_codec
+from colbert.indexing.kmeans import train_centroids
+from colbert.index.edits import IndexState, refit_codec
 from colbert.index.validate import verify_index
 from colbert.index.versions import IndexChangedError
 from colbert.infra.config import ColBERTConfig
@@ -303,7 +304,9 @@ class IndexUpdater:
             self._check_base(state)
             niters = kmeans_niters if kmeans_niters is not None else self.config.kmeans_niters
             old = self._codec(state)
-            new = refit_codec(state, old, niters)
+            cpu = torch.device("cpu")
+            new = refit_codec(state, old, lambda sample, num_partitions: train_centroids(sample, num_partitions,
+                                                                                          niters, cpu))
             state.recompress(new, old)
             n = state.num_embeddings
             state.metadata[UPDATES_KEY].update(fitted_embeddings=n, added_embeddings=0)

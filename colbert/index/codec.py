@@ -7,6 +7,7 @@ for (its weight) are quantiles of held-out residuals. Decompression is centroid 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -21,12 +22,32 @@ from colbert.index.format import Codec
 
 VALID_NBITS = (1, 2, 4)
 COMPRESS_BATCH = 1 << 13  # embeddings compressed at once (their residuals: 2**13 x 128 x fp32 = 4 MiB)
+KMEANS_POINTS_PER_CENTROID = 64  # k-means sample cap per centroid (faiss would take up to 256), within the caps below
+KMEANS_MIN_POINTS = 1 << 16  # but never fewer points than this (when the collection has them)
+KMEANS_MAX_POINTS = 1 << 18  # nor more: 2**18 x 128 dims x fp16 = 64 MiB, whatever the collection size
+HELDOUT_FRACTION, HELDOUT_MAX = 0.05, 50_000  # sample share kept out of k-means to fit the residual buckets
+SAMPLE_SEED = 12345  # the reference's seed for the passage sample, also the seed of the embedding sample
 
 
 def check_nbits(nbits: int) -> int:
     if nbits not in VALID_NBITS:
         raise ValueError(f"nbits must be 1, 2 or 4 (bits per residual dimension), got {nbits!r}")
     return nbits
+
+
+def num_partitions_for(num_embeddings: float) -> int:
+    """The reference's number of centroids: 2 ** floor(log2(16 * sqrt(num_embeddings))).
+
+    >>> num_partitions_for(157_337)
+    4096
+    """
+    return int(2 ** math.floor(math.log2(16 * math.sqrt(max(num_embeddings, 1)))))
+
+
+def kmeans_sample_size(num_sample_embeddings: int, num_partitions: int) -> int:
+    """How many of the candidate embeddings k-means sees (the rest of them are not loaded)."""
+    cap = min(max(KMEANS_POINTS_PER_CENTROID * num_partitions, KMEANS_MIN_POINTS), KMEANS_MAX_POINTS)
+    return min(num_sample_embeddings, cap)
 
 
 @dataclass
