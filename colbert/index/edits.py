@@ -15,20 +15,17 @@ import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from colbert.errors import IndexFormatError
 from colbert.index import format as index_format
-from colbert.index.codec import (COMPRESS_BATCH, HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, ResidualCodec,
-                                 kmeans_sample_size, num_partitions_for)
+from colbert.index.codec import COMPRESS_BATCH, KMeans, ResidualCodec, fit_codec
 from colbert.index.ivf import build_ivf
 from colbert.index.loaded import DocId, LoadedIndex
 from colbert.index.versions import Pin, link_or_copy
-
-KMeans = Callable[[Tensor, int], Tensor]  # (fp16 sample (n, d), num_partitions) -> centroids (num_partitions, d) fp16
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +206,20 @@ class IndexState:
         ivf, self.ivf_lengths = build_ivf(self.codes(), self.doclens(), new.centroids.size(0))
         self.ivf = ivf[: int(self.ivf_lengths.sum())]
 
+    def rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Codes and residuals of embeddings by global row, across segments. Shapes: rows (m,) -> (m,), (m, w)."""
+        sizes = torch.tensor([s.codes.numel() for s in self.segments])
+        starts = torch.cumsum(sizes, 0) - sizes  # (segments,)
+        owner = torch.searchsorted(starts, rows, right=True) - 1  # (m,) segment of each row
+        width = self.segments[0].residuals.size(1)
+        codes = torch.empty(rows.numel(), dtype=torch.int32)
+        residuals = torch.empty(rows.numel(), width, dtype=torch.uint8)
+        for k, segment in enumerate(self.segments):
+            where = (owner == k).nonzero().squeeze(1)  # positions in the output drawn from segment k
+            local = rows[where] - starts[k]
+            codes[where], residuals[where] = segment.codes[local], segment.residuals[local]
+        return codes, residuals
+
     # ----------------------------------------------------------------------------------------------- views
 
     def current_metadata(self) -> dict:
@@ -293,32 +304,13 @@ class IndexState:
 
 
 def refit_codec(state: IndexState, old: ResidualCodec, kmeans: KMeans) -> ResidualCodec:
-    """New centroids and residual buckets fitted on the index's own embeddings, decompressed with `old`: the
-    Indexer's recipe (number of centroids from the number of embeddings, a bounded random sample, a held-out part
-    for the buckets), on what the index stores rather than on re-encoded texts. `kmeans` fits the centroids (the
-    caller's k-means: this package does not train them)."""
+    """New centroids and residual buckets fitted on the index's own embeddings, decompressed with `old`, by the
+    Indexer's recipe (`fit_codec`: the number of centroids from the number of embeddings, a bounded random sample,
+    a held-out part for the buckets), every stored embedding a candidate. `kmeans` fits the centroids (the caller's
+    k-means: this package trains nothing)."""
+
+    def decompressed(positions: Tensor) -> Tensor:  # (m, d) float32
+        return old.decompress(*state.rows(positions))
+
     n = state.num_embeddings
-    num_partitions = num_partitions_for(n)
-    num_points = kmeans_sample_size(n, num_partitions)
-    heldout = int(min(HELDOUT_FRACTION * num_points, HELDOUT_MAX, n - num_points))
-    rows = torch.randperm(n, generator=torch.Generator().manual_seed(SAMPLE_SEED))[: num_points + heldout]
-    codes, residuals = _gather_rows(state, rows)
-    sample = old.decompress(codes, residuals)  # (num_points + heldout, d) float32
-    held, sample = sample[:heldout], sample[heldout:]
-    centroids = kmeans(sample.half(), min(num_partitions, sample.size(0)))
-    logger.info("Refitted %s centroids on %s stored embeddings", f"{centroids.size(0):,}", f"{sample.size(0):,}")
-    return ResidualCodec.fit(centroids, held if heldout else sample, old.nbits)
-
-
-def _gather_rows(state: IndexState, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Codes and residuals of embeddings by global row, across segments. Shapes: rows (m,) -> (m,), (m, w)."""
-    sizes = torch.tensor([s.codes.numel() for s in state.segments])
-    starts = torch.cumsum(sizes, 0) - sizes  # (segments,)
-    owner = torch.searchsorted(starts, rows, right=True) - 1  # (m,) segment of each row
-    width = state.segments[0].residuals.size(1)
-    codes, residuals = torch.empty(rows.numel(), dtype=torch.int32), torch.empty(rows.numel(), width, dtype=torch.uint8)
-    for k, segment in enumerate(state.segments):
-        where = (owner == k).nonzero().squeeze(1)  # positions in the output drawn from segment k
-        local = rows[where] - starts[k]
-        codes[where], residuals[where] = segment.codes[local], segment.residuals[local]
-    return codes, residuals
+    return fit_codec(n, n, old.nbits, lambda positions: decompressed(positions).half(), decompressed, kmeans)

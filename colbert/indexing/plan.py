@@ -18,7 +18,7 @@ CHUNK_EMBEDDINGS_BUDGET = 1 << 20  # token embeddings encoded per chunk: 2**20 x
 
 @dataclass(frozen=True)
 class Plan:
-    """How an index is cut into chunks, and which passages feed k-means."""
+    """How an index is cut into chunks, and which passages feed k-means (`sampled_pids`, ascending)."""
 
     num_passages: int
     chunksize: int
