@@ -30,7 +30,7 @@ from colbert.indexing.documents import Documents, write_documents
 from colbert.indexing.encoder import encode_passages
 from colbert.index.ivf import build_ivf_from_chunks
 from colbert.indexing.kmeans import train_centroids
-from colbert.indexing.platform import WORKAROUNDS, Workarounds
+from colbert.indexing.platform import Workarounds
 from colbert.indexing.plan import SAMPLE_SEED, Plan, make_plan
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import indexing_uses_bf16
@@ -61,8 +61,7 @@ def _barrier() -> None:
 
 def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig, plan: Plan,
                 rank: int = 0, nranks: int = 1, resume: bool = False, show_progress: bool = True,
-                metadata: Optional[list[dict]] = None, workarounds: Workarounds = WORKAROUNDS,
-                kmeans: Optional[KMeans] = None) -> IndexStats:
+                metadata: Optional[list[dict]] = None, kmeans: Optional[KMeans] = None) -> IndexStats:
     """Build a PLAID index of `collection` in `index_dir` (which must exist). Every rank calls this.
 
     Args:
@@ -70,18 +69,18 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
         collection: the passages, with their ids.
         checkpoint: the encoder, already on its device.
         config: the resolved config (nbits, kmeans_niters, index_bsize, ...); written into plan.json and
-            metadata.json.
+            metadata.json. Its `platform_workarounds` switches the workarounds of colbert.indexing.platform (they
+            change memory, not the index).
         plan: the chunking and sample, from `load_or_make_plan` (decided once, by the caller).
         rank, nranks: this process among those building the index (torch.distributed initialised when > 1).
         resume: keep what an interrupted build with the same settings already wrote.
         metadata: one JSON object per passage: the texts and these are stored in documents.jsonl; None stores none.
-        workarounds: the platform workarounds of colbert.indexing.platform (all on by default; they change memory,
-            not the index).
         kmeans: fits the centroids instead of `train_centroids`: (fp16 sample (n, d) on CPU, num_partitions) ->
             centroids (num_partitions, d); they are normalised and rounded to fp16 (a replaced
             `CollectionIndexer._train_kmeans`, see colbert.indexing.collection_indexer).
     """
     check_nbits(config.nbits)
+    workarounds = Workarounds(config.platform_workarounds)
     stats = IndexStats(num_passages=len(collection))
     mine = [k for k in range(plan.num_chunks) if k % nranks == rank]
     resume_codec = resume and index_format.codec_is_complete(index_dir)
@@ -123,7 +122,7 @@ def load_or_make_plan(index_dir: Path, collection: Collection, config: ColBERTCo
 
 def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, checkpoint: Checkpoint,
                   config: ColBERTConfig, stats: IndexStats, show_progress: bool, resume: bool,
-                  workarounds: Workarounds = WORKAROUNDS) -> None:
+                  workarounds: Workarounds) -> None:
     if resume and index_format.read_chunk_embeddings(index_dir, k) is not None:
         return
     start, end = plan.chunk_range(k)
@@ -193,8 +192,7 @@ def _chunk_embeddings(index_dir: Path, k: int) -> index_format.ChunkEmbeddings:
 
 
 def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats,
-                 device: torch.device, workarounds: Workarounds = WORKAROUNDS,
-                 kmeans: Optional[KMeans] = None) -> None:
+                 device: torch.device, workarounds: Workarounds, kmeans: Optional[KMeans] = None) -> None:
     """The codec (`colbert.index.codec.fit_codec`) from the embeddings of the plan's sampled passages: k-means on
     `device` when it is a GPU, else on CPU, on a sample written to a build-time file that `lloyd` streams; the
     residual buckets on a held-out part (the reference's 5 %, at most 50k)."""
