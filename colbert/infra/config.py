@@ -459,6 +459,13 @@ class RunConfig(_Assigned):
         return os.path.join(self.root, self.experiment, self.name)
 
 
+def check_config(config: Any, name: str = "config") -> None:
+    """A facade's `config` argument: a ColBERTConfig, a RunConfig or None, else a TypeError naming it."""
+    if config is not None and not isinstance(config, (ColBERTConfig, RunConfig)):
+        raise TypeError(f"{name} must be a ColBERTConfig (or None), got {config!r:.80} ({type(config).__name__}); "
+                        "write e.g. ColBERTConfig(nbits=2)")
+
+
 def config_markdown() -> str:
     """docs/config.md, generated from the field metadata (a test checks the file is up to date)."""
     lines = ["# ColBERTConfig reference", "",
