@@ -108,12 +108,11 @@ class IndexState:
 
     @classmethod
     def from_loaded(cls, index: LoadedIndex) -> IndexState:
-        codec = index_format.Codec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual)
         doc_ids = list(range(index.num_passages)) if index.doc_ids is None else list(index.doc_ids)
         for pid in (index.doclens == 0).nonzero().flatten().tolist():
             doc_ids[pid] = None  # removed (colbert-ai's updater leaves doclen 0 behind)
         ivf = index.ivf[: int(index.ivf_lengths.sum())]  # drop the reference's padding
-        state = cls(index.path, dict(index.metadata), codec, _segments_of(index), doc_ids, ivf,
+        state = cls(index.path, dict(index.metadata), index.codec.parts, _segments_of(index), doc_ids, ivf,
                     index.ivf_lengths.clone(), base=index.pin)
         state._pid_of = {doc_id: pid for pid, doc_id in enumerate(doc_ids) if doc_id is not None}
         return state
@@ -201,7 +200,7 @@ class IndexState:
                 codes[block], residuals[block] = new.compress(embeddings)
             segments.append(Segment(segment.doclens, codes, residuals, added=segment.added))
         self.segments = segments
-        self.codec = index_format.Codec(new.centroids, new.bucket_cutoffs, new.bucket_weights, new.avg_residual)
+        self.codec = new.parts
         self.codec_changed = True
         ivf, self.ivf_lengths = build_ivf(self.codes(), self.doclens(), new.centroids.size(0))
         self.ivf = ivf[: int(self.ivf_lengths.sum())]
