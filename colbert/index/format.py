@@ -679,7 +679,8 @@ def remove_index_files(index_dir: PathLike) -> list[str]:
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         return []
-    fixed = [METADATA_FILE, PLAN_FILE, CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE, IVF_FILE, DOC_IDS_FILE]
+    fixed = [METADATA_FILE, PLAN_FILE, CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE, IVF_FILE, DOC_IDS_FILE,
+             DOCUMENTS_FILE]
     names = [n for n in fixed if (index_dir / n).is_file()]
     names += sorted(p.name for p in index_dir.iterdir()
                    if _INDEX_FILE.match(p.name) or _BUILD_FILE.match(p.name) or _TEMP_FILE.match(p.name))

@@ -129,10 +129,6 @@ def write_documents(index_dir: str | os.PathLike, documents: Documents) -> None:
     index_format.write_documents(index_dir, (documents.at(pid) for pid in range(len(documents))))
 
 
-def has_documents(index_dir: str | os.PathLike) -> bool:
-    return (Path(index_dir) / DOCUMENTS_FILE).is_file()
-
-
 def read_documents(index_dir: str | os.PathLike, doc_ids: Optional[Sequence[DocId]],
                    num_passages: int) -> Optional[Documents]:
     """documents.jsonl checked against the index (its ids in pid order, None for pids), or None when absent.
@@ -171,5 +167,5 @@ def metadata_filter(documents: Optional[Documents], predicate: Predicate, where:
     return filter_fn
 
 
-__all__ = ["DOCUMENTS_FILE", "Documents", "align_metadata", "check_metadata", "has_documents", "metadata_filter",
+__all__ = ["DOCUMENTS_FILE", "Documents", "align_metadata", "check_metadata", "metadata_filter",
            "read_documents", "write_documents"]
