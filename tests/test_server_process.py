@@ -157,7 +157,7 @@ def test_sigterm_lets_requests_in_flight_finish(index, tmp_path):
     for t in clients:
         t.join(timeout=60)
     code = server.stop()
-    assert [a.status_code for a in answers] == [200] * 4
+    assert [a.status_code for a in answers] == [200] * 4, ([a.text for a in answers], server.logfile.read_text()[-3000:])
     assert all(len(a.json()["results"]) == 3 for a in answers)
     assert code in (0, -signal.SIGTERM), server.logfile.read_text()[-2000:]  # uvicorn re-raises the signal it caught
     with pytest.raises(httpx.TransportError):
