@@ -137,9 +137,10 @@ def test_sigterm_lets_requests_in_flight_finish(index, tmp_path):
     # While other queries are in flight each waits 2 s for company (a query alone in the server does not wait, so
     # the first of the four may be answered at once).
     server = Server(index, tmp_path / "server.log", "--batch-window-ms", "2000")
-    answers = []
+    answers, together = [], threading.Barrier(4)
 
     def ask(i: int) -> None:
+        together.wait(timeout=30)  # the four leave at once, so that they find each other in the server
         answers.append(httpx.post(f"{server.url}/v1/search", json={"query": f"gene {i}", "k": 3}, timeout=60))
 
     clients = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
@@ -151,7 +152,8 @@ def test_sigterm_lets_requests_in_flight_finish(index, tmp_path):
         inside = float(re.search(r"^colbert_requests_in_flight (\S+)$", metrics, re.M).group(1)) - 1
         if inside >= 2 and inside + len(answers) >= 4:
             break
-        assert time.monotonic() < deadline, "the requests never reached the server"
+        assert time.monotonic() < deadline, f"the requests never reached the server: {inside} inside, " \
+                                            f"{len(answers)} answered"
         time.sleep(0.05)
     server.proc.send_signal(signal.SIGTERM)
     for t in clients:
