@@ -52,13 +52,13 @@ def evidence(Q: Tensor, D: Tensor, lengths: Tensor) -> Tensor:
     Shapes: Q (Lq, d); D (sum(lengths), d) documents end to end; lengths (n,) -> (n, Lq, d).
     """
     n, longest = lengths.numel(), int(lengths.max())
+    starts = torch.cumsum(lengths, 0) - lengths  # (n,) first row of each document in D
     valid = torch.arange(longest, device=D.device) < lengths[:, None]  # (n, L)
-    padded = D.new_zeros(n, longest, D.size(1))  # (n, L, d)
-    padded[valid] = D
-    S = padded @ Q.T  # (n, L, Lq)
-    S.masked_fill_(~valid[:, :, None], float("-inf"))
-    best = S.argmax(dim=1)  # (n, Lq) row of each query vector's match
-    return padded.gather(1, best[:, :, None].expand(-1, -1, D.size(1)))  # (n, Lq, d)
+    scores = D @ Q.T  # (sum(lengths), Lq)
+    S = scores.new_full((n, longest, Q.size(0)), float("-inf"))  # (n, L, Lq): the scores are padded, not the vectors
+    S[valid] = scores
+    best = S.argmax(dim=1)  # (n, Lq) row of each query vector's match within its document
+    return D[starts[:, None] + best]  # (n, Lq, d)
 
 
 def similarity_to(E: Tensor, s: int) -> Tensor:
