@@ -38,8 +38,8 @@ def layout(path: Path) -> dict:
 
 
 def mean_cosine(index_dir: Path, originals: torch.Tensor, nbits: int) -> tuple[float, float]:
-    from colbert.indexing.codec import ResidualCodec
-    from colbert.search.index import LoadedIndex
+    from colbert.index.codec import ResidualCodec
+    from colbert.index.loaded import LoadedIndex
 
     index = LoadedIndex.open(index_dir)
     codes, residuals, _ = index.lookup(torch.arange(index.num_passages))

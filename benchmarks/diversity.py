@@ -13,6 +13,7 @@ the plain top 10 the diverse top 10 keeps.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -20,10 +21,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # this checkout's colbert, not an installed one
-sys.path.insert(0, str(HERE))
-
-from pooling import SCIFACT, WORK, collection_file, ensure_checkpoint, index_name  # noqa: E402
+# this checkout's colbert first; not benchmarks/ itself, whose kernels.py would shadow the `kernels` package
+sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+_spec = importlib.util.spec_from_file_location("pooling_benchmark", HERE / "pooling.py")
+pooling = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pooling)
 
 
 def ms(seconds: list[float]) -> dict:
@@ -45,13 +47,13 @@ def main() -> None:
     from colbert.indexing import format as index_format
 
     torch.set_num_threads(args.threads)
-    checkpoint = ensure_checkpoint()
-    path = WORK / "indexes" / index_name(1, args.docs)
+    checkpoint = pooling.ensure_checkpoint()
+    path = pooling.WORK / "indexes" / pooling.index_name(1, args.docs)
     if not index_format.is_complete(path):
         Indexer(str(checkpoint), config=ColBERTConfig(nbits=2, index_root=str(path.parent)),
-                verbose=1).index(path.name, str(collection_file(args.docs)), overwrite=True)
+                verbose=1).index(path.name, str(pooling.collection_file(args.docs)), overwrite=True)
     searcher = Searcher(str(path), verbose=0)
-    texts = list(Queries(path=SCIFACT / "queries.tsv").values())
+    texts = list(Queries(path=pooling.SCIFACT / "queries.tsv").values())
     for text in texts[:20]:  # warm-up
         searcher.search(text, k=10)
         searcher.search(text, k=10, diversity=args.diversity)

@@ -64,7 +64,7 @@ def build(checkpoint: Path, root: Path, name: str, passages: dict, reuse: bool =
     """Build an index of `passages`; with `reuse`, keep a complete earlier build of as many passages (seconds None)."""
     from colbert import ColBERTConfig, Indexer, Run, RunConfig
     from colbert.errors import IndexFormatError
-    from colbert.indexing import format as index_format
+    from colbert.index import format as index_format
 
     path = root / "drift" / "indexes" / name
     if reuse and index_format.is_complete(path):

@@ -40,8 +40,8 @@ def main() -> None:
     from colbert import ColBERTConfig
     from colbert.data import Collection
     from colbert.indexing.encoder import encode_passages
-    from colbert.indexing.ivf import build_ivf
-    from colbert.indexing.kmeans import nearest_centroids, train_centroids
+    from colbert.index.ivf import build_ivf
+    from colbert.index.assign import nearest_centroids, train_centroids
     from colbert.indexing.plan import HELDOUT_FRACTION, HELDOUT_MAX, num_partitions_for
     from colbert.infra.device import indexing_uses_bf16
     from colbert.modeling.checkpoint import Checkpoint

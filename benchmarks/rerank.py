@@ -163,7 +163,7 @@ def ndcg10(run: dict, qrels: dict) -> float:
     from ir_measures import nDCG
 
     scored = [ir_measures.ScoredDoc(q, str(d), s) for q, rows in run.items() for d, s in rows]
-    qrel_list = [ir_measures.Qrel(q, d, r) for q, docs in qrels.items() for d, r in docs.items()]
+    qrel_list = [ir_measures.Qrel(q, d, r) for q, docs in qrels.items() if q in run for d, r in docs.items()]
     return ir_measures.calc_aggregate([nDCG @ 10], qrel_list, scored)[nDCG @ 10]
 
 

@@ -3,7 +3,7 @@ build's sample size and the codes of every embedding, once with each screen, on 
 
     python benchmarks/screen.py          # -> benchmarks/results/screen.json
 
-Both screens give the float32 codes (`colbert.indexing.kmeans.nearest_centroids`): the run checks that the two
+Both screens give the float32 codes (`colbert.index.assign.nearest_centroids`): the run checks that the two
 agree on every code and on the centroids. Per round and screen: k-means seconds (`train_centroids`, 2^18 points,
 8,192 centroids, 4 iterations) and the seconds to assign all embeddings to the resulting centroids; the summary
 gives the medians. Needs a CPU with native bf16 (else indexing uses neither screen).
@@ -35,6 +35,7 @@ def main() -> None:
 
     from colbert import ColBERTConfig
     from colbert.data import Collection
+    from colbert.index import assign
     from colbert.indexing import kmeans
     from colbert.indexing.encoder import encode_passages
     from colbert.indexing.plan import HELDOUT_FRACTION, HELDOUT_MAX, kmeans_sample_size, num_partitions_for
@@ -44,7 +45,7 @@ def main() -> None:
     config = ColBERTConfig(doc_maxlen=180)
     if not indexing_uses_bf16(config, torch.device("cpu")):
         sys.exit("this CPU has no native bf16: indexing uses the fp32 matmul, not a screen")
-    if not kmeans.int8_matmul_available():
+    if not assign.int8_matmul_available():
         sys.exit("this torch has no int8 CPU matmul (torch._int_mm)")
     checkpoint = Checkpoint(str(ensure_checkpoint()), colbert_config=config, verbose=0)
     embeddings, _ = encode_passages(checkpoint, Collection(path=SCIFACT / "collection.tsv").data,
@@ -56,20 +57,20 @@ def main() -> None:
     points = kmeans_sample_size(n - heldout, num_partitions)
     sample = embeddings[order[heldout:heldout + points].sort().values]  # in collection order, as the build has it
 
-    int8_available = kmeans.int8_matmul_available
+    int8_available = assign.int8_matmul_available
     runs, outputs = [], {}
     for round_ in range(args.rounds):
         for screen in ("int8", "bf16"):
-            kmeans.int8_matmul_available = int8_available if screen == "int8" else (lambda: False)
+            assign.int8_matmul_available = int8_available if screen == "int8" else (lambda: False)
             try:
                 t = time.perf_counter()
                 centroids = kmeans.train_centroids(sample, num_partitions, config.kmeans_niters,
                                                    torch.device("cpu"), bf16=True)
                 t1 = time.perf_counter()
-                codes = kmeans.nearest_centroids(embeddings, centroids, bf16=True)
+                codes = assign.nearest_centroids(embeddings, centroids, bf16=True)
                 t2 = time.perf_counter()
             finally:
-                kmeans.int8_matmul_available = int8_available
+                assign.int8_matmul_available = int8_available
             outputs[screen] = (centroids, codes)
             runs.append({"round": round_, "screen": screen, "kmeans_seconds": t1 - t, "assign_seconds": t2 - t1})
             print(json.dumps(runs[-1]), flush=True)

@@ -99,7 +99,7 @@ def ensure_checkpoint() -> Path:
 
 def ensure_index(checkpoint: Path, nbits: int) -> tuple[Path, float | None]:
     from colbert import ColBERTConfig, Indexer
-    from colbert.indexing import format as index_format
+    from colbert.index import format as index_format
 
     root = WORK / "indexes"
     path = root / f"scifact.nbits{nbits}"

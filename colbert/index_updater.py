@@ -38,16 +38,16 @@ from colbert.data.collection import check_id
 from colbert.errors import CheckpointError, DriftWarning
 from colbert.index.loaded import IndexBusyError, IndexHandle
 from colbert.indexing import plan as index_plan
-from colbert.indexing import versions
-from colbert.indexing.codec import ResidualCodec
+from colbert.index import versions
+from colbert.index.codec import ResidualCodec
 from colbert.indexing.documents import Documents, MetadataLike, align_metadata, read_documents, write_documents
 from colbert.indexing.edits import IndexState, refit_codec
-from colbert.indexing.verify import verify_index
-from colbert.indexing.versions import IndexChangedError
+from colbert.index.validate import verify_index
+from colbert.index.versions import IndexChangedError
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import indexing_uses_bf16
 from colbert.modeling.pooling import check_pooling
-from colbert.search.index import DocId, LoadedIndex
+from colbert.index.loaded import DocId, LoadedIndex
 
 if TYPE_CHECKING:
     from colbert.modeling.checkpoint import Checkpoint
@@ -398,7 +398,7 @@ class IndexUpdater:
         return self._checkpoint
 
     def _codec(self, state: IndexState) -> ResidualCodec:
-        return ResidualCodec(*state.codec, nbits=self.config.nbits)
+        return ResidualCodec.from_parts(state.codec, self.config.nbits)
 
     def _warn_drift(self, state: IndexState) -> None:
         updates = state.metadata[UPDATES_KEY]

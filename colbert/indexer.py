@@ -1,7 +1,7 @@
 """Indexer: resolve the config once, choose the index path and overwrite policy, call build_index.
 
 An index is built in a hidden sibling folder (`.NAME.building`) and moved into place when complete by one atomic
-rename (see colbert.indexing.versions), so an interrupted build or a failed overwrite never leaves a half-written
+rename (see colbert.index.versions), so an interrupted build or a failed overwrite never leaves a half-written
 index under NAME, and the old index keeps serving until the new one is whole. `overwrite='resume'` continues an
 interrupted build from its last complete chunk.
 """
@@ -16,12 +16,13 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from colbert.data import Collection
 from colbert.errors import IndexExistsError
-from colbert.indexing import format as index_format
-from colbert.indexing import versions
-from colbert.indexing.codec import check_nbits
+from colbert.index import format as index_format
+from colbert.index import versions
+from colbert.index.codec import check_nbits
 from colbert.indexing.documents import MetadataLike, align_metadata
 from colbert.modeling.pooling import check_pooling
 from colbert.infra.config import ColBERTConfig
+from colbert.modeling.hf_format import load_checkpoint_config
 from colbert.infra.run import Run
 from colbert.utils.checks import check_config, check_path, check_verbose
 
@@ -60,7 +61,7 @@ class Indexer:
         self.checkpoint = check_path(checkpoint, "checkpoint")
         check_config(config)
         self.lock_timeout = lock_timeout
-        self.checkpoint_config = ColBERTConfig.load_from_checkpoint(self.checkpoint)  # CheckpointError if missing
+        self.checkpoint_config = load_checkpoint_config(self.checkpoint)  # CheckpointError if missing
         self.config = Run().resolve(self.checkpoint_config, config=config, checkpoint=self.checkpoint)
         self.stats: Any = None
 
@@ -174,7 +175,7 @@ def _index_rank(rank: int, nranks: int, staging: str, collection: Collection, co
 
 
 def publish(staging: Path, index_path: Path, lock_timeout: Optional[float] = versions.LOCK_TIMEOUT_S) -> None:
-    """Move a complete build into place with one atomic commit (colbert.indexing.versions): an old index at
+    """Move a complete build into place with one atomic commit (colbert.index.versions): an old index at
     `index_path` is swapped out by a single rename and deleted after, so at every moment `index_path` holds the
     whole old index or the whole new one, never nothing, and readers never mix the two."""
     if not index_format.is_complete(staging):

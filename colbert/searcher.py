@@ -27,18 +27,20 @@ from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
 from colbert.infra.config import ColBERTConfig
+from colbert.modeling.hf_format import load_checkpoint_config
 from colbert.infra.device import resolve_device
 from colbert.index.loaded import IndexHandle, Snapshot
 from colbert.infra.run import Run
 from colbert.search import plaid
 from colbert.search.diversity import candidates_for, check_diversity, diversify
-from colbert.search.index import DocId, LoadedIndex
+from colbert.index.loaded import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
 from colbert.modeling.hf_format import check_checkpoint_name
 from colbert.utils.checks import check_config, check_path, check_verbose
 from colbert.utils.progress import progress
 
 if TYPE_CHECKING:
+    from colbert.explain import Explanation
     from colbert.modeling.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
@@ -51,7 +53,8 @@ SearchResult = tuple[list[DocId], list[int], list[float]]
 
 
 def resolve_index_path(index: Union[str, os.PathLike], index_root: str) -> Path:
-    """`index` under `index_root` (the reference's rule), else `index` as a path of its own."""
+    """`index` under `index_root` (the reference's rule), else `index` as a path of its own. The name "" is
+    index_root itself (llama-index's ColbertIndex builds and searches its index there)."""
     for candidate in (Path(index_root) / index, Path(index)):
         if (candidate / "metadata.json").is_file():
             return candidate
@@ -72,7 +75,7 @@ def _as_int_tensor(ids: Union[Tensor, list]) -> Optional[Tensor]:
     return t.long()
 
 
-def _check_filter(filter_fn: Any) -> None:
+def _check_filter(filter_fn: object) -> None:
     if filter_fn is not None and not callable(filter_fn):
         raise TypeError(f"filter_fn must be a function of the candidate pids (or None), got {type(filter_fn).__name__}")
 
@@ -110,7 +113,7 @@ class Searcher:
                  collection: Optional[CollectionLike] = None, config: Optional[ColBERTConfig] = None,
                  index_root: Optional[str] = None, verbose: int = 3) -> None:
         self.verbose = check_verbose(verbose)
-        index = check_path(index, "index")
+        index = check_path(index, "index", allow_empty=True)  # "": index_root itself, as Indexer
         checkpoint = None if checkpoint is None else check_path(checkpoint, "checkpoint")
         index_root = None if index_root is None else check_path(index_root, "index_root")
         check_config(config)
@@ -160,7 +163,7 @@ class Searcher:
         if given and self.index_config.checkpoint and name != self.index_config.checkpoint:
             logger.info("Encoding queries with %s; the index at %s was built with %s", name, self.index,
                         self.index_config.checkpoint)
-        stored = ColBERTConfig.load_from_checkpoint(name)
+        stored = load_checkpoint_config(name)
         if stored is not None and "dim" in stored.assigned and stored.dim != self.dim:
             raise CheckpointError(
                 f"The checkpoint {name} makes {stored.dim}-dim embeddings but the index at {self.index} holds "
@@ -348,7 +351,7 @@ class Searcher:
         return Ranking(data=data, provenance=provenance, run_dir=Run().config.path_)  # where save() puts names
 
     def explain(self, query: str, doc_id: DocId, text: Optional[str] = None,
-                full_length_search: bool = False) -> Any:
+                full_length_search: bool = False) -> Explanation:
         """Why document `doc_id` scores what it does for `query`: the MaxSim terms over its stored (decompressed)
         vectors, token by token (colbert.explain). The score equals what `search(query, exact=True)` gives it.
 

@@ -568,7 +568,9 @@ def test_nan_query_embeddings_from_the_model_are_an_error_not_minus_infinity(sea
 
 @pytest.mark.parametrize("call, exc, fragment", [
     (lambda idx, ck: Searcher(3, verbose=0), TypeError, "index must be a str or a path, got 3"),
-    (lambda idx, ck: Searcher("", verbose=0), ValueError, "index must not be empty"),
+    (lambda idx, ck: Searcher("  ", verbose=0), ValueError, "index must not be empty"),
+    (lambda idx, ck: Searcher("", index_root=str(Path(idx).parent), verbose=0), FileNotFoundError,
+     "No index named ''"),  # "" is index_root itself (the reference's rule), which holds no index here
     (lambda idx, ck: Searcher("no-such-index", verbose=0), FileNotFoundError, "No index named 'no-such-index'"),
     (lambda idx, ck: Searcher(idx, checkpoint=5, verbose=0), TypeError, "checkpoint must be a str or a path"),
     (lambda idx, ck: Searcher(idx, config="nbits=2", verbose=0), TypeError, "config must be a ColBERTConfig"),
@@ -764,3 +766,9 @@ def test_a_stale_kernel_build_lock_is_waited_for_a_bounded_time(tmp_path, monkey
         assert native.build_tier("auto", csrc) == "reference (another process's build lock is held)"
     with pytest.raises(RuntimeError, match="COLBERT_KERNELS=native but .*lock has been held"):
         native.build_tier("native", csrc)
+
+
+def test_the_empty_index_name_is_the_index_root_itself(indexes):
+    idx = indexes["str"]
+    searcher = Searcher("", index_root=str(idx), verbose=0)  # llama-index's ColbertIndex builds and searches so
+    assert Path(searcher.index) == Path(idx)

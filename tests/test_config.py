@@ -108,15 +108,6 @@ def test_docs_config_md_is_generated_from_the_code():
     assert (ROOT / "docs" / "config.md").read_text() == config_markdown(), "run: python -m colbert.infra > docs/config.md"
 
 
-def test_llms_ctx_is_up_to_date():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_llms_ctx", ROOT / "docs" / "make_llms_ctx.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert (ROOT / "llms_ctx.txt").read_text(encoding="utf-8") == module.build(), "run: python docs/make_llms_ctx.py"
-
-
 
 def test_run_settings_stored_in_a_checkpoint_do_not_decide_where_or_how_an_index_is_built(tiny_checkpoint):
     """artifact.metadata names the training machine's root, experiment, GPUs and ranks: Run's defaults replace them,

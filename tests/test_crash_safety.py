@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, verify_index
-from colbert.indexing import versions
-from colbert.search.index import LoadedIndex
+from colbert.index import versions
+from colbert.index.loaded import LoadedIndex
 from test_index_updater import STRING_DOCS, build, texts
 
 # What the forkserver imports once: colbert, and the parts of transformers its Auto classes import lazily (~10 s).

@@ -107,8 +107,10 @@ def test_updater_keeps_documents_in_step_and_persists_them(searcher, index):
     fresh = Searcher(str(index), verbose=0)
     assert fresh.documents.ids == fresh.loaded.doc_ids
     assert fresh.document("new-1")["text"] == "brain heart blood"
-    live = [i for i in fresh.documents.ids if i is not None]  # removed passages keep their pids, with null ids
-    assert "d0" not in live and len(live) == NUM_DOCS and len(fresh.documents) == NUM_DOCS + 2
+    # pid-stable edits: d0 and d5 keep their pids (0 and 5) with null ids; the two new documents come after
+    assert "d0" not in fresh.documents.ids and len(fresh.documents) == NUM_DOCS + 2
+    assert [p for p, i in enumerate(fresh.documents.ids) if i is None] == [0, 5] and fresh.loaded.num_live == NUM_DOCS
+    assert fresh.documents.at(fresh.loaded.pid_of("new-2"))["text"] == "mouse gene"
     assert verify_index(index) == []
 
 

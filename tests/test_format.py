@@ -1,4 +1,4 @@
-"""The on-disk index format (colbert.indexing.format) and LoadedIndex, on the reference-built compat index."""
+"""The on-disk index format (colbert.index.format) and LoadedIndex, on the reference-built compat index."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from colbert.errors import IndexFormatError
-from colbert.indexing import format as index_format
+from colbert.index import format as index_format
 from colbert.infra.config import ColBERTConfig
-from colbert.search.index import LoadedIndex
+from colbert.index.loaded import LoadedIndex
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COMPAT_INDEX = SHARED / "compat" / "index-scifact1k-nbits2"

@@ -132,7 +132,8 @@ def test_searches_in_threads_each_see_one_published_state_while_an_updater_edits
     assert len(set(exact_sets)) > 1  # the readers did run while states changed
     union = frozenset().union(*states)
     assert all(ids <= union for kind, ids, _ in results if kind == "plaid")
-    assert searcher.loaded.num_passages == len(states[-1])
+    # pids are stable (main's pid-stable edits): removed passages keep their place, added ones get new pids
+    assert searcher.loaded.num_live == len(states[-1]) and searcher.loaded.num_passages == len(states[0]) + 6 * 3
 
 
 def test_two_updaters_of_one_searcher_share_their_edits(searcher):
@@ -144,7 +145,9 @@ def test_two_updaters_of_one_searcher_share_their_edits(searcher):
     second.persist_to_disk()
     assert not first.pending
     fresh = Searcher(searcher.index, checkpoint=searcher.config.checkpoint, verbose=0)
-    assert set(fresh.loaded.doc_ids) == set(DOCS) - {"d1"} | {"one", "two"}
+    ids = fresh.loaded.doc_ids  # pid-stable: the removed d1 keeps its pid with a null id
+    assert set(ids) - {None} == set(DOCS) - {"d1"} | {"one", "two"} and ids.count(None) == 1
+    assert ids[list(DOCS).index("d1")] is None and fresh.loaded.num_live == len(DOCS) + 1
 
 
 def test_a_second_writer_waits_a_bounded_time(searcher):

@@ -15,10 +15,9 @@ import torch
 from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, Searcher, verify_index
 from colbert.errors import DriftWarning, IndexFormatError
 from colbert.indexing import plan as index_plan
-from colbert.indexing.codec import ResidualCodec
-from colbert.indexing.ivf import build_ivf
-from colbert.indexing.versions import IndexChangedError
-from colbert.search.index import LoadedIndex
+from colbert.index.ivf import build_ivf
+from colbert.index.versions import IndexChangedError
+from colbert.index.loaded import LoadedIndex
 from conftest import COMPAT, need_shared
 
 WORDS = "protein cell gene cancer therapy immune virus brain heart blood drug trial risk patient mouse".split()
@@ -111,10 +110,7 @@ def test_an_id_removed_and_added_again_holds_the_new_text(searcher, index):
     updater.remove(["d5"])
     updater.add({"d5": new_text})
     embeddings, _ = searcher.checkpoint.docFromText([new_text], keep_dims="flatten")
-    loaded = updater.loaded
-    codec = ResidualCodec(loaded.centroids, loaded.bucket_cutoffs, loaded.bucket_weights, loaded.avg_residual,
-                          loaded.nbits)
-    expected_codes, _ = codec.compress(embeddings)
+    expected_codes, _ = updater.loaded.codec.compress(embeddings)
     for loaded in (searcher.loaded, (updater.persist_to_disk(), LoadedIndex.open(index))[1]):
         codes, _, _ = loaded.lookup(torch.tensor([loaded.pid_of("d5")]))
         assert torch.equal(codes, expected_codes)

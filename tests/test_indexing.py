@@ -8,12 +8,12 @@ import torch
 
 from colbert import ColBERTConfig, Indexer, Run, RunConfig
 from colbert.errors import IndexExistsError
-from colbert.indexing import format as index_format
+from colbert.index import format as index_format
 from colbert.indexing import plan as index_plan
-from colbert.indexing.codec import ResidualCodec
+from colbert.index.codec import ResidualCodec
 from colbert.indexing.plan import make_plan, num_partitions_for
 from colbert.modeling.checkpoint import Checkpoint
-from colbert.search.index import LoadedIndex
+from colbert.index.loaded import LoadedIndex
 
 WORDS = "protein cell gene cancer therapy immune virus brain heart blood drug trial risk patient mouse".split()
 
@@ -57,7 +57,7 @@ def test_decompressed_embeddings_approximate_the_originals(tiny_checkpoint, tmp_
     original, doclens = Checkpoint(str(tiny_checkpoint), verbose=0).docFromText(docs, keep_dims="flatten")
     assert index.doclens.tolist() == doclens
     codes, residuals, _ = index.lookup(torch.arange(len(docs)))
-    codec = ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual, nbits)
+    codec = index.codec
     cosine = (codec.decompress(codes, residuals) * original).sum(-1).mean()
     centroid_only = (index.centroids.float()[codes.long()] * original).sum(-1).mean()
     assert cosine > {1: 0.85, 2: 0.9, 4: 0.95}[nbits]
@@ -210,36 +210,37 @@ def test_kmeans_leaves_the_callers_random_state_alone():
     assert torch.equal(first, train_centroids(points, 32, 2, torch.device("cpu")))  # seeded: deterministic
 
 
-@pytest.mark.parametrize("int8", [True, False], ids=["int8", "bf16"])
-def test_low_precision_screening_picks_the_fp32_nearest_centroid(int8, monkeypatch):
+@pytest.mark.parametrize("screen", ["int8", "bf16"])
+def test_low_precision_screening_picks_the_fp32_nearest_centroid(screen):
     import torch.nn.functional as F
 
-    from colbert.indexing import kmeans
-    from colbert.indexing.kmeans import nearest_centroids
+    from colbert.index.assign import choose_screen, int8_matmul_available, nearest_centroids
 
-    if int8 and not kmeans.int8_matmul_available():
+    if screen == "int8" and not int8_matmul_available():
         pytest.skip("this torch has no int8 CPU matmul (torch._int_mm)")
-    monkeypatch.setattr(kmeans, "int8_matmul_available", lambda: int8)  # False: the bf16 screen
+    assert choose_screen(False) == "exact" and choose_screen(True) == ("int8" if int8_matmul_available() else "bf16")
     g = torch.Generator().manual_seed(0)
     centroids = F.normalize(torch.randn(1024, 32, generator=g), dim=1).half()
     near = centroids.float()[torch.randint(0, 1024, (5000,), generator=g)]
     points = F.normalize(near + 0.15 * torch.randn(5000, 32, generator=g), dim=1)
     exact = nearest_centroids(points, centroids)
-    screened = nearest_centroids(points, centroids, bf16=True)
-    assert screened.dtype == torch.int32 and torch.equal(screened, exact)  # the bf16 screen's slack is a true bound
-    assert torch.equal(nearest_centroids(points, centroids, batch=77, bf16=True), exact)  # batches share one buffer
+    screened = nearest_centroids(points, centroids, screen=screen)
+    assert screened.dtype == torch.int32 and torch.equal(screened, exact)  # the screen's slack is a true bound
+    assert torch.equal(nearest_centroids(points, centroids, batch=77, screen=screen), exact)  # one shared buffer
     few = centroids[:4]
-    assert torch.equal(nearest_centroids(points, few, bf16=True), nearest_centroids(points, few))
+    assert torch.equal(nearest_centroids(points, few, screen=screen), nearest_centroids(points, few))
     means = centroids.float() * torch.rand(1024, 1, generator=g)  # unnormalised, as in k-means, with its bias
     bias = -0.5 * means.pow(2).sum(dim=1)
-    assert torch.equal(nearest_centroids(points, means, bf16=True, bias=bias), nearest_centroids(points, means,
-                                                                                                 bias=bias))
+    assert torch.equal(nearest_centroids(points, means, screen=screen, bias=bias), nearest_centroids(points, means,
+                                                                                                    bias=bias))
+    with pytest.raises(ValueError, match="screen must be one of"):
+        nearest_centroids(points, centroids, screen="fp8")
 
 
 def test_int8_scores_stay_within_half_their_slack():
     import torch.nn.functional as F
 
-    from colbert.indexing.kmeans import Int8Centroids, int8_matmul_available, int8_score_slack, quantize_rows
+    from colbert.index.assign import Int8Centroids, int8_matmul_available, int8_score_slack, quantize_rows
 
     if not int8_matmul_available():
         pytest.skip("this torch has no int8 CPU matmul (torch._int_mm)")
@@ -285,7 +286,7 @@ def test_a_bf16_index_approximates_the_fp32_embeddings_as_well(tiny_checkpoint, 
     def cosine(path: Path) -> float:
         index = LoadedIndex.open(path)
         codes, residuals, _ = index.lookup(torch.arange(len(docs)))
-        codec = ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual, 2)
+        codec = index.codec
         return float((codec.decompress(codes, residuals) * original.float()).sum(-1).mean())
 
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
@@ -418,10 +419,24 @@ def test_codec_fit_in_place_gives_the_same_codec(nbits):
 
 
 def test_the_encoder_output_has_a_storage_glibc_always_maps():
-    from colbert.indexing.encoder import OUTPUT_MIN_BYTES, _output_buffer
+    from colbert.indexing.platform import OUTPUT_MIN_BYTES, output_buffer as _output_buffer
 
     small = _output_buffer(10, 128)
     assert small.shape == (10, 128) and small.dtype == torch.float16 and small.is_contiguous()
     assert small.untyped_storage().nbytes() >= OUTPUT_MIN_BYTES
     big = _output_buffer(200_000, 128)  # past the minimum: exactly its rows
     assert big.untyped_storage().nbytes() == 200_000 * 128 * 2
+
+
+def test_the_platform_workarounds_change_memory_not_the_vectors(tiny_checkpoint):
+    from colbert.indexing.encoder import encode_passages
+    from colbert.indexing.platform import Workarounds
+
+    checkpoint = Checkpoint(str(tiny_checkpoint), verbose=0)
+    docs = texts(23, seed=5)
+    on, on_lens = encode_passages(checkpoint, docs, 8, show_progress=False)
+    off, off_lens = encode_passages(checkpoint, docs, 8, show_progress=False, workarounds=Workarounds(enabled=False))
+    assert on_lens == off_lens and on.shape == off.shape
+    torch.testing.assert_close(on, off, rtol=0, atol=2e-3)  # only the padding of the CPU batches differs
+    assert off.untyped_storage().nbytes() == off.numel() * 2  # no 33 MiB reservation when switched off
+    assert Workarounds(enabled=False).padded_length(21, 180) is None and Workarounds().padded_length(21, 180) == 24

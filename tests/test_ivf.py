@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from colbert.indexing import format as index_format
+from colbert.index import format as index_format
 from colbert.indexing import ivf as ivf_module
-from colbert.indexing.ivf import build_ivf, build_ivf_from_chunks, ivf_offsets
+from colbert.index.ivf import build_ivf, build_ivf_from_chunks, ivf_offsets
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COMPAT_INDEX = SHARED / "compat" / "index-scifact1k-nbits2"

@@ -322,7 +322,7 @@ def test_refine_codes_int32_threshold_falls_between_integers_as_the_floats_do(im
 
 
 def test_bf16_codes_with_their_slack_are_the_float32_codes():
-    from colbert.indexing.kmeans import bf16_score_slack
+    from colbert.index.assign import bf16_score_slack
 
     g = torch.Generator().manual_seed(0)
     centroids = F.normalize(torch.randn(2048, 128, generator=g), dim=1)

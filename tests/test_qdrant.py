@@ -156,7 +156,7 @@ def test_index_updater_edits_are_mirrored_to_qdrant(client, name, tiny_index, tm
         mirrored.remove(["nope"])
     with pytest.raises(ValueError, match="already in the Qdrant collection"):
         mirrored.add({"d5": "again"})
-    assert len(store) == len(searcher.loaded.doc_ids) == NUM_DOCS - 1
+    assert len(store) == len(searcher.loaded.live_ids) == NUM_DOCS - 1
     with one_blas_thread():
         for query in QUERIES:
             ids, _, scores = store.search(query, k=10)

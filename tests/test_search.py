@@ -12,7 +12,7 @@ import torch
 from colbert import ColBERTConfig, Indexer, Run, RunConfig, Searcher, kernels
 from colbert.data import Ranking
 from colbert.errors import CheckpointError, IndexFormatError
-from colbert.indexing import format as index_format
+from colbert.index import format as index_format
 from colbert.search import plaid
 from colbert.search.params import SearchParams, check_k, search_params
 from conftest import COMPAT, need_shared

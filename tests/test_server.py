@@ -190,10 +190,10 @@ def test_added_and_removed_documents_are_committed_and_searchable(client, index)
     hits = client.post("/v1/search", json={"query": "mouse brain", "doc_ids": ["n1", "d0"], "k": 2,
                                            "include_text": True}).json()["results"]
     assert {h["doc_id"] for h in hits} == {"n1", "d0"} and next(h for h in hits if h["doc_id"] == "n1")["text"] == new["n1"]
-    assert set(Searcher(str(index), verbose=0).loaded.doc_ids) == set(DOCS) | set(new)  # on disk, committed
+    assert set(Searcher(str(index), verbose=0).loaded.live_ids) == set(DOCS) | set(new)  # on disk, committed
     body = client.request("DELETE", "/v1/documents", json={"doc_ids": ["n1", "d0"]}).json()
     assert body == {"index": "docs", "removed": ["n1", "d0"], "documents": 40}
-    assert set(Searcher(str(index), verbose=0).loaded.doc_ids) == (set(DOCS) | {"n2"}) - {"d0"}
+    assert set(Searcher(str(index), verbose=0).loaded.live_ids) == (set(DOCS) | {"n2"}) - {"d0"}
     error(client.post("/v1/search", json={"query": "x", "doc_ids": ["n1"]}), 422, "doc_ids")
 
 

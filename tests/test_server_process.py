@@ -129,7 +129,7 @@ def test_readers_during_writers_see_whole_states_and_no_write_is_lost(index, tmp
         assert final["documents"] == 45
     finally:
         server.stop()
-    ids = Searcher(str(index), verbose=0).loaded.doc_ids
+    ids = Searcher(str(index), verbose=0).loaded.live_ids
     assert sorted(ids) == sorted([*DOCS, *(f"w1-{i}" for i in range(5))])  # none lost, none twice
 
 

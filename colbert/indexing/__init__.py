@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from colbert.data import Collection
-from colbert.indexing import format as index_format
-from colbert.indexing.codec import ResidualCodec, check_nbits
+from colbert.index import format as index_format
+from colbert.index.codec import ResidualCodec, check_nbits
 from colbert.indexing.documents import Documents, write_documents
 from colbert.indexing.encoder import encode_passages
-from colbert.indexing.ivf import build_ivf_from_chunks
+from colbert.index.ivf import build_ivf_from_chunks
 from colbert.indexing.kmeans import train_centroids
-from colbert.indexing.memory import release_free_memory
+from colbert.indexing.platform import WORKAROUNDS, Workarounds
 from colbert.indexing.plan import (HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, Plan, kmeans_sample_size, make_plan,
                                    num_partitions_for)
 from colbert.infra.config import ColBERTConfig
@@ -62,7 +62,8 @@ def _barrier() -> None:
 
 def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig, plan: Plan,
                 rank: int = 0, nranks: int = 1, resume: bool = False, show_progress: bool = True,
-                metadata: Optional[list[dict]] = None, kmeans: Optional[KMeans] = None) -> IndexStats:
+                metadata: Optional[list[dict]] = None, workarounds: Workarounds = WORKAROUNDS,
+                kmeans: Optional[KMeans] = None) -> IndexStats:
     """Build a PLAID index of `collection` in `index_dir` (which must exist). Every rank calls this.
 
     Args:
@@ -75,6 +76,8 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
         rank, nranks: this process among those building the index (torch.distributed initialised when > 1).
         resume: keep what an interrupted build with the same settings already wrote.
         metadata: one JSON object per passage: the texts and these are stored in documents.jsonl; None stores none.
+        workarounds: the platform workarounds of colbert.indexing.platform (all on by default; they change memory,
+            not the index).
         kmeans: fits the centroids instead of `train_centroids`: (fp16 sample (n, d) on CPU, num_partitions) ->
             centroids (num_partitions, d); they are normalised and rounded to fp16 (a replaced
             `CollectionIndexer._train_kmeans`, see colbert.indexing.collection_indexer).
@@ -85,18 +88,19 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
     resume_codec = resume and index_format.codec_is_complete(index_dir)
     for k in progress(mine, desc="Encoding chunks", enabled=show_progress and len(mine) > 1, unit="chunk"):
         if not (resume_codec and index_format.chunk_is_complete(index_dir, k)):
-            _encode_chunk(index_dir, k, plan, collection, checkpoint, config, stats, show_progress, resume)
-            release_free_memory()  # each chunk starts from the memory in use, not from what earlier ones left
+            _encode_chunk(index_dir, k, plan, collection, checkpoint, config, stats, show_progress, resume,
+                          workarounds)
+            workarounds.release_free_memory()  # each chunk starts from the memory in use, not from what earlier ones left
     _barrier()
     if rank == 0 and not resume_codec:
-        _train_codec(index_dir, plan, config, stats, checkpoint.device, kmeans)
-        release_free_memory()
+        _train_codec(index_dir, plan, config, stats, checkpoint.device, workarounds, kmeans)
+        workarounds.release_free_memory()
     _barrier()
     codec = _read_codec(index_dir, config)
     for k in mine:
         if not (resume and index_format.chunk_is_complete(index_dir, k)):
             _compress_chunk(index_dir, k, plan, codec, config, stats)
-            release_free_memory()
+            workarounds.release_free_memory()
     _barrier()
     if rank == 0:
         _finalize(index_dir, plan, collection, config, codec, stats, metadata, show_progress)
@@ -119,7 +123,8 @@ def load_or_make_plan(index_dir: Path, collection: Collection, config: ColBERTCo
 
 
 def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, checkpoint: Checkpoint,
-                  config: ColBERTConfig, stats: IndexStats, show_progress: bool, resume: bool) -> None:
+                  config: ColBERTConfig, stats: IndexStats, show_progress: bool, resume: bool,
+                  workarounds: Workarounds = WORKAROUNDS) -> None:
     if resume and index_format.read_chunk_embeddings(index_dir, k) is not None:
         return
     start, end = plan.chunk_range(k)
@@ -127,7 +132,8 @@ def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, c
     embeddings, doclens = encode_passages(checkpoint, collection.data[start:end], config.index_bsize,
                                           show_progress=show_progress, first_pid=start,
                                           bf16=indexing_uses_bf16(config, checkpoint.device),
-                                          pool_factor=config.pool_factor, protected_tokens=config.protected_tokens)
+                                          pool_factor=config.pool_factor, protected_tokens=config.protected_tokens,
+                                          workarounds=workarounds)
     t1 = time.perf_counter()
     index_format.write_chunk_embeddings(index_dir, k, embeddings, doclens)
     stats.seconds["encode"] += t1 - t0
@@ -182,7 +188,8 @@ def _chunk_embeddings(index_dir: Path, k: int) -> index_format.ChunkEmbeddings:
 
 
 def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats,
-                 device: torch.device, kmeans: Optional[KMeans] = None) -> None:
+                 device: torch.device, workarounds: Workarounds = WORKAROUNDS,
+                 kmeans: Optional[KMeans] = None) -> None:
     """Centroids from a bounded sample of the sampled passages' embeddings (k-means on `device` when it is a GPU,
     else on CPU), then the residual buckets from a held-out part of it (the reference's 5 %, at most 50k)."""
     t0 = time.perf_counter()
@@ -204,7 +211,7 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
     sample = index_format.read_rows(sample_path)
     if sample is None:
         raise RuntimeError(f"{sample_path} could not be read back after writing it; is the disk full?")
-    release_free_memory()  # the gathering's temporaries: k-means starts from its buffers alone
+    workarounds.release_free_memory()  # the gathering's temporaries: k-means starts from its buffers alone
     num_partitions = min(num_partitions, num_points)
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
     kmeans_device = device if device.type == "cuda" else torch.device("cpu")
@@ -237,8 +244,7 @@ def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: Inde
 def _read_codec(index_dir: Path, config: ColBERTConfig) -> ResidualCodec:
     plan = index_format.read_plan(index_dir)
     codec = index_format.read_codec(index_dir, config.dim, config.nbits, plan["num_partitions"])
-    return ResidualCodec(codec.centroids, codec.bucket_cutoffs, codec.bucket_weights, codec.avg_residual,
-                         config.nbits)
+    return ResidualCodec.from_parts(codec, config.nbits)
 
 
 def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, config: ColBERTConfig,

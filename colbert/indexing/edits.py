@@ -21,13 +21,13 @@ import torch
 from torch import Tensor
 
 from colbert.errors import IndexFormatError
-from colbert.indexing import format as index_format
-from colbert.indexing.codec import COMPRESS_BATCH, ResidualCodec
-from colbert.indexing.ivf import build_ivf
+from colbert.index import format as index_format
+from colbert.index.codec import COMPRESS_BATCH, ResidualCodec
+from colbert.index.ivf import build_ivf
 from colbert.indexing.kmeans import train_centroids
 from colbert.indexing.plan import HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, kmeans_sample_size, num_partitions_for
-from colbert.indexing.versions import Pin, link_or_copy
-from colbert.search.index import DocId, LoadedIndex
+from colbert.index.versions import Pin, link_or_copy
+from colbert.index.loaded import DocId, LoadedIndex
 
 logger = logging.getLogger(__name__)
 

@@ -4,13 +4,11 @@ Token ids come first; the number of vectors of each passage follows from its ids
 [PAD] nor punctuation), so the output is allocated once and each length-sorted batch writes its rows in place.
 
 On CPU a batch of `index_bsize` passages is run through the model in slices of at most `CPU_FORWARD_TOKENS`
-padded tokens: activations (attention scores grow with batch x length^2) then stay small. Encoding 640 SciFact
-passages at bsize 64 and doc_maxlen 180 peaks at 653 MiB instead of 1,050 MiB, in the same time (CPU matmuls are
-already efficient at that size). GPUs take the whole batch.
-
-With `bf16` (see `colbert.infra.device.indexing_uses_bf16`) the forward runs under bf16 autocast on CPU: 1.7x
-faster on a CPU with native bf16 (640 SciFact passages: 12.3 s instead of 20.4 s), vectors within cosine 0.996 of
-fp32 ones, which the index then compresses to `nbits` per dimension anyway.
+padded tokens, so activations (attention scores grow with batch x length^2) stay small; GPUs take the whole batch.
+With `bf16` (see `colbert.infra.device.indexing_uses_bf16`) the forward runs under bf16 autocast on CPU, faster
+on a CPU with native bf16, with vectors close to the fp32 ones (which the index then compresses to `nbits` per
+dimension anyway). The platform workarounds (batch lengths, output buffer) come from colbert.indexing.platform;
+docs/indexing.md has the measured memory and times.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import torch
 from torch import Tensor
 
 from colbert.modeling.checkpoint import Checkpoint, length_sorted_batches
+from colbert.indexing.platform import OUTPUT_MIN_BYTES, WORKAROUNDS, Workarounds, padded_length  # noqa: F401
 from colbert.modeling.pooling import pool_documents, pooled_length
 from colbert.utils.progress import progress
 
@@ -30,44 +29,6 @@ logger = logging.getLogger(__name__)
 
 POOL_PASSAGES = 1024  # passages pooled at once (their fp32 copy: 1,024 x 300 x 128 x 4 B = 150 MiB at most)
 CPU_FORWARD_TOKENS = 2048  # padded tokens per forward pass on CPU (11 passages at doc_maxlen 180, 4 at 512)
-
-
-def padded_length(longest: int, doc_maxlen: int) -> int:
-    """The length a CPU forward pass of passages of at most `longest` tokens is padded to: rounded up to a multiple
-    of 2^(floor(log2(longest)) - 2) (by less than a quarter) or of 16, whichever is smaller, but never past
-    doc_maxlen (nor below `longest`).
-
-    oneDNN, which runs the linear layers on CPU, compiles and caches kernels per input shape. Length-sorted batches
-    of passages of every length gave hundreds of shapes, and the cache grew chunk after chunk of a large
-    collection: 10 chunks of 5,825 short passages went from 589 to 620 MiB retained (peak 662 to 717 MiB). With
-    rounded lengths (28 up to 180), each with a fixed number of rows per pass, they stay at 546-549 MiB (peak
-    612-645 MiB), for about 6 % more encoding time on such short passages. Padding does not change the vectors:
-    padded tokens are masked out.
-
-    >>> [padded_length(n, 180) for n in (10, 21, 47, 130, 177, 200)]
-    [10, 24, 48, 144, 180, 200]
-    """
-    granule = min(16, 1 << max(0, longest.bit_length() - 3))  # 2^(floor(log2(longest)) - 2), at most 16
-    rounded = -(-longest // granule) * granule
-    return max(longest, min(rounded, doc_maxlen))
-
-
-OUTPUT_MIN_BYTES = 33 << 20  # just above glibc's largest dynamic mmap threshold (32 MiB on 64-bit)
-
-
-def _output_buffer(rows: int, dim: int) -> Tensor:
-    """An uninitialised (rows, dim) fp16 tensor whose storage spans at least `OUTPUT_MIN_BYTES`.
-
-    glibc maps a block above its mmap threshold on its own, and freeing a mapped block of up to 32 MiB raises that
-    threshold to the block's size, for good: smaller blocks then come from its heap. A chunk's output of, say,
-    30 MiB, freed once the chunk is written, thus sent the encoder's activations of every later chunk to the heap,
-    whose freed pieces stay resident: from the second chunk on, encoding 5,825 short passages peaked 27 MiB higher
-    (618 -> 645 MiB, `benchmarks/encode_memory.py`). A storage of at least 33 MiB is always mapped and its free
-    moves no threshold; the rows past `rows` are never touched, so they take no memory. Elsewhere than glibc this is
-    just a larger reservation.
-    """
-    storage_rows = max(rows, -(-OUTPUT_MIN_BYTES // (2 * dim)))
-    return torch.empty(storage_rows, dim, dtype=torch.float16)[:rows]
 
 
 def kept_lengths(checkpoint: Checkpoint, ids: list[list[int]]) -> list[int]:
@@ -78,7 +39,8 @@ def kept_lengths(checkpoint: Checkpoint, ids: list[list[int]]) -> list[int]:
 
 def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
                     show_progress: bool = True, first_pid: int = 0, bf16: bool = False,
-                    pool_factor: int = 1, protected_tokens: int = 0) -> tuple[Tensor, list[int]]:
+                    pool_factor: int = 1, protected_tokens: int = 0,
+                    workarounds: Workarounds = WORKAROUNDS) -> tuple[Tensor, list[int]]:
     """Embeddings of `passages` (fp16, CPU) laid end to end in passage order, and their doclens.
 
     With `pool_factor` > 1 each passage's vectors are then pooled (colbert.modeling.pooling), a batch of passages
@@ -97,14 +59,15 @@ def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
     offsets = [0]
     for n in doclens:
         offsets.append(offsets[-1] + n)
-    out = _output_buffer(offsets[-1], checkpoint.colbert_config.dim)
+    out = workarounds.output_buffer(offsets[-1], checkpoint.colbert_config.dim)
     batches = length_sorted_batches([len(x) for x in ids], bsize)
     on_cpu = checkpoint.device.type == "cpu"
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and on_cpu else contextlib.nullcontext()
     doc_maxlen = checkpoint.colbert_config.doc_maxlen
     for batch in progress(batches, desc="Encoding passages", enabled=show_progress, unit="batch"):
-        length = padded_length(max(len(ids[i]) for i in batch), doc_maxlen) if on_cpu else None
-        step = max(1, CPU_FORWARD_TOKENS // length) if on_cpu else len(batch)
+        longest = max(len(ids[i]) for i in batch)
+        length = workarounds.padded_length(longest, doc_maxlen) if on_cpu else None
+        step = max(1, CPU_FORWARD_TOKENS // (length or longest)) if on_cpu else len(batch)
         for first in range(0, len(batch), step):
             part = batch[first:first + step]
             input_ids, attention_mask = checkpoint.doc_tokenizer.pad([ids[i] for i in part], length)
@@ -113,17 +76,18 @@ def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
             for row, i in enumerate(part):
                 out[offsets[i]:offsets[i + 1]] = D[row][keep[row]].half()
     if pool_factor > 1:
-        return _pooled(out, doclens, pool_factor, protected_tokens)
+        return _pooled(out, doclens, pool_factor, protected_tokens, workarounds)
     return out, doclens
 
 
-def _pooled(embeddings: Tensor, doclens: list[int], pool_factor: int, protected_tokens: int) -> tuple[Tensor, list[int]]:
+def _pooled(embeddings: Tensor, doclens: list[int], pool_factor: int, protected_tokens: int,
+            workarounds: Workarounds) -> tuple[Tensor, list[int]]:
     """`pool_documents` over the chunk in slices of POOL_PASSAGES passages, into one output buffer."""
     offsets = [0]
     for n in doclens:
         offsets.append(offsets[-1] + n)
     new_lens = [pooled_length(n, pool_factor, protected_tokens) for n in doclens]
-    out = _output_buffer(sum(new_lens), embeddings.size(1))
+    out = workarounds.output_buffer(sum(new_lens), embeddings.size(1))
     at = 0
     for first in range(0, len(doclens), POOL_PASSAGES):
         last = min(first + POOL_PASSAGES, len(doclens))

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from colbert.indexing.codec import ResidualCodec
-from colbert.indexing.codecs.residual_embeddings import ResidualEmbeddings
-from colbert.search.index import LoadedIndex
-from colbert.search.strided_tensor import StridedTensor
+from colbert.index.codec import ResidualCodec
+from colbert.index.residual_embeddings import ResidualEmbeddings
+from colbert.index.loaded import LoadedIndex
+from colbert.index.strided_tensor import StridedTensor
 
 __all__ = ["IndexLoader"]
 

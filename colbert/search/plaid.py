@@ -24,7 +24,7 @@ from torch import Tensor
 
 from colbert import kernels
 from colbert.search.candidates import generate_candidates
-from colbert.search.index import LoadedIndex
+from colbert.index.loaded import LoadedIndex
 from colbert.search.params import SearchParams
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class SearchIndex:
     @property
     def codec(self) -> Any:
         """The index's ResidualCodec (compress / decompress with its centroids and buckets)."""
-        from colbert.indexing.codec import ResidualCodec
+        from colbert.index.codec import ResidualCodec
 
         index = self.loaded
         return ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual,
@@ -100,7 +100,7 @@ class SearchIndex:
     @property
     def embeddings(self) -> Any:
         """The compressed embeddings (a ResidualEmbeddings: .codes (N,), .residuals (N, d * nbits / 8))."""
-        from colbert.indexing.codecs.residual_embeddings import ResidualEmbeddings
+        from colbert.index.residual_embeddings import ResidualEmbeddings
 
         residuals = self.residuals if self.residuals is not None else torch.cat(self.loaded.residual_chunks)
         return ResidualEmbeddings(self.codes, residuals)

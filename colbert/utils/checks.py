@@ -34,13 +34,13 @@ def check_verbose(verbose: Any) -> int:
     return verbose
 
 
-def check_path(value: Any, name: str) -> str:
-    """A str or os.PathLike argument, as a str; empty strings refused."""
+def check_path(value: Any, name: str, allow_empty: bool = False) -> str:
+    """A str or os.PathLike argument, as a str; empty strings refused unless `allow_empty`."""
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str or a path, got {value!r:.80} ({type(value).__name__})")
-    if not value.strip():
+    if not value.strip() and not (allow_empty and value == ""):
         raise ValueError(f"{name} must not be empty")
     return value
 

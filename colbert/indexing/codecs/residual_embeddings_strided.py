@@ -10,7 +10,7 @@ from torch import Tensor
 
 from colbert.indexing.codec import ResidualCodec
 from colbert.indexing.codecs.residual_embeddings import ResidualEmbeddings
-from colbert.search.strided_tensor import StridedTensor
+from colbert.index.strided_tensor import StridedTensor
 
 __all__ = ["ResidualEmbeddingsStrided"]
 
