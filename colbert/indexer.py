@@ -114,7 +114,8 @@ class Indexer:
         elif metadata is not None:
             raise ValueError("metadata was given with store_documents=False; metadata is only kept with the texts")
         described = collection.path or f"<{len(collection):,} passages given in memory>"
-        config = self.config.replace(collection=described, index_name=name, resume=overwrite == "resume")
+        # bsize=64: what colbert-ai's Indexer.index records in plan.json and metadata.json (indexing reads index_bsize)
+        config = self.config.replace(collection=described, index_name=name, resume=overwrite == "resume", bsize=64)
         index_path = Path(config.index_path_ or config.index_root_)  # name "": index_root itself
         if overwrite is not False:
             _check_replaceable(index_path)

@@ -141,7 +141,7 @@ def test_resume_on_a_complete_index_saves_it_again_as_colbert_ai_does(tiny_check
     monkeypatch.setattr(indexing, "encode_passages", lambda *a, **k: pytest.fail("a complete index was re-encoded"))
     assert build(tiny_checkpoint, tmp_path, docs, overwrite="resume", index_bsize=7) == path
     config = json.loads((path / "metadata.json").read_text())["config"]
-    assert (config["resume"], config["index_bsize"]) == (True, 7)  # saved again, with this call's settings
+    assert (config["resume"], config["index_bsize"], config["bsize"]) == (True, 7, 64)  # this call's settings
     after = LoadedIndex.open(path)
     assert torch.equal(after.codes, before.codes) and torch.equal(after.ivf, before.ivf)
     assert after.doclens.tolist() == before.doclens.tolist()
