@@ -14,9 +14,20 @@ benchmarks/search.py does. Then:
     score differences (bf16 vs fp32, fp32 vs colbert-ai) and nDCG@10 of each reordering against qrels;
   - the encoder's useful FLOP rate (2 x linear-layer parameters per real token, plus attention) against the rate
     of a plain bf16 / fp32 matmul of the encoder's shape on this CPU;
-  - through `colbert serve` on 127.0.0.1 (one client, requests one after the other): POST /v1/rerank by doc_ids
-    (the 100 candidates, scored from the index's stored embeddings) for `--doc-id-queries` queries, and by text
-    at 100 candidates for `--http-text-queries` queries: p50 / p99 ms.
+  - rerank by doc_ids (the 100 candidates, scored from the index's stored embeddings), stage by stage in process
+    for `--stage-queries` queries, with 1 torch thread and with `--threads`: tokenizing the query, encoding it
+    (fp32, and bf16 autocast), looking the ids up, MaxSim over the decompressed embeddings (the fused kernel the
+    server calls); the floor of an fp32 / bf16 query encoding on this CPU (the encoder's linear-layer FLOP for one
+    query divided by the measured matmul rate at that shape); each score checked against MaxSim over embeddings
+    decoded by the plain-PyTorch reference decoder;
+  - through `colbert serve` on 127.0.0.1 (one client, requests one after the other, the server's default batch
+    window, which a lone request does not wait): POST /v1/rerank by doc_ids for `--doc-id-queries` queries, with
+    fp32 queries (the default), with `--query-precision bf16`, and with fp32 queries through onnxruntime (the
+    checkpoint exported by `colbert export onnx`, served with `--checkpoint`): client p50 / p99 ms and the
+    server's stages (its Server-Timing header: queue, encode, score, total; the client's time minus total is HTTP,
+    JSON and the ASGI stack), the score differences bf16 vs fp32 and onnxruntime vs torch, and the fp32 answers
+    against the exact in-process scores; and
+    by text at 100 candidates for `--http-text-queries` queries.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -121,7 +133,7 @@ def reference(checkpoint: str, work: list[dict], threads: int, bsize: int) -> di
     return json.loads(line[len("RESULT "):])
 
 
-def matmul_rates(threads: int, rows: int = 4096, hidden: int = 384, inner: int = 1536) -> dict:
+def matmul_rates(threads: int, rows: int = 4096, hidden: int = 384, inner: int = 1536, reps: int = 20) -> dict:
     """GFLOP/s of (rows, hidden) @ (hidden, inner), the encoder's feed-forward shape, in fp32 and bf16."""
     import torch
 
@@ -132,7 +144,7 @@ def matmul_rates(threads: int, rows: int = 4096, hidden: int = 384, inner: int =
         for _ in range(3):
             a @ b
         times = []
-        for _ in range(20):
+        for _ in range(reps):
             t = time.perf_counter()
             a @ b
             times.append(time.perf_counter() - t)
@@ -195,25 +207,192 @@ def summary(runs: dict, work: list[dict], qrels: dict) -> dict:
     return out
 
 
-def http_timings(index: Path, work: list[dict], doc_id_queries: int, text_queries: int, threads: int) -> dict:
+def doc_id_stages(index: Path, checkpoint: str, work: list[dict], threads: int, queries: int) -> dict:
+    """Rerank by doc_ids in process, stage by stage (median ms over `queries` queries, 100 candidates each)."""
+    import torch
+
+    from colbert import Searcher
+    from colbert.kernels import reference as ref_kernels
+
+    torch.set_num_threads(threads)
+    searcher = Searcher(str(index), checkpoint=checkpoint, verbose=0)
+    ranker, loaded, tokenizer = searcher.ranker, searcher.loaded, searcher.checkpoint.query_tokenizer
+    times: dict[str, list[float]] = {}
+    worst = 0.0
+
+    def timed(stage: str, fn):
+        t = time.perf_counter()
+        out = fn()
+        times.setdefault(stage, []).append((time.perf_counter() - t) * 1e3)
+        return out
+
+    for item in work[:2]:  # warm-up
+        searcher.encode(item["query"])
+    for item in work[:queries]:
+        timed("tokenize", lambda: tokenizer.tensorize([item["query"]]))
+        Q = timed("encode_fp32", lambda: searcher.encode(item["query"])[0])  # tokenizing included
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            timed("encode_bf16", lambda: searcher.encode(item["query"])[0].float())
+        pids = timed("lookup", lambda: torch.tensor([loaded.pid_of(d) for d in item["docs_ids"]]))
+        with torch.inference_mode():
+            scores = timed("maxsim", lambda: ranker.maxsim(Q, pids))
+        codes, packed, lengths = loaded.lookup(pids)  # the oracle: reference decoder, plain MaxSim per document
+        D = ref_kernels.decompress_residuals(codes, packed, ranker.centroids, ranker.bucket_weights, loaded.nbits)
+        exact = torch.stack([(Q @ d.T).max(dim=1).values.sum() for d in D.split(lengths.tolist())])
+        worst = max(worst, float((scores - exact).abs().max()))
+    out = {stage: statistics.median(ms) for stage, ms in times.items()}
+    out["total_fp32"] = out["encode_fp32"] + out["lookup"] + out["maxsim"]
+    out["total_bf16"] = out["encode_bf16"] + out["lookup"] + out["maxsim"]
+    embeddings = [int(loaded.doclens[[loaded.pid_of(d) for d in item["docs_ids"]]].sum()) for item in work[:queries]]
+    out["embeddings_scored_median"] = statistics.median(embeddings)
+    out["max_abs_diff_vs_reference_decoder"] = worst
+    return out
+
+
+def encode_floor(checkpoint: str, threads: int, repeats: int = 30) -> dict:
+    """The least time one query's encoding can take here, two ways: its linear-layer FLOP over the matmul rate
+    measured at the shape those layers run at (query_maxlen rows, one weight matrix kept hot in cache), and the
+    encoder's linear layers alone, run one after the other on the model's own weights (attention, layer norms,
+    GELU and Python left out)."""
+    import torch
+    import torch.nn.functional as F
+
+    from colbert.modeling.checkpoint import Checkpoint
+
+    torch.set_num_threads(threads)
+    ckpt = Checkpoint(checkpoint, verbose=0)
+    layers = [m for m in ckpt.bert.modules() if isinstance(m, torch.nn.Linear)]
+    rows, config = ckpt.colbert_config.query_maxlen, ckpt.bert.config
+    gflop = 2 * sum(m.weight.numel() for m in layers) * rows / 1e9
+    rates = matmul_rates(threads, rows=rows, hidden=config.hidden_size, inner=config.intermediate_size, reps=200)
+    inputs = [torch.randn(1, rows, m.in_features) for m in layers]
+    linear_ms = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        weights = [(m.weight.to(dtype), m.bias.to(dtype)) for m in layers]
+        xs = [x.to(dtype) for x in inputs]
+        times = []
+        with torch.inference_mode():
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for x, (w, b) in zip(xs, weights):
+                    F.linear(x, w, b)
+                times.append((time.perf_counter() - t) * 1e3)
+        linear_ms[name] = statistics.median(times[3:])
+    return {"query_tokens": rows, "linear_layers": len(layers), "linear_gflop_per_query": gflop,
+            "matmul_gflops_at_query_shape": rates,
+            **{f"floor_ms_{name}_hot_matmul_rate": gflop / rate * 1e3 for name, rate in rates.items()},
+            **{f"linear_layers_only_ms_{name}": ms for name, ms in linear_ms.items()}}
+
+
+def _stages(response) -> dict:
+    header = response.headers.get("server-timing", "")
+    return {stage: float(ms) for stage, ms in (part.split(";dur=") for part in header.split(", ") if part)}
+
+
+def onnx_export(checkpoint: str) -> Optional[str]:
+    """The checkpoint exported to ONNX (fp32, under benchmarks/_work/), or None without the onnx extra."""
+    out = WORK / "minilm-colbert-onnx"
+    if not (out / "colbert_onnx.json").exists():
+        try:
+            from colbert.export.onnx import export_onnx
+
+            export_onnx(checkpoint, out, quantize=False)
+        except ImportError as e:
+            print(f"no ONNX server: {e} (pip install 'colbert-ai[onnx]')", file=sys.stderr)
+            return None
+    return str(out)
+
+
+def http_doc_ids(index: Path, work: list[dict], doc_id_queries: int, threads: int, onnx: Optional[str]) -> dict:
+    """Rerank by doc_ids through servers with fp32 queries (torch), bf16 queries (`--query-precision bf16`) and,
+    if given, fp32 queries through onnxruntime (`--checkpoint` an ONNX export), all up at once and asked in turn
+    (the order rotating), so that a change of the machine's load hits each: client and server times."""
     import httpx
 
-    args = argparse.Namespace(search_threads=2, batch_window_ms=1.0, write_batch=0)
+    variants = {"fp32": {"query_precision": "fp32"}, "bf16": {"query_precision": "bf16"}}
+    if onnx is not None:
+        variants["onnx_fp32"] = {"query_precision": "fp32", "checkpoint": onnx}
+    procs, clients = {}, {}
+    runs = {p: {"times": [], "stages": {}, "answers": {}} for p in variants}
+    try:
+        for name, flags in variants.items():
+            args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, **flags)
+            port = serve_bench.free_port()
+            procs[name] = serve_bench.start_server(index, port, threads, args, WORK / f"rerank-server-{name}.log")
+            clients[name] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+        for item in work[:5]:  # warm-up
+            for http in clients.values():
+                http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
+        names = list(variants)
+        for i, item in enumerate((work * (1 + doc_id_queries // len(work)))[:doc_id_queries]):
+            for precision in names[i % len(names):] + names[:i % len(names)]:
+                run = runs[precision]
+                t = time.perf_counter()
+                r = clients[precision].post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"],
+                                                                "k": 10})
+                run["times"].append((time.perf_counter() - t) * 1e3)
+                assert r.status_code == 200, r.text
+                for stage, ms in _stages(r).items():
+                    run["stages"].setdefault(stage, []).append(ms)
+                run["answers"][item["qid"]] = [(h["doc_id"], h["score"]) for h in r.json()["results"]]
+    finally:
+        for http in clients.values():
+            http.close()
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+    out = {}
+    for precision, run in runs.items():
+        out[precision] = {
+            "precision": precision, **serve_bench.percentiles(run["times"]),
+            "server_stages_p50_ms": {stage: statistics.median(ms) for stage, ms in run["stages"].items()},
+            "client_minus_server_total_p50_ms": statistics.median(
+                c - s for c, s in zip(run["times"], run["stages"]["total"])),
+            "answers": run["answers"]}
+    return out
+
+
+def answers_difference(a: dict, b: dict) -> dict:
+    """Top-10 answers of two runs: score differences on the documents both returned, same top-10 sets."""
+    diffs, same = [], 0
+    for qid, hits in a.items():
+        other = dict(b[qid])
+        diffs += [abs(s - other[d]) for d, s in hits if d in other]
+        same += {d for d, _ in hits} == set(other)
+    return {"max_abs_diff": max(diffs), "mean_abs_diff": statistics.mean(diffs),
+            "queries_same_top10_set": same / len(a)}
+
+
+def exact_scores(index: Path, checkpoint: str, work: list[dict], answers: dict) -> dict:
+    """The fp32 server's top-10 scores against MaxSim over reference-decoded embeddings with fp32 queries."""
+    import torch
+
+    from colbert import Searcher
+    from colbert.kernels import reference as ref_kernels
+
+    searcher = Searcher(str(index), checkpoint=checkpoint, verbose=0)
+    ranker, loaded, by_qid = searcher.ranker, searcher.loaded, {w["qid"]: w for w in work}
+    worst = 0.0
+    for qid, hits in list(answers.items())[:50]:
+        Q = searcher.encode(by_qid[qid]["query"])[0]
+        for doc_id, score in hits:
+            codes, packed, _ = loaded.lookup(torch.tensor([loaded.pid_of(doc_id)]))
+            D = ref_kernels.decompress_residuals(codes, packed, ranker.centroids, ranker.bucket_weights,
+                                                 loaded.nbits)
+            worst = max(worst, abs(score - float((Q @ D.T).max(dim=1).values.sum())))
+    return {"queries_checked": min(50, len(answers)), "max_abs_diff": worst}
+
+
+def http_text(index: Path, work: list[dict], text_queries: int, threads: int) -> dict:
+    import httpx
+
+    args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, query_precision="fp32")
     port = serve_bench.free_port()
     proc = serve_bench.start_server(index, port, threads, args, WORK / "rerank-server.log")
-    url = f"http://127.0.0.1:{port}"
     out = {}
     try:
-        with httpx.Client(base_url=url, timeout=300) as http:
-            for item in work[:5]:  # warm-up
-                http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
-            times = []
-            for item in (work * (1 + doc_id_queries // len(work)))[:doc_id_queries]:
-                t = time.perf_counter()
-                r = http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
-                times.append((time.perf_counter() - t) * 1e3)
-                assert r.status_code == 200, r.text
-            out["by_doc_ids_100"] = serve_bench.percentiles(times)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+            http.post("/v1/rerank", json={"query": work[0]["query"], "documents": work[0]["docs"][:10], "k": 10})
             times, precision = [], None
             for item in work[:text_queries]:
                 t = time.perf_counter()
@@ -228,10 +407,30 @@ def http_timings(index: Path, work: list[dict], doc_id_queries: int, text_querie
     return out
 
 
+def by_doc_ids(index: Path, checkpoint: str, work: list[dict], args: argparse.Namespace) -> dict:
+    """Rerank by doc_ids: in-process stages, the encoding floor, and the service with fp32 and bf16 queries."""
+    out: dict = {"in_process_stages_p50_ms": {}, "encode_floor": {}}
+    for threads in args.stage_threads:
+        out["in_process_stages_p50_ms"][f"{threads}_threads"] = doc_id_stages(index, checkpoint, work, threads,
+                                                                              args.stage_queries)
+        out["encode_floor"][f"{threads}_threads"] = encode_floor(checkpoint, threads)
+    service = http_doc_ids(index, work, args.doc_id_queries, args.threads, onnx_export(checkpoint))
+    out["bf16_queries_vs_fp32"] = answers_difference(service["fp32"]["answers"], service["bf16"]["answers"])
+    if "onnx_fp32" in service:
+        out["onnx_queries_vs_fp32"] = answers_difference(service["fp32"]["answers"], service["onnx_fp32"]["answers"])
+    out["fp32_vs_exact_maxsim"] = exact_scores(index, checkpoint, work, service["fp32"]["answers"])
+    out["service"] = {p: {k: v for k, v in run.items() if k != "answers"} for p, run in service.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=30, help="queries reranked by text in process")
     parser.add_argument("--doc-id-queries", type=int, default=300, help="queries reranked by doc_ids over HTTP")
+    parser.add_argument("--stage-queries", type=int, default=100, help="queries timed stage by stage in process")
+    parser.add_argument("--stage-threads", type=lambda v: [int(t) for t in v.split(",")],
+                        default=sorted({1, os.cpu_count() or 1}), help="torch threads of the in-process stages "
+                        "(comma-separated; default 1 and the number of cores)")
     parser.add_argument("--http-text-queries", type=int, default=10, help="queries reranked by text over HTTP")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--bsize", type=int, default=64, help="documents per encoder batch (ours and colbert-ai)")
@@ -283,7 +482,8 @@ def main() -> None:
     for name in ("bf16", "fp32"):
         rate = result["encoder_rate_at_100"][f"{name}_gflops"]
         result["encoder_rate_at_100"][f"{name}_share_of_matmul"] = rate / rates[name]
-    result["http"] = http_timings(index, work, args.doc_id_queries, args.http_text_queries, args.threads)
+    result["by_doc_ids_100"] = by_doc_ids(index, str(checkpoint), work, args)
+    result["http"] = http_text(index, work, args.http_text_queries, args.threads)
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

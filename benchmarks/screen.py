@@ -38,7 +38,7 @@ def main() -> None:
     from colbert.index import assign
     from colbert.indexing import kmeans
     from colbert.indexing.encoder import encode_passages
-    from colbert.indexing.plan import HELDOUT_FRACTION, HELDOUT_MAX, kmeans_sample_size, num_partitions_for
+    from colbert.index.codec import draw_codec_sample
     from colbert.infra.device import indexing_uses_bf16
     from colbert.modeling.checkpoint import Checkpoint
 
@@ -50,12 +50,9 @@ def main() -> None:
     checkpoint = Checkpoint(str(ensure_checkpoint()), colbert_config=config, verbose=0)
     embeddings, _ = encode_passages(checkpoint, Collection(path=SCIFACT / "collection.tsv").data,
                                     config.index_bsize, show_progress=False, bf16=True)
-    n = embeddings.size(0)
-    num_partitions = num_partitions_for(n)
-    heldout = int(min(HELDOUT_FRACTION * n, HELDOUT_MAX))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(12345))
-    points = kmeans_sample_size(n - heldout, num_partitions)
-    sample = embeddings[order[heldout:heldout + points].sort().values]  # in collection order, as the build has it
+    drawn = draw_codec_sample(embeddings.size(0), embeddings.size(0))  # the build's k-means sample of them all
+    num_partitions = drawn.num_partitions
+    sample = embeddings[drawn.kmeans]  # in collection order, as the build has it
 
     int8_available = assign.int8_matmul_available
     runs, outputs = [], {}
@@ -80,7 +77,8 @@ def main() -> None:
                         for what in ("kmeans", "assign")} for screen in ("int8", "bf16")}
     summary["same_centroids"] = bool(torch.equal(c8, c16))
     summary["codes_that_differ"] = int((k8 != k16).sum())
-    result = {"benchmark": "screen", "collection": "scifact", "num_embeddings": n, "num_partitions": num_partitions,
+    result = {"benchmark": "screen", "collection": "scifact", "num_embeddings": embeddings.size(0),
+              "num_partitions": num_partitions,
               "sample": int(sample.size(0)), "kmeans_niters": config.kmeans_niters, "threads": args.threads,
               "command": " ".join(["python", "benchmarks/screen.py", *sys.argv[1:]]), "runs": runs,
               "summary": summary}

@@ -41,7 +41,9 @@ from colbert.indexing import plan as index_plan
 from colbert.index import versions
 from colbert.index.codec import ResidualCodec
 from colbert.indexing.documents import Documents, MetadataLike, align_metadata, read_documents, write_documents
-from colbert.indexing.edits import IndexState, refit_codec
+from colbert.indexing.kmeans import train_centroids
+from colbert.indexing.platform import Workarounds
+from colbert.index.edits import IndexState, refit_codec
 from colbert.index.validate import verify_index
 from colbert.index.versions import IndexChangedError
 from colbert.infra.config import ColBERTConfig
@@ -219,7 +221,8 @@ class IndexUpdater:
             bf16 = indexing_uses_bf16(self.config, encoder.device)  # as the Indexer encodes and compresses
             embeddings, doclens = encode_passages(encoder, texts, self.config.index_bsize, show_progress=False,
                                                   bf16=bf16, pool_factor=self.config.pool_factor,
-                                                  protected_tokens=self.config.protected_tokens)
+                                                  protected_tokens=self.config.protected_tokens,
+                                                  workarounds=Workarounds(self.config.platform_workarounds))
             codes, residuals = self._codec(state).compress(embeddings,
                                                            bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
             state.append(codes, residuals, doclens, new_ids)
@@ -303,7 +306,9 @@ class IndexUpdater:
             self._check_base(state)
             niters = kmeans_niters if kmeans_niters is not None else self.config.kmeans_niters
             old = self._codec(state)
-            new = refit_codec(state, old, niters)
+            cpu = torch.device("cpu")
+            new = refit_codec(state, old, lambda sample, num_partitions: train_centroids(sample, num_partitions,
+                                                                                          niters, cpu))
             state.recompress(new, old)
             n = state.num_embeddings
             state.metadata[UPDATES_KEY].update(fitted_embeddings=n, added_embeddings=0)

@@ -25,10 +25,10 @@ from colbert.index import versions
 from colbert.index.codec import check_nbits
 from colbert.indexing.documents import MetadataLike, align_metadata
 from colbert.modeling.pooling import check_pooling
-from colbert.infra.config import ColBERTConfig
+from colbert.infra.config import ColBERTConfig, check_config
 from colbert.modeling.hf_format import load_checkpoint_config
 from colbert.infra.run import Run
-from colbert.utils.checks import check_config, check_path, check_verbose
+from colbert.utils.checks import check_path, check_verbose
 
 logger = logging.getLogger(__name__)
 

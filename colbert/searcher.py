@@ -26,7 +26,7 @@ from colbert import kernels
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
-from colbert.infra.config import ColBERTConfig
+from colbert.infra.config import ColBERTConfig, check_config
 from colbert.modeling.hf_format import load_checkpoint_config
 from colbert.infra.device import resolve_device
 from colbert.index.loaded import IndexHandle, Snapshot
@@ -36,7 +36,7 @@ from colbert.search.diversity import candidates_for, check_diversity, diversify
 from colbert.index.loaded import DocId, LoadedIndex
 from colbert.search.params import check_k, search_params
 from colbert.modeling.hf_format import check_checkpoint_name
-from colbert.utils.checks import check_config, check_path, check_verbose
+from colbert.utils.checks import check_path, check_verbose
 from colbert.utils.progress import progress
 
 if TYPE_CHECKING:

@@ -23,11 +23,10 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from colbert.infra.config import ColBERTConfig
+from colbert.infra.config import ColBERTConfig, check_config
 from colbert.infra.device import resolve_device
 from colbert.infra.launcher import launch, torchrun_rank
 from colbert.infra.run import Run
-from colbert.utils.checks import check_config
 from colbert.training.batcher import describe_source
 from colbert.training.distributed import backend_for
 from colbert.training.state import STATE_FILE, check_resumable, latest_state, read_state, resume_settings

@@ -178,6 +178,7 @@ def test_interrupted_write_keeps_the_old_index(index_copy, monkeypatch):
 
 def test_completeness_markers_and_removal(index_copy):
     (index_copy / "notes.txt").write_text("mine")
+    (index_copy / "documents.jsonl").write_text("")  # stored documents are part of the index
     (index_copy / "0.metadata.json").unlink()
     assert not index_format.chunk_is_complete(index_copy, 0) and not index_format.is_complete(index_copy)
     removed = index_format.remove_index_files(index_copy)

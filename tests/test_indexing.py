@@ -228,6 +228,32 @@ def test_plan_follows_the_reference_formulas():
     assert num_partitions_for(157_337) == 4096
 
 
+def test_the_codec_sample_picks_rows_of_the_sampled_passages():
+    from colbert import indexing
+    from colbert.index.codec import draw_codec_sample
+
+    plan = index_plan.Plan(50, 20, tuple(range(0, 50, 3)))  # 3 chunks, every third passage sampled
+    g = torch.Generator().manual_seed(0)
+    all_doclens = [torch.randint(1, 6, (end - start,), generator=g).tolist()
+                   for start, end in map(plan.chunk_range, range(plan.num_chunks))]
+    candidates = []  # brute force: (chunk, row) of every embedding of a sampled passage, in index order
+    for k, doclens in enumerate(all_doclens):
+        rows = torch.tensor([0] + doclens).cumsum(0).tolist()
+        for i, n in enumerate(doclens):
+            if plan.chunk_range(k)[0] + i in plan.sampled_pids:
+                candidates += [(k, rows[i] + j) for j in range(n)]
+    positions = torch.randperm(len(candidates), generator=g)[: len(candidates) // 2].sort().values
+    chosen = indexing._select(plan, all_doclens, positions)
+    assert [(k, int(r)) for k, rows in enumerate(chosen) for r in rows] == [candidates[p] for p in positions.tolist()]
+
+    sample = draw_codec_sample(100_000, 1_000_000)
+    assert sample.num_partitions == num_partitions_for(1_000_000) == 8192
+    assert (sample.kmeans.numel(), sample.heldout.numel()) == (95_000, 5_000)  # 5 % held out, the rest clustered
+    assert not set(sample.kmeans.tolist()) & set(sample.heldout.tolist())
+    assert torch.equal(sample.kmeans, sample.kmeans.sort().values)
+    assert draw_codec_sample(300, 300).heldout.numel() == 0  # under 16 held-out points: the buckets use the sample
+
+
 def test_two_processes_build_the_same_index_as_one(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 8 * 64)  # several chunks, dealt to both ranks
     docs = texts(30)
@@ -485,3 +511,20 @@ def test_the_platform_workarounds_change_memory_not_the_vectors(tiny_checkpoint)
     torch.testing.assert_close(on, off, rtol=0, atol=2e-3)  # only the padding of the CPU batches differs
     assert off.untyped_storage().nbytes() == off.numel() * 2  # no 33 MiB reservation when switched off
     assert Workarounds(enabled=False).padded_length(21, 180) is None and Workarounds().padded_length(21, 180) == 24
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_config_switches_the_platform_workarounds(tiny_checkpoint, tmp_path, monkeypatch, enabled):
+    from colbert.indexing import platform
+    from colbert.indexing.encoder import encode_passages
+
+    trims = []
+    monkeypatch.setattr(platform, "release_free_memory", lambda: trims.append(1))
+    config = ColBERTConfig(platform_workarounds=enabled)
+    out, _ = encode_passages(Checkpoint(str(tiny_checkpoint), colbert_config=config, verbose=0), texts(5), 8,
+                             show_progress=False)
+    assert (out.untyped_storage().nbytes() > out.numel() * 2) == enabled  # the 33 MiB output buffer, or none
+    path = build(tiny_checkpoint, tmp_path, texts(30), platform_workarounds=enabled)
+    assert bool(trims) == enabled  # the build's malloc_trim calls, or none
+    stored = json.loads((path / "metadata.json").read_text())["config"]
+    assert "platform_workarounds" not in stored  # a setting of this machine, not of the index

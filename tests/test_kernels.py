@@ -522,3 +522,22 @@ def test_cuda_sources_compile(tmp_path):
     cmd = [os.environ.get("CXX", "c++"), "-c", str(ROOT / "csrc" / "ops.cpp"), "-o", str(tmp_path / "ops.o"), *flags]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"ops.cpp with COLBERT_WITH_CUDA did not compile:\n{result.stderr[-4000:]}"
+
+
+def test_two_checkouts_with_the_same_sources_build_from_one_copy(tmp_path):
+    """ninja's build file names the source paths: building from each checkout's own csrc/ made every other
+    checkout rebuild (and hold the build lock); the build directory keeps one copy of the sources instead."""
+    first, second = tmp_path / "a" / "csrc", tmp_path / "b" / "csrc"
+    for csrc in (first, second):
+        (csrc / "cpu").mkdir(parents=True)
+        (csrc / "ops.cpp").write_text("// ops\n")
+        (csrc / "cpu" / "x.cpp").write_text("// x\n")
+    directory = tmp_path / "build"  # what cache_dir gives for these sources
+    directory.mkdir()
+    assert native.hash_sources(first) == native.hash_sources(second)
+    copy = native.stable_sources(first, directory)
+    stamp = (copy / "cpu" / "x.cpp").stat().st_mtime_ns
+    assert native.stable_sources(second, directory) == copy == directory / "src"
+    assert (copy / "cpu" / "x.cpp").stat().st_mtime_ns == stamp  # not copied again: ninja sees nothing new
+    assert [p.relative_to(copy) for p in native.source_files(copy, False)] == \
+        [p.relative_to(first) for p in native.source_files(first, False)]

@@ -34,8 +34,6 @@ KNOWN_EXCEPTIONS = {
     "issue 18)",
     ("colbert/modeling/checkpoint.py", "explain"): "Checkpoint.explain imports the top-level colbert.explain inside "
     "the method (colbert.explain builds on modeling); to move under modeling/ or up to the facades",
-    ("colbert/utils/checks.py", "infra"): "check_config imports ColBERTConfig inside the function; the argument "
-    "checks of the facades belong above utils/",
     ("colbert/indexing/collection_indexer.py", "indexer"): "the reference's CollectionIndexer.run (a drop-in shim "
     "from issue 23) drives the Indexer facade, imported inside the method",
     ("colbert/training/training.py", "trainer"): "the reference's colbert.training.training.train (a drop-in shim "

@@ -168,6 +168,75 @@ def test_rerank_doc_ids_scores_stored_embeddings_without_encoding_them(client, s
     error(client.post("/v1/rerank", json={"query": "x"}), 422, "documents")
 
 
+def test_rerank_doc_ids_scores_equal_maxsim_over_the_decompressed_embeddings(client, searcher):
+    from colbert.kernels import reference
+
+    ids = ["d0", "d4", "d8", "d15", "d16", "d23", "d38"]
+    body = client.post("/v1/rerank", json={"query": "immune virus", "doc_ids": ids, "k": len(ids)}).json()
+    Q = searcher.encode("immune virus")[0]  # (Lq, d)
+    ranker, index = searcher.ranker, searcher.loaded
+    exact = {}
+    for doc_id in ids:  # the plain-PyTorch decoder and MaxSim, one document at a time: the oracle
+        codes, packed, _ = index.lookup(torch.tensor([index.pid_of(doc_id)]))
+        D = reference.decompress_residuals(codes, packed, ranker.centroids, ranker.bucket_weights, index.nbits)
+        exact[doc_id] = float((Q @ D.T).max(dim=1).values.sum())
+    assert [h["doc_id"] for h in body["results"]] == sorted(ids, key=lambda i: -exact[i])
+    for hit in body["results"]:
+        assert hit["score"] == pytest.approx(exact[hit["doc_id"]], abs=1e-4)
+
+
+def test_answers_carry_their_stages_in_server_timing(client):
+    search = client.post("/v1/search", json={"query": "protein cell", "k": 3})
+    rerank = client.post("/v1/rerank", json={"query": "brain", "doc_ids": ["d1", "d2"]})
+    for response, stages in ((search, {"queue", "encode", "search", "total"}),
+                             (rerank, {"queue", "encode", "score", "total"})):
+        timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+        assert set(timing) == stages, timing
+        assert all(float(ms) >= 0 for ms in timing.values())
+        assert float(timing["total"]) >= float(timing["encode"])
+
+
+def test_a_lone_request_does_not_wait_for_the_batch_window(make_client):
+    client = make_client(batch_window_ms=5000)  # waited only while other requests are in flight
+    started_at = time.perf_counter()
+    response = client.post("/v1/rerank", json={"query": "brain", "doc_ids": ["d1", "d2"]})
+    assert response.status_code == 200 and time.perf_counter() - started_at < 4
+    timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+    assert float(timing["queue"]) < 4000
+
+
+def test_queries_in_bf16_stay_close_to_fp32(make_client, searcher):
+    client = make_client(query_precision="bf16")
+    ids = [f"d{i}" for i in range(0, 40, 3)]
+    body = client.post("/v1/rerank", json={"query": "protein cell gene", "doc_ids": ids, "k": len(ids)}).json()
+    exact = dict(zip(*searcher.search("protein cell gene", k=len(ids), pids=ids)[::2]))  # fp32 queries
+    assert {h["doc_id"] for h in body["results"]} == set(exact)
+    for hit in body["results"]:
+        assert hit["score"] == pytest.approx(exact[hit["doc_id"]], rel=0.02)
+    assert client.post("/v1/search", json={"query": "protein cell", "k": 3}).status_code == 200
+    with pytest.raises(ValueError, match="query_precision"):
+        ServerConfig(indexes=[], query_precision="fp16")
+
+
+def test_an_onnx_export_serves_the_same_answers_and_takes_writes(make_client, searcher, _tiny_checkpoint_master,
+                                                                  tmp_path):
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install colbert-ai[onnx])")
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install colbert-ai[onnx])")
+    from colbert.export.onnx import export_onnx
+
+    exported = export_onnx(str(_tiny_checkpoint_master), tmp_path / "onnx", quantize=False)
+    client = make_client(checkpoint=str(exported))  # queries and added documents encoded by onnxruntime
+    ids = [f"d{i}" for i in range(0, 40, 4)]
+    body = client.post("/v1/rerank", json={"query": "cancer therapy", "doc_ids": ids, "k": 5}).json()
+    top, _, scores = searcher.search("cancer therapy", k=5, pids=ids)  # torch-encoded query
+    assert [h["doc_id"] for h in body["results"]] == top
+    assert [h["score"] for h in body["results"]] == pytest.approx(scores, abs=1e-3)
+    hits = client.post("/v1/search", json={"query": "brain blood", "k": 5}).json()["results"]
+    assert [h["doc_id"] for h in hits] == searcher.search("brain blood", k=5)[0]
+    added = client.post("/v1/documents", json={"documents": {"o1": "virus virus immune"}})
+    assert added.status_code == 200 and added.json()["documents"] == 41, added.text
+
+
 def test_encode_queries_and_documents(client, searcher):
     body = client.post("/v1/encode", json={"texts": ["protein cell", "gene"], "kind": "query"}).json()
     Q = searcher.encode(["protein cell", "gene"])
@@ -195,6 +264,14 @@ def test_added_and_removed_documents_are_committed_and_searchable(client, index)
     assert body == {"index": "docs", "removed": ["n1", "d0"], "documents": 40}
     assert set(Searcher(str(index), verbose=0).loaded.live_ids) == (set(DOCS) | {"n2"}) - {"d0"}
     error(client.post("/v1/search", json={"query": "x", "doc_ids": ["n1"]}), 422, "doc_ids")
+
+
+def test_writes_print_no_progress_bar(client, capfd):
+    capfd.readouterr()
+    assert client.post("/v1/documents", json={"documents": {"q1": "heart heart blood"}}).status_code == 200
+    assert client.request("DELETE", "/v1/documents", json={"doc_ids": ["q1"]}).status_code == 200
+    err = capfd.readouterr().err
+    assert "Building the IVF" not in err and "Encoding" not in err and "%|" not in err, err[-500:]
 
 
 def test_bad_writes_change_nothing(client, index):

@@ -210,6 +210,7 @@ class OnnxCheckpoint(Checkpoint):
         self.pad_token = self.raw_tokenizer.pad_token_id
         files = INT8_FILES if int8 else FILES
         options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # as many as torch's (torch.set_num_threads)
         providers = providers or ["CPUExecutionProvider"]
         self.sessions = {kind: ort.InferenceSession(str(folder / files[kind]), options, providers=providers)
                          for kind in files}

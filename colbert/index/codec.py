@@ -7,8 +7,11 @@ for (its weight) are quantiles of held-out residuals. Decompression is centroid 
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from dataclasses import dataclass
+from typing import Callable, Union
 
 import numpy as np
 import torch
@@ -17,16 +20,42 @@ from torch import Tensor
 from colbert import kernels
 from colbert.index.assign import nearest_centroids
 from colbert.index import format as index_format
-from colbert.index.format import Codec
+from colbert.index.format import ChunkEmbeddings, Codec
+
+logger = logging.getLogger(__name__)
 
 VALID_NBITS = (1, 2, 4)
 COMPRESS_BATCH = 1 << 13  # embeddings compressed at once (their residuals: 2**13 x 128 x fp32 = 4 MiB)
+KMEANS_POINTS_PER_CENTROID = 64  # k-means sample cap per centroid (faiss would take up to 256), within the caps below
+KMEANS_MIN_POINTS = 1 << 16  # but never fewer points than this (when the collection has them)
+KMEANS_MAX_POINTS = 1 << 18  # nor more: 2**18 x 128 dims x fp16 = 64 MiB, whatever the collection size
+HELDOUT_FRACTION, HELDOUT_MAX = 0.05, 50_000  # sample share kept out of k-means to fit the residual buckets
+SAMPLE_SEED = 12345  # the reference's seed for the passage sample, also the seed of the embedding sample
+MIN_HELDOUT = 16  # fewer held-out embeddings than this (a tiny collection): the buckets are fit on the k-means points
+
+Points = Union[Tensor, ChunkEmbeddings]  # (n, d) fp16: in memory, or on disk for a k-means that streams them
+KMeans = Callable[[Points, int], Tensor]  # (points, num_partitions) -> centroids (num_partitions, d) fp16
 
 
 def check_nbits(nbits: int) -> int:
     if nbits not in VALID_NBITS:
         raise ValueError(f"nbits must be 1, 2 or 4 (bits per residual dimension), got {nbits!r}")
     return nbits
+
+
+def num_partitions_for(num_embeddings: float) -> int:
+    """The reference's number of centroids: 2 ** floor(log2(16 * sqrt(num_embeddings))).
+
+    >>> num_partitions_for(157_337)
+    4096
+    """
+    return int(2 ** math.floor(math.log2(16 * math.sqrt(max(num_embeddings, 1)))))
+
+
+def kmeans_sample_size(num_sample_embeddings: int, num_partitions: int) -> int:
+    """How many of the candidate embeddings k-means sees (the rest of them are not loaded)."""
+    cap = min(max(KMEANS_POINTS_PER_CENTROID * num_partitions, KMEANS_MIN_POINTS), KMEANS_MAX_POINTS)
+    return min(num_sample_embeddings, cap)
 
 
 @dataclass
@@ -108,3 +137,58 @@ class ResidualCodec:
     def decompress(self, codes: Tensor, residuals: Tensor) -> Tensor:
         """Shapes: codes (n,), residuals (n, d * nbits / 8) uint8 -> (n, d) float32, L2-normalised."""
         return kernels.decompress_residuals(codes, residuals, self.centroids, self.bucket_weights, self.nbits)
+
+
+@dataclass(frozen=True)
+class CodecSample:
+    """Which candidate embeddings fit a codec: positions into the candidates, ascending.
+
+    kmeans: the points the centroids are fitted on; heldout: the embeddings the residual buckets are fitted on,
+    kept out of k-means (empty for a tiny collection: the buckets are then fitted on the k-means points).
+    Shapes: kmeans (m,) int64; heldout (h,) int64.
+    """
+
+    num_partitions: int
+    kmeans: Tensor
+    heldout: Tensor
+
+
+def draw_codec_sample(num_candidates: int, num_embeddings: int, seed: int = SAMPLE_SEED) -> CodecSample:
+    """The reference's sample for its codec, drawn once: `num_partitions_for(num_embeddings)` centroids; a held-out
+    share of the candidates (5 %, at most 50k) for the buckets, which reconstruct better when fitted on points
+    k-means did not see; at most `kmeans_sample_size` of the rest for k-means. One random permutation of the
+    candidates, seeded, makes the split.
+
+    >>> sample = draw_codec_sample(1_000, 1_000)
+    >>> sample.num_partitions, sample.kmeans.numel(), sample.heldout.numel()
+    (256, 950, 50)
+    """
+    num_partitions = num_partitions_for(num_embeddings)
+    heldout = int(min(HELDOUT_FRACTION * num_candidates, HELDOUT_MAX))
+    heldout = heldout if heldout >= MIN_HELDOUT else 0
+    num_points = kmeans_sample_size(num_candidates - heldout, num_partitions)
+    chosen = torch.randperm(num_candidates, generator=torch.Generator().manual_seed(seed))[: num_points + heldout]
+    return CodecSample(min(num_partitions, num_points), chosen[heldout:].sort().values, chosen[:heldout].sort().values)
+
+
+def fit_codec(num_candidates: int, num_embeddings: int, nbits: int, points: Callable[[Tensor], Points],
+              heldout: Callable[[Tensor], Tensor], kmeans: KMeans, bf16: bool = False) -> ResidualCodec:
+    """THE codec recipe, of building (on the encoded embeddings) and of reindexing (on the stored ones,
+    decompressed): `draw_codec_sample`, centroids by `kmeans` on its k-means points, then the residual buckets
+    (`ResidualCodec.fit`) on its held-out embeddings, gathered once k-means is done.
+
+    Args:
+        num_candidates: the embeddings the sample is drawn from (the build: those of the plan's sampled passages).
+        num_embeddings: all the index's embeddings (the number of centroids follows from it).
+        points: positions (ascending) -> those candidates, fp16, in that order (a tensor, or rows on disk).
+        heldout: positions (ascending) -> those candidates as a float32 contiguous tensor, which the fit then
+            turns into its residuals in place.
+        kmeans: (points, num_partitions) -> centroids (num_partitions, d) fp16.
+        bf16: find the codes of the held-out embeddings through the faster screens (the same codes).
+    """
+    sample = draw_codec_sample(num_candidates, num_embeddings)
+    centroids = kmeans(points(sample.kmeans), sample.num_partitions)  # the points are dropped once it returns
+    fit_on = heldout(sample.heldout if sample.heldout.numel() else sample.kmeans)  # (h, d) float32
+    logger.info("Fitted %s centroids on %s embeddings, residual buckets on %s", f"{centroids.size(0):,}",
+                f"{sample.kmeans.numel():,}", f"{fit_on.size(0):,}")
+    return ResidualCodec.fit(centroids, fit_on, nbits, bf16=bf16, in_place=True)

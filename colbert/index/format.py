@@ -14,6 +14,7 @@ An index folder holds (C centroids, d = dim, N token embeddings, P passages, k =
 | `k.metadata.json`  | {"passage_offset", "num_passages", "num_embeddings", "embedding_offset"}          |
 | `ivf.pid.pt`       | tuple (ivf int32 (>= sum of lengths,), ivf_lengths int64 (C,)): pids per centroid  |
 | `doc_ids.json`     | ours, optional: the user's ids in pid order, null if removed (absent: 0..P-1)      |
+| `documents.jsonl`  | ours, optional: one {"id", "text", "metadata"} per line, in pid order              |
 | `metadata.json`    | {"config", "num_chunks", "num_partitions", "num_embeddings", "avg_doclen"}; LAST   |
 |                    | (+ ours: "doc_ids": true when doc_ids.json exists)                                 |
 
@@ -23,7 +24,7 @@ compression) and `kmeans_sample.build.npy` (the k-means sample, during k-means).
 
 Every write goes to a temporary sibling renamed over the target. Within a chunk `k.metadata.json` is written after
 the chunk's other files, and `metadata.json` after everything else, so its presence marks a complete index. The
-reference (colbert-ai) ignores `doc_ids.json`, so indexes move both ways. A passage with doclen 0 is a removed one:
+reference (colbert-ai) ignores `doc_ids.json` and `documents.jsonl`, so indexes move both ways. A passage with doclen 0 is a removed one:
 the reference's IndexUpdater and ours keep its position (pids never move), so both name documents alike.
 """
 
@@ -57,6 +58,7 @@ AVG_RESIDUAL_FILE = "avg_residual.pt"
 IVF_FILE = "ivf.pid.pt"
 DOC_IDS_FILE = "doc_ids.json"
 DOC_IDS_KEY = "doc_ids"  # in metadata.json: true when the index has a doc_ids.json
+DOCUMENTS_FILE = "documents.jsonl"  # the stored texts and metadata (colbert.indexing.documents)
 
 CODEC_FILES = (CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE)
 
@@ -65,6 +67,7 @@ METADATA_KEYS = ("config", "num_chunks", "num_partitions", "num_embeddings", "av
 CHUNK_KEYS = ("passage_offset", "num_passages", "num_embeddings", "embedding_offset")
 
 REBUILD = "Rebuild it with Indexer.index(name, collection, overwrite=True)."
+DOCUMENTS_FIX = "Delete it (search still works without it) or rebuild the index with store_documents=True."
 # The one pattern of chunk file names (N.codes.pt, N.residuals.pt, doclens.N.json, N.metadata.json).
 CHUNK_FILE = re.compile(r"^(?:(?P<a>\d+)\.(?:codes|residuals)\.pt|doclens\.(?P<b>\d+)\.json|(?P<c>\d+)\.metadata\.json)$")
 # Files we may delete when an index is overwritten; ivf.pt is the reference's pre-optimisation IVF.
@@ -303,6 +306,14 @@ def write_doc_ids(index_dir: PathLike, doc_ids: Sequence[int | str | None] | Non
         path.unlink(missing_ok=True)
         return
     _write_json(path, list(doc_ids), indent=None)
+
+
+def write_documents(index_dir: PathLike, records: Iterable[Mapping[str, Any]]) -> None:
+    """Write documents.jsonl, one JSON object ({"id", "text", "metadata"}) per line in pid order, through a temporary
+    sibling. Call before metadata.json."""
+    with atomic_write(Path(index_dir) / DOCUMENTS_FILE, "w") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_chunk_embeddings(index_dir: PathLike, chunk_idx: int, embeddings: Tensor, doclens: Sequence[int]) -> None:
@@ -575,6 +586,33 @@ def read_ivf(index_dir: PathLike, num_partitions: int) -> tuple[Tensor, Tensor]:
     return ivf, lengths
 
 
+def read_documents(index_dir: PathLike) -> list[dict] | None:
+    """documents.jsonl's records in pid order, each checked to be {"id", "text": str, "metadata": object} (metadata
+    `{}` when the line has none), or None when the index stores none. Whether they agree with the index's ids is
+    the caller's check (`bad_documents` words its error).
+    """
+    path = Path(index_dir) / DOCUMENTS_FILE
+    if not path.is_file():
+        return None
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise bad_documents(path, f"line {line_no} is not JSON ({e})") from e
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str) \
+                    or not isinstance(record.get("metadata", {}), dict) or "id" not in record:
+                raise bad_documents(path, f"line {line_no} is not an object with id, text (str) and metadata (object)")
+            records.append({"id": record["id"], "text": record["text"], "metadata": record.get("metadata", {})})
+    return records
+
+
+def bad_documents(path: Path, problem: str) -> IndexFormatError:
+    """The error for a documents.jsonl that cannot be used with its index (search works without the file)."""
+    return _bad(path, f"{problem}; it does not belong to this index", DOCUMENTS_FIX)
+
+
 def read_doc_ids(index_dir: PathLike, num_passages: int, listed: bool = False,
                  doclens: Tensor | None = None) -> list[int | str | None] | None:
     """The user's document ids in pid order (doc_ids.json; None for removed passages), or None when the index has
@@ -641,7 +679,8 @@ def remove_index_files(index_dir: PathLike) -> list[str]:
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         return []
-    fixed = [METADATA_FILE, PLAN_FILE, CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE, IVF_FILE, DOC_IDS_FILE]
+    fixed = [METADATA_FILE, PLAN_FILE, CENTROIDS_FILE, BUCKETS_FILE, AVG_RESIDUAL_FILE, IVF_FILE, DOC_IDS_FILE,
+             DOCUMENTS_FILE]
     names = [n for n in fixed if (index_dir / n).is_file()]
     names += sorted(p.name for p in index_dir.iterdir()
                    if _INDEX_FILE.match(p.name) or _BUILD_FILE.match(p.name) or _TEMP_FILE.match(p.name))

@@ -25,14 +25,13 @@ from torch import Tensor
 
 from colbert.data import Collection
 from colbert.index import format as index_format
-from colbert.index.codec import ResidualCodec, check_nbits
+from colbert.index.codec import ResidualCodec, check_nbits, fit_codec
 from colbert.indexing.documents import Documents, write_documents
 from colbert.indexing.encoder import encode_passages
 from colbert.index.ivf import build_ivf_from_chunks
 from colbert.indexing.kmeans import train_centroids
-from colbert.indexing.platform import WORKAROUNDS, Workarounds
-from colbert.indexing.plan import (HELDOUT_FRACTION, HELDOUT_MAX, SAMPLE_SEED, Plan, kmeans_sample_size, make_plan,
-                                   num_partitions_for)
+from colbert.indexing.platform import Workarounds
+from colbert.indexing.plan import SAMPLE_SEED, Plan, make_plan
 from colbert.infra.config import ColBERTConfig
 from colbert.infra.device import indexing_uses_bf16
 from colbert.modeling.checkpoint import Checkpoint
@@ -62,8 +61,7 @@ def _barrier() -> None:
 
 def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint, config: ColBERTConfig, plan: Plan,
                 rank: int = 0, nranks: int = 1, resume: bool = False, show_progress: bool = True,
-                metadata: Optional[list[dict]] = None, workarounds: Workarounds = WORKAROUNDS,
-                kmeans: Optional[KMeans] = None) -> IndexStats:
+                metadata: Optional[list[dict]] = None, kmeans: Optional[KMeans] = None) -> IndexStats:
     """Build a PLAID index of `collection` in `index_dir` (which must exist). Every rank calls this.
 
     Args:
@@ -71,18 +69,18 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
         collection: the passages, with their ids.
         checkpoint: the encoder, already on its device.
         config: the resolved config (nbits, kmeans_niters, index_bsize, ...); written into plan.json and
-            metadata.json.
+            metadata.json. Its `platform_workarounds` switches the workarounds of colbert.indexing.platform (they
+            change memory, not the index).
         plan: the chunking and sample, from `load_or_make_plan` (decided once, by the caller).
         rank, nranks: this process among those building the index (torch.distributed initialised when > 1).
         resume: keep what an interrupted build with the same settings already wrote.
         metadata: one JSON object per passage: the texts and these are stored in documents.jsonl; None stores none.
-        workarounds: the platform workarounds of colbert.indexing.platform (all on by default; they change memory,
-            not the index).
         kmeans: fits the centroids instead of `train_centroids`: (fp16 sample (n, d) on CPU, num_partitions) ->
             centroids (num_partitions, d); they are normalised and rounded to fp16 (a replaced
             `CollectionIndexer._train_kmeans`, see colbert.indexing.collection_indexer).
     """
     check_nbits(config.nbits)
+    workarounds = Workarounds(config.platform_workarounds)
     stats = IndexStats(num_passages=len(collection))
     mine = [k for k in range(plan.num_chunks) if k % nranks == rank]
     resume_codec = resume and index_format.codec_is_complete(index_dir)
@@ -124,7 +122,7 @@ def load_or_make_plan(index_dir: Path, collection: Collection, config: ColBERTCo
 
 def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, checkpoint: Checkpoint,
                   config: ColBERTConfig, stats: IndexStats, show_progress: bool, resume: bool,
-                  workarounds: Workarounds = WORKAROUNDS) -> None:
+                  workarounds: Workarounds) -> None:
     if resume and index_format.read_chunk_embeddings(index_dir, k) is not None:
         return
     start, end = plan.chunk_range(k)
@@ -140,22 +138,28 @@ def _encode_chunk(index_dir: Path, k: int, plan: Plan, collection: Collection, c
     stats.seconds["write"] += time.perf_counter() - t1
 
 
-def _sampled_rows(plan: Plan, k: int, doclens: list[int]) -> Tensor:
-    """Rows of chunk k's embeddings that belong to the sampled passages. Shapes: -> (rows,) int64."""
+def _sampled_rows(plan: Plan, k: int, doclens: list[int], sampled: Tensor) -> Tensor:
+    """Rows of chunk k's embeddings that belong to the sampled passages (`sampled`: their pids, ascending).
+    Shapes: sampled (s,) int64 -> (rows,) int64."""
     start, end = plan.chunk_range(k)
-    sampled = torch.tensor(plan.sampled_pids, dtype=torch.long)
+    lo, hi = torch.searchsorted(sampled, torch.tensor([start, end])).tolist()  # sampled[lo:hi] lie in chunk k
     keep = torch.zeros(end - start, dtype=torch.bool)  # (passages,)
-    keep[sampled[(sampled >= start) & (sampled < end)] - start] = True
+    keep[sampled[lo:hi] - start] = True
     return torch.repeat_interleave(keep, torch.tensor(doclens)).nonzero().squeeze(1)  # (rows,)
 
 
-def _select(rows: list[Tensor], positions: Tensor) -> list[Tensor]:
-    """Chunk k's rows at `positions` into the concatenation of `rows` (chunk k's candidate rows, ascending).
-    Shapes: positions (m,) -> per chunk (m_k,) int64, ascending, sum(m_k) = m."""
-    starts = torch.tensor([0] + [r.numel() for r in rows]).cumsum(0)  # (num_chunks + 1,) first position of each
-    positions = positions.sort().values
-    bounds = torch.searchsorted(positions, starts).tolist()  # positions[bounds[k]:bounds[k + 1]] lie in chunk k
-    return [r[positions[a:b] - start] for r, a, b, start in zip(rows, bounds, bounds[1:], starts.tolist())]
+def _select(plan: Plan, all_doclens: list[list[int]], positions: Tensor) -> list[Tensor]:
+    """The rows of each chunk's embeddings at `positions` (ascending) into the candidates: the sampled passages'
+    embeddings, chunk after chunk. Each chunk's candidate rows are made in its turn, so memory holds the chosen
+    rows, never a row per candidate. Shapes: positions (m,) -> per chunk (m_k,) int64, ascending, sum(m_k) = m."""
+    sampled = torch.tensor(plan.sampled_pids, dtype=torch.long)  # (s,) ascending
+    chosen, start = [], 0
+    for k, doclens in enumerate(all_doclens):
+        candidates = _sampled_rows(plan, k, doclens, sampled)  # (c_k,)
+        a, b = torch.searchsorted(positions, torch.tensor([start, start + candidates.numel()])).tolist()
+        chosen.append(candidates[positions[a:b] - start])
+        start += candidates.numel()
+    return chosen
 
 
 def _gathered(index_dir: Path, rows: list[Tensor]) -> Iterator[Tensor]:
@@ -188,56 +192,48 @@ def _chunk_embeddings(index_dir: Path, k: int) -> index_format.ChunkEmbeddings:
 
 
 def _train_codec(index_dir: Path, plan: Plan, config: ColBERTConfig, stats: IndexStats,
-                 device: torch.device, workarounds: Workarounds = WORKAROUNDS,
-                 kmeans: Optional[KMeans] = None) -> None:
-    """Centroids from a bounded sample of the sampled passages' embeddings (k-means on `device` when it is a GPU,
-    else on CPU), then the residual buckets from a held-out part of it (the reference's 5 %, at most 50k)."""
+                 device: torch.device, workarounds: Workarounds, kmeans: Optional[KMeans] = None) -> None:
+    """The codec (`colbert.index.codec.fit_codec`) from the embeddings of the plan's sampled passages: k-means on
+    `device` when it is a GPU, else on CPU, on a sample written to a build-time file that `lloyd` streams; the
+    residual buckets on a held-out part (the reference's 5 %, at most 50k)."""
     t0 = time.perf_counter()
     all_doclens = [_chunk_embeddings(index_dir, k).doclens for k in range(plan.num_chunks)]  # (no embedding read)
-    rows = [_sampled_rows(plan, k, doclens) for k, doclens in enumerate(all_doclens)]
+    sampled = torch.tensor(plan.sampled_pids, dtype=torch.long)  # (s,) ascending
+    num_candidates = sum(_sampled_rows(plan, k, doclens, sampled).numel() for k, doclens in enumerate(all_doclens))
+    del sampled
     num_embeddings = sum(sum(doclens) for doclens in all_doclens)
-    num_partitions = num_partitions_for(num_embeddings)
-    available = sum(r.numel() for r in rows)
-    heldout = int(min(HELDOUT_FRACTION * available, HELDOUT_MAX))  # buckets fit on unseen points reconstruct better
-    heldout = heldout if heldout >= 16 else 0  # a tiny collection: fit them on the sample itself
-    num_points = kmeans_sample_size(available - heldout, num_partitions)
-    generator = torch.Generator().manual_seed(SAMPLE_SEED)
-    chosen = torch.randperm(available, generator=generator)[: num_points + heldout]  # random order = the split
-    sample_rows, heldout_rows = _select(rows, chosen[heldout:]), _select(rows, chosen[:heldout])
-    del rows, chosen  # a row id per candidate embedding: 8 MiB per million, not kept through k-means
-    sample_path = index_dir / index_format.KMEANS_SAMPLE_FILE  # on disk: lloyd reads it a window at a time
-    index_format.write_rows(sample_path, num_points, config.dim, _gathered(index_dir, sample_rows))
-    del sample_rows
-    sample = index_format.read_rows(sample_path)
-    if sample is None:
-        raise RuntimeError(f"{sample_path} could not be read back after writing it; is the disk full?")
-    workarounds.release_free_memory()  # the gathering's temporaries: k-means starts from its buffers alone
-    num_partitions = min(num_partitions, num_points)
+    sample_path = index_dir / index_format.KMEANS_SAMPLE_FILE
     bf16 = indexing_uses_bf16(config, torch.device("cpu"))
-    kmeans_device = device if device.type == "cuda" else torch.device("cpu")
-    if kmeans is not None:
-        centroids = kmeans(sample.rows(0, num_points).clone(), num_partitions)  # (C, d)
-        centroids = F.normalize(centroids.detach().float().cpu(), dim=-1).half()
-    else:
-        centroids = train_centroids(sample, num_partitions, config.kmeans_niters, device=kmeans_device, bf16=bf16)
-    # the buckets are fit on held-out embeddings, gathered once k-means' buffers are gone, in float32 so that fit
-    # turns them into the residuals where they lie (tiny collections have none: then on the sample)
-    if heldout:
-        fit_on = _gather(index_dir, heldout_rows, config.dim, dtype=torch.float32)
-    else:
-        fit_on = sample.rows(0, num_points).float()
-    del sample, heldout_rows
+
+    def points(positions: Tensor) -> index_format.ChunkEmbeddings:  # on disk: lloyd reads it a window at a time
+        rows = _select(plan, all_doclens, positions)
+        index_format.write_rows(sample_path, positions.numel(), config.dim, _gathered(index_dir, rows))
+        del rows
+        sample = index_format.read_rows(sample_path)
+        if sample is None:
+            raise RuntimeError(f"{sample_path} could not be read back after writing it; is the disk full?")
+        workarounds.release_free_memory()  # the gathering's temporaries: k-means starts from its buffers alone
+        return sample
+
+    def heldout(positions: Tensor) -> Tensor:  # float32, so that the fit turns them into the residuals in place
+        return _gather(index_dir, _select(plan, all_doclens, positions), config.dim, dtype=torch.float32)
+
+    def centroids_of(sample: index_format.ChunkEmbeddings, num_partitions: int) -> Tensor:
+        if kmeans is None:
+            kmeans_device = device if device.type == "cuda" else torch.device("cpu")
+            return train_centroids(sample, num_partitions, config.kmeans_niters, device=kmeans_device, bf16=bf16)
+        centroids = kmeans(sample.rows(0, len(sample)).clone(), num_partitions)  # (C, d)
+        return F.normalize(centroids.detach().float().cpu(), dim=-1).half()
+
+    codec = fit_codec(num_candidates, num_embeddings, config.nbits, points, heldout, centroids_of, bf16=bf16)
     sample_path.unlink()
-    codec = ResidualCodec.fit(centroids, fit_on, config.nbits, bf16=bf16, in_place=True)
-    del fit_on
     stats.seconds["kmeans"] += time.perf_counter() - t0
     t1 = time.perf_counter()
     index_format.write_plan(index_dir, {
-        "config": config, "num_chunks": plan.num_chunks, "num_partitions": num_partitions,
+        "config": config, "num_chunks": plan.num_chunks, "num_partitions": codec.centroids.size(0),
         "num_embeddings_est": float(num_embeddings), "avg_doclen_est": num_embeddings / plan.num_passages,
         "num_passages": plan.num_passages, "chunksize": plan.chunksize})
-    index_format.write_codec(index_dir, codec.centroids, codec.bucket_cutoffs, codec.bucket_weights,
-                             codec.avg_residual)
+    index_format.write_codec(index_dir, *codec.parts)
     stats.seconds["write"] += time.perf_counter() - t1
 
 

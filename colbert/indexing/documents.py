@@ -23,12 +23,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from colbert.errors import IndexFormatError
-from colbert.utils.io import atomic_write
+from colbert.index import format as index_format
+from colbert.index.format import DOCUMENTS_FILE
 
 logger = logging.getLogger(__name__)
-
-DOCUMENTS_FILE = "documents.jsonl"
 
 DocId = Union[int, str]
 MetadataLike = Union[Sequence[Optional[Mapping[str, Any]]], Mapping[DocId, Mapping[str, Any]], None]
@@ -128,14 +126,7 @@ class Documents:
 
 def write_documents(index_dir: str | os.PathLike, documents: Documents) -> None:
     """Write documents.jsonl atomically (a temporary sibling renamed over it). Call before metadata.json."""
-    path = Path(index_dir) / DOCUMENTS_FILE
-    with atomic_write(path, "w") as f:
-        for pid in range(len(documents)):
-            f.write(json.dumps(documents.at(pid), ensure_ascii=False, allow_nan=False) + "\n")
-
-
-def has_documents(index_dir: str | os.PathLike) -> bool:
-    return (Path(index_dir) / DOCUMENTS_FILE).is_file()
+    index_format.write_documents(index_dir, (documents.at(pid) for pid in range(len(documents))))
 
 
 def read_documents(index_dir: str | os.PathLike, doc_ids: Optional[Sequence[DocId]],
@@ -145,35 +136,19 @@ def read_documents(index_dir: str | os.PathLike, doc_ids: Optional[Sequence[DocI
     Raises:
         IndexFormatError: a line is not a document object, or the file disagrees with the index's passages.
     """
-    path = Path(index_dir) / DOCUMENTS_FILE
-    if not path.is_file():
+    records = index_format.read_documents(index_dir)
+    if records is None:
         return None
-    ids, texts, metadata = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _bad(path, f"line {line_no} is not JSON ({e})") from e
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str) \
-                    or not isinstance(record.get("metadata", {}), dict) or "id" not in record:
-                raise _bad(path, f"line {line_no} is not an object with id, text (str) and metadata (object)")
-            ids.append(record["id"])
-            texts.append(record["text"])
-            metadata.append(record.get("metadata", {}))
+    ids = [r["id"] for r in records]
     expected = list(range(num_passages)) if doc_ids is None else list(doc_ids)
     # a removed passage keeps its pid with a null id (doc_ids.json says null, or ids are pids)
     ids_seen = [e if i is None and (doc_ids is None or e is None) else i for i, e in zip(ids, expected)]
     if len(ids) != len(expected) or ids_seen != expected:
         where = next((p for p, (a, b) in enumerate(zip(ids, expected)) if a != b), min(len(ids), len(expected)))
-        raise _bad(path, f"holds {len(ids):,} documents for {num_passages:,} passages and disagrees with the "
-                         f"index's ids from position {where:,}")
-    return Documents(ids, texts, metadata)
-
-
-def _bad(path: Path, problem: str) -> IndexFormatError:
-    return IndexFormatError(f"{path} {problem}; it does not belong to this index. Delete it (search still works "
-                            "without it) or rebuild the index with store_documents=True.")
+        raise index_format.bad_documents(
+            Path(index_dir) / DOCUMENTS_FILE, f"holds {len(ids):,} documents for {num_passages:,} passages and "
+            f"disagrees with the index's ids from position {where:,}")
+    return Documents(ids, [r["text"] for r in records], [r["metadata"] for r in records])
 
 
 def metadata_filter(documents: Optional[Documents], predicate: Predicate, where: str) -> Callable[[Tensor], Tensor]:
@@ -192,5 +167,5 @@ def metadata_filter(documents: Optional[Documents], predicate: Predicate, where:
     return filter_fn
 
 
-__all__ = ["DOCUMENTS_FILE", "Documents", "align_metadata", "check_metadata", "has_documents", "metadata_filter",
+__all__ = ["DOCUMENTS_FILE", "Documents", "align_metadata", "check_metadata", "metadata_filter",
            "read_documents", "write_documents"]

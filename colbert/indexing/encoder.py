@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from colbert.modeling.checkpoint import Checkpoint, length_sorted_batches
-from colbert.indexing.platform import OUTPUT_MIN_BYTES, WORKAROUNDS, Workarounds, padded_length  # noqa: F401
+from colbert.indexing.platform import OUTPUT_MIN_BYTES, Workarounds, padded_length  # noqa: F401
 from colbert.modeling.pooling import pool_documents, pooled_length
 from colbert.utils.progress import progress
 
@@ -40,17 +40,20 @@ def kept_lengths(checkpoint: Checkpoint, ids: list[list[int]]) -> list[int]:
 def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,
                     show_progress: bool = True, first_pid: int = 0, bf16: bool = False,
                     pool_factor: int = 1, protected_tokens: int = 0,
-                    workarounds: Workarounds = WORKAROUNDS) -> tuple[Tensor, list[int]]:
+                    workarounds: Optional[Workarounds] = None) -> tuple[Tensor, list[int]]:
     """Embeddings of `passages` (fp16, CPU) laid end to end in passage order, and their doclens.
 
     With `pool_factor` > 1 each passage's vectors are then pooled (colbert.modeling.pooling), a batch of passages
-    at a time.
+    at a time. `workarounds` (colbert.indexing.platform; None: as the checkpoint's config says,
+    `platform_workarounds`) change memory, not the vectors.
 
     Raises ValueError naming the passage when one has no vector at all (cannot happen with [CLS]/[D]/[SEP]
     markers, but a tokenizer without them could produce it).
 
     Shapes: -> (sum(doclens), d) float16, doclens list of len(passages).
     """
+    if workarounds is None:
+        workarounds = Workarounds(checkpoint.colbert_config.platform_workarounds)
     ids = checkpoint.doc_tokenizer.encode_unpadded(passages)
     doclens = kept_lengths(checkpoint, ids)
     empty = next((i for i, n in enumerate(doclens) if n == 0), None)

@@ -1,4 +1,5 @@
-"""The indexing plan: chunking, the k-means sample, the number of centroids (the reference's formulas)."""
+"""The indexing plan: chunking and the passage sample (the reference's formulas). How many centroids, and how many
+embeddings fit them, is the codec's recipe (colbert.index.codec)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,18 @@ import math
 import random
 from dataclasses import dataclass
 
+from colbert.index.codec import (  # noqa: F401  (the codec's sample sizes, re-exported for the old import path)
+    HELDOUT_FRACTION, HELDOUT_MAX, KMEANS_MAX_POINTS, KMEANS_MIN_POINTS, KMEANS_POINTS_PER_CENTROID, SAMPLE_SEED,
+    kmeans_sample_size, num_partitions_for)
+
 TYPICAL_DOCLEN = 120  # the reference's doclen guess for sampling, independent of doc_maxlen
 MAX_CHUNK_PASSAGES = 25_000  # the reference's chunk size cap
 CHUNK_EMBEDDINGS_BUDGET = 1 << 20  # token embeddings encoded per chunk: 2**20 x 128 dims x fp16 = 256 MiB
-KMEANS_POINTS_PER_CENTROID = 64  # k-means sample cap per centroid (faiss would take up to 256), within the caps below
-KMEANS_MIN_POINTS = 1 << 16  # but never fewer points than this (when the collection has them)
-KMEANS_MAX_POINTS = 1 << 18  # nor more: 2**18 x 128 dims x fp16 = 64 MiB, whatever the collection size
-HELDOUT_FRACTION, HELDOUT_MAX = 0.05, 50_000  # sample share kept out of k-means to fit the residual buckets
-SAMPLE_SEED = 12345  # the reference's seed for the passage sample
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How an index is cut into chunks, and which passages feed k-means."""
+    """How an index is cut into chunks, and which passages feed k-means (`sampled_pids`, ascending)."""
 
     num_passages: int
     chunksize: int
@@ -49,18 +49,3 @@ def make_plan(num_passages: int, nranks: int, doc_maxlen: int, seed: int = SAMPL
     num_sampled = min(1 + int(16 * math.sqrt(TYPICAL_DOCLEN * num_passages)), num_passages)
     sampled = random.Random(seed).sample(range(num_passages), num_sampled)
     return Plan(num_passages=num_passages, chunksize=chunksize, sampled_pids=tuple(sorted(sampled)))
-
-
-def num_partitions_for(num_embeddings: float) -> int:
-    """The reference's number of centroids: 2 ** floor(log2(16 * sqrt(num_embeddings))).
-
-    >>> num_partitions_for(157_337)
-    4096
-    """
-    return int(2 ** math.floor(math.log2(16 * math.sqrt(max(num_embeddings, 1)))))
-
-
-def kmeans_sample_size(num_sample_embeddings: int, num_partitions: int) -> int:
-    """How many of the sampled passages' embeddings k-means sees (the rest of them are not loaded)."""
-    cap = min(max(KMEANS_POINTS_PER_CENTROID * num_partitions, KMEANS_MIN_POINTS), KMEANS_MAX_POINTS)
-    return min(num_sample_embeddings, cap)

@@ -10,8 +10,9 @@ measured to save, and `benchmarks/encode_memory.py` measures them again.
 - `output_buffer`: an encoder output whose storage exceeds glibc's largest dynamic mmap threshold, so freeing it
   never raises that threshold (which would send every later allocation to the heap).
 
-The switch: `Workarounds(enabled=False)` turns all three off (plain allocations, no trimming, batches padded to
-their longest passage), for measuring what they buy or for a platform where one misbehaves.
+The switch: `ColBERTConfig(platform_workarounds=False)`, which the build and `encode_passages` turn into
+`Workarounds(enabled=False)`, turns all three off (plain allocations, no trimming, batches padded to their longest
+passage), for measuring what they buy or for a platform where one misbehaves.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def output_buffer(rows: int, dim: int) -> Tensor:
 
 @dataclass(frozen=True)
 class Workarounds:
-    """The one switch: which of the workarounds above the build applies (all, by default)."""
+    """The one switch: which of the workarounds above the build applies (`config.platform_workarounds`)."""
 
     enabled: bool = True
 
@@ -88,6 +89,3 @@ class Workarounds:
         if self.enabled:
             return output_buffer(rows, dim)
         return torch.empty(rows, dim, dtype=torch.float16)
-
-
-WORKAROUNDS = Workarounds()  # what the build uses unless told otherwise

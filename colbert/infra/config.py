@@ -146,9 +146,11 @@ class Allowed:
 _WRONG_TYPE = object()
 
 
-def _field(default: Any, allowed: Allowed, help: str, factory: Any = None) -> Any:
-    """A dataclass field with its help text and allowed values in the metadata (docs/config.md shows both)."""
-    metadata = {"help": help, "allowed": allowed}
+def _field(default: Any, allowed: Allowed, help: str, factory: Any = None, stored: bool = True) -> Any:
+    """A dataclass field with its help text and allowed values in the metadata (docs/config.md shows both).
+    `stored=False`: a setting of this machine, left out of `export()` (so out of metadata.json, plan.json and
+    artifact.metadata, whose keys stay the reference's)."""
+    metadata = {"help": help, "allowed": allowed, "stored": stored}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -305,8 +307,8 @@ class _Assigned:
         return copy
 
     def export(self) -> dict[str, Any]:
-        """Every field as a JSON-ready dict, in declaration order (= the reference's key order)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Every stored field as a JSON-ready dict, in declaration order (= the reference's keys, in its order)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["stored"]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Any:
@@ -394,6 +396,10 @@ class ColBERTConfig(_Assigned):
     pool_factor: int = _field(1, _int(1), "Token pooling factor (1: no pooling).")
     clustering_mode: str = _field("hierarchical", Allowed(str, choices=("hierarchical",)), "Token pooling method.")
     protected_tokens: int = _field(0, _int(0), "Leading tokens never pooled.")
+    platform_workarounds: bool = _field(True, _BOOL, "The CPU build's platform workarounds (allocator trimming, "
+                                        "oneDNN batch-length padding, encoder output buffers): they change memory, "
+                                        "never the index; False turns all three off. Not stored with the index.",
+                                        stored=False)
     # --- training ---
     similarity: str = _field("cosine", Allowed(str, choices=("cosine", "l2")),
                              "Similarity of MaxSim: 'cosine' (dot product of normalised vectors); 'l2' is kept for "
@@ -496,6 +502,11 @@ class RunConfig(_Assigned):
 
 
 
+def check_config(config: Any, name: str = "config") -> None:
+    """A facade's `config` argument: a ColBERTConfig, a RunConfig or None, else a TypeError naming it."""
+    if config is not None and not isinstance(config, (ColBERTConfig, RunConfig)):
+        raise TypeError(f"{name} must be a ColBERTConfig (or None), got {config!r:.80} ({type(config).__name__}); "
+                        "write e.g. ColBERTConfig(nbits=2)")
 
 # The reference's names at package level (its colbert/infra/config/__init__.py star-imports config.py and
 # settings.py): it assembles ColBERTConfig from eight settings dataclasses; here there is one flat dataclass, so each

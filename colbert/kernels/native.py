@@ -54,6 +54,7 @@ DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the 
 EXTENSION_NAME = "colbert_kernels"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 FAILED_MARKER = "BUILD_FAILED.txt"  # written into the build directory with the compiler's output
+CACHE_LAYOUT = "s1"  # build directories hold their own copy of the sources (stable_sources); older ones did not
 BUILD_LOCK = "lock"  # torch.utils.cpp_extension's lock file in the build directory, while a process builds there
 BUILD_LOCK_WAIT_S = 300.0  # how long to wait for another process's build before using the reference kernels
 FALLBACK_ADVICE = ("the pure-PyTorch kernels are used instead (slower). Install ninja and a C++ compiler for the "
@@ -116,7 +117,7 @@ def cache_dir(torch_version: str, cuda_version: str | None, source_hash: str) ->
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "colbert" / "kernels"
     cuda = f"cu{cuda_version}" if cuda_version else "cpu"
     python = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    return root / f"torch{torch_version.replace('+', '_')}-{cuda}-{python}-{source_hash}"
+    return root / f"torch{torch_version.replace('+', '_')}-{cuda}-{python}-{source_hash}-{CACHE_LAYOUT}"
 
 
 def build_with_cuda() -> tuple[bool, str]:
@@ -135,6 +136,7 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
     from torch.utils import cpp_extension
 
     directory.mkdir(parents=True, exist_ok=True)
+    csrc = stable_sources(csrc, directory)
     defines = ["-DCOLBERT_WITH_CUDA"] if with_cuda else []
     cpp_extension.load(
         name=EXTENSION_NAME,
@@ -147,6 +149,22 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
         is_python_module=False,
         verbose=False,
     )
+
+
+def stable_sources(csrc: Path, directory: Path) -> Path:
+    """A copy of csrc/ inside the build directory, made once. The directory is keyed by the sources' hash, so every
+    checkout or venv with the same sources builds from the same paths: ninja then reuses the build instead of
+    rebuilding each time another checkout loads (its build file names the source paths)."""
+    copy = directory / "src"
+    if not copy.is_dir():
+        staging = directory / f"src.{os.getpid()}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(csrc, staging, ignore=shutil.ignore_patterns("__pycache__", "*.o", "*.so"))
+        try:
+            os.rename(staging, copy)
+        except OSError:  # another process made it first (same sources, same hash)
+            shutil.rmtree(staging, ignore_errors=True)
+    return copy
 
 
 def wait_for_other_build(directory: Path, limit: float) -> bool:

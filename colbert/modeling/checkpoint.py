@@ -17,13 +17,13 @@ import torch
 from torch import Tensor
 
 from colbert.errors import FreshHeadWarning
-from colbert.infra.config import ColBERTConfig
+from colbert.infra.config import ColBERTConfig, check_config
 from colbert.infra.device import resolve_device
 from colbert.modeling.colbert import HEAD_SEED, ColBERT
 from colbert.modeling.pooling import check_pooling, pool_documents
 from colbert.modeling.scoring import colbert_score_packed, pad_packed
 from colbert.modeling.tokenization import check_texts
-from colbert.utils.checks import check_config, check_int, check_optional_int, check_path, check_verbose
+from colbert.utils.checks import check_int, check_optional_int, check_path, check_verbose
 from colbert.utils.progress import progress
 
 logger = logging.getLogger(__name__)

@@ -85,6 +85,7 @@ class ServerConfig:
     threads: Optional[int] = None  # torch.set_num_threads; None keeps torch's default
     write_wait_s: float = 10.0  # a second writer on an index waits this long, then gets 409
     rerank_precision: str = "auto"  # "auto": bf16 on CPUs with native bf16, else fp32; or "fp32" / "bf16"
+    query_precision: str = "fp32"  # "bf16": queries encoded in bf16 autocast on CPU (faster; answers differ slightly)
 
     def __post_init__(self) -> None:
         if self.api_key is None:
@@ -93,6 +94,8 @@ class ServerConfig:
             self.write_key = os.environ.get("COLBERT_WRITE_KEY") or None
         if self.rerank_precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"rerank_precision must be 'auto', 'fp32' or 'bf16', got {self.rerank_precision!r}")
+        if self.query_precision not in ("fp32", "bf16"):
+            raise ValueError(f"query_precision must be 'fp32' or 'bf16', got {self.query_precision!r}")
         names = [spec.name for spec in self.indexes]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:

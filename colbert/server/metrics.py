@@ -17,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+QUERY_ENDPOINTS = ("/v1/search", "/v1/rerank", "/v1/encode")  # the requests that may bring queries to encode
 
 
 class IndexCollector:
@@ -51,6 +52,7 @@ class Metrics:
                                     registry=self.registry)
         ProcessCollector(registry=self.registry)
         self.registry.register(IndexCollector(indexes))
+        self.queries_in_flight = 0  # requests on QUERY_ENDPOINTS being answered: the QueryBatcher's cue to wait
 
     def endpoint(self, path: str) -> str:
         return path if path in self.endpoints else "other"  # unknown paths share one label: bounded cardinality
@@ -78,10 +80,13 @@ class MetricsMiddleware:
             await send(message)
 
         start = time.perf_counter()
+        queries = scope["path"] in QUERY_ENDPOINTS
         self.metrics.in_flight.inc()
+        self.metrics.queries_in_flight += queries
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            self.metrics.queries_in_flight -= queries
             self.metrics.in_flight.dec()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
             self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import time
 from typing import Any, Optional, Sequence
 
 import torch
@@ -57,8 +58,16 @@ class Service:
                 logger.error("Could not load the index %s from %s: %s", served.name, served.spec.path, e)
                 continue
             self.batchers[served.name] = QueryBatcher(
-                lambda texts, served=served: served.searcher.encode(texts), self.workers,
-                self.config.batch_window_ms / 1000, self.config.encode_batch, self.metrics.batch_size.observe)
+                lambda texts, served=served: self._encode_queries(served.searcher, texts), self.workers,
+                self.config.batch_window_ms / 1000, self.config.encode_batch, self.metrics.batch_size.observe,
+                lambda: self.metrics.queries_in_flight)
+
+    def _encode_queries(self, searcher: Any, texts: list[str]) -> torch.Tensor:
+        """Searcher.encode, in bf16 autocast when asked (`query_precision`, CPU only); float32 out. Model thread."""
+        if self.config.query_precision == "bf16" and searcher.checkpoint.device.type == "cpu":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return searcher.encode(texts).float()
+        return searcher.encode(texts)
 
     async def wait_loaded(self) -> None:
         if self._loading is not None:
@@ -109,7 +118,9 @@ class Service:
 
     # ------------------------------------------------------------------------------------------- reads
 
-    async def search(self, body: Any) -> dict:
+    async def search(self, body: Any, timing: Optional[dict] = None) -> dict:
+        """`timing`, if given, gets the stages' ms: queue and encode (QueryBatcher.encode), search, total."""
+        start = time.perf_counter()
         served = self.served(body.index)
         searcher = served.searcher  # this request's state, whatever is published meanwhile
         if (body.query is None) == (body.queries is None):
@@ -122,14 +133,20 @@ class Service:
         ids = None if body.doc_ids is None else self.known_ids(served, searcher.loaded, body.doc_ids, "doc_ids")
         if ids == []:
             raise invalid("doc_ids", "doc_ids is empty; leave it out to search the whole index")
-        encoded = await self.batchers[served.name].encode(texts)
+        encoded = await self.batchers[served.name].encode(texts, timing)
+        encoded_at = time.perf_counter()
         found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
                                        for Q in encoded))
+        _note(timing, "search", encoded_at)
         results = [await self._hits(served, searcher, ids_, scores, body.include_text) for ids_, _, scores in found]
+        _note(timing, "total", start)
         return {"index": served.name, "documents": searcher.loaded.num_live,
                 "results": results[0] if body.query is not None else results}
 
-    async def rerank(self, body: Any) -> dict:
+    async def rerank(self, body: Any, timing: Optional[dict] = None) -> dict:
+        """`timing`, if given, gets the stages' ms: queue and encode (the query, QueryBatcher.encode), score (the
+        documents: encoding and MaxSim, or MaxSim over their stored embeddings), total."""
+        start = time.perf_counter()
         served = self.served(body.index)
         searcher = served.searcher
         self.limits.text(body.query, "query")
@@ -138,21 +155,27 @@ class Service:
             raise invalid("documents", "send either \"documents\" (texts) or \"doc_ids\" (documents of the index)")
         if body.documents is not None:
             texts = self.limits.texts(body.documents, "documents", self.limits.max_documents, "--max-documents")
-            Q = (await self.batchers[served.name].encode([body.query]))[0]
+            Q = (await self.batchers[served.name].encode([body.query], timing))[0]
+            encoded_at = time.perf_counter()
             scores = await self.workers.on_model(self._score_texts, searcher, Q, texts)  # (n,)
+            _note(timing, "score", encoded_at)
             top = scores.topk(min(k, scores.numel()))
             results = [{"index": int(i), "score": float(s), "rank": r + 1}
                        for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
+            _note(timing, "total", start)
             return {"results": results, "precision": "bf16" if self.rerank_bf16 else "fp32"}
         ids = self.known_ids(served, searcher.loaded, body.doc_ids, "doc_ids")
         if not ids:
             raise invalid("doc_ids", "doc_ids is empty; send at least one document id")
-        Q = (await self.batchers[served.name].encode([body.query]))[0]
+        Q = (await self.batchers[served.name].encode([body.query], timing))[0]
+        encoded_at = time.perf_counter()
         scores = await self.workers.on_search(_stored_maxsim, searcher, Q, ids)  # (n,)
+        _note(timing, "score", encoded_at)
         top = scores.topk(min(k, scores.numel()))
         chosen = [ids[i] for i in top.indices.tolist()]
-        return {"index": served.name,
-                "results": await self._hits(served, searcher, chosen, top.values.tolist(), body.include_text)}
+        results = await self._hits(served, searcher, chosen, top.values.tolist(), body.include_text)
+        _note(timing, "total", start)
+        return {"index": served.name, "results": results}
 
     def _score_texts(self, searcher: Any, Q: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """MaxSim of Q against documents encoded now (bf16 autocast on CPUs with native bf16). Model thread."""
@@ -287,6 +310,11 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def _note(timing: Optional[dict], stage: str, since: float) -> None:
+    if timing is not None:
+        timing[stage] = (time.perf_counter() - since) * 1e3
 
 
 def _has(loaded: Any, doc_id: Any) -> bool:

@@ -43,11 +43,3 @@ def check_path(value: Any, name: str, allow_empty: bool = False) -> str:
     if not value.strip() and not (allow_empty and value == ""):
         raise ValueError(f"{name} must not be empty")
     return value
-
-
-def check_config(config: Any, name: str = "config") -> None:
-    from colbert.infra.config import ColBERTConfig, RunConfig
-
-    if config is not None and not isinstance(config, (ColBERTConfig, RunConfig)):
-        raise TypeError(f"{name} must be a ColBERTConfig (or None), got {config!r:.80} ({type(config).__name__}); "
-                        "write e.g. ColBERTConfig(nbits=2)")
