@@ -112,6 +112,11 @@ def test_the_reference_paths_are_thin_re_exports_of_one_implementation():
     assert colbert.infra.config.IndexingSettings is ColBERTConfig and colbert.infra.BaseConfig is ColBERTConfig
 
 
+def test_verbose_may_be_a_bool_as_ragatouille_passes_it(tiny_checkpoint):
+    assert Indexer(str(tiny_checkpoint), verbose=False).verbose == 0  # RAGatouille: verbose=self.verbose != 0
+    assert Indexer(str(tiny_checkpoint), verbose=True).verbose == 1
+
+
 def test_importing_colbert_stays_light():
     code = ("import sys, colbert, colbert.utils.utils, colbert.infra.config.settings, colbert.parameters; "
             "print(sorted(m for m in ('transformers', 'fastkmeans') if m in sys.modules))")
