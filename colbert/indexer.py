@@ -3,7 +3,11 @@
 An index is built in a hidden sibling folder (`.NAME.building`) and moved into place when complete by one atomic
 rename (see colbert.index.versions), so an interrupted build or a failed overwrite never leaves a half-written
 index under NAME, and the old index keeps serving until the new one is whole. `overwrite='resume'` continues an
-interrupted build from its last complete chunk.
+interrupted build from its last complete chunk; on a complete index (and no interrupted rebuild beside it) it saves
+the index again from its chunks, as colbert-ai's resumed build does (Indexer._resave).
+
+Where the index goes is decided as colbert-ai decides it: `index_path` if set, else `index_root/name` (the name may
+be a relative or absolute path), with index_root, root and experiment taken from Run() (colbert.infra.run.Run.where).
 """
 
 from __future__ import annotations
@@ -38,10 +42,17 @@ def staging_path(index_path: Path) -> Path:
 
 
 def check_index_name(name: str) -> str:
-    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
-            or name.startswith("."):
-        raise ValueError(f"Index name {name!r} must be a plain folder name (no path separators, not starting with "
-                         "'.'); to put an index elsewhere, set ColBERTConfig(index_root=...) or index_path=...")
+    """The index name is joined to index_root as the reference does: a plain name, a relative path (sub/name) or an
+    absolute path (the index folder itself). No part may be '.' or '..', and the last may not start with '.'
+    (builds and updates are written to hidden siblings `.NAME.*`)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Index name {name!r} must be a non-empty str; the name '' is index_root itself")
+    parts = name.replace("\\", "/").split("/")
+    inner = parts[1:] if name.startswith("/") else parts
+    if any(p in ("", ".", "..") for p in inner) or inner[-1].startswith("."):
+        raise ValueError(f"Index name {name!r} must be a folder name, a relative path or an absolute path whose "
+                         "parts are not '.' or '..' and whose last part does not start with '.'; to put an index "
+                         "elsewhere, set RunConfig(index_root=...) or ColBERTConfig(index_path=...)")
     return name
 
 
@@ -78,7 +89,9 @@ class Indexer:
 
         Args:
             overwrite: False raises if the index exists; True rebuilds it (the old one serves until the new one is
-                complete); 'reuse' keeps an existing complete index; 'resume' continues an interrupted build.
+                complete); 'reuse' keeps an existing complete index; 'resume' continues an interrupted build,
+                and on a complete index saves it again from its chunks with the current settings and the
+                collection's ids (nothing is encoded; the collection must have as many passages), as colbert-ai does.
             metadata: a JSON object per passage (a list aligned with the collection, or a dict {id: dict}), stored
                 with the texts in documents.jsonl (colbert.indexing.documents) for retrievers and metadata filters.
             store_documents: keep the texts (and metadata) in the index; default: when metadata is given.
@@ -101,13 +114,17 @@ class Indexer:
         elif metadata is not None:
             raise ValueError("metadata was given with store_documents=False; metadata is only kept with the texts")
         described = collection.path or f"<{len(collection):,} passages given in memory>"
-        config = self.config.replace(collection=described, index_name=name, resume=overwrite == "resume")
+        # bsize=64: what colbert-ai's Indexer.index records in plan.json and metadata.json (indexing reads index_bsize)
+        config = self.config.replace(collection=described, index_name=name, resume=overwrite == "resume", bsize=64)
         index_path = Path(config.index_path_ or config.index_root_)  # name "": index_root itself
-        if name == "" and not config.index_path:
-            _check_root_as_index(index_path)
+        if overwrite is not False:
+            _check_replaceable(index_path)
         self.index_path = str(index_path)
-        if index_format.is_complete(index_path) and overwrite in ("reuse", "resume"):
+        if index_format.is_complete(index_path) and overwrite == "reuse":
             logger.info("Index %s exists and is complete; reusing it", index_path)
+            return self.index_path
+        if index_format.is_complete(index_path) and overwrite == "resume" and not staging_path(index_path).exists():
+            self._resave(index_path, collection, config, stored_metadata)
             return self.index_path
         if index_path.exists() and any(index_path.iterdir()) and overwrite is False:
             raise IndexExistsError(f"An index already exists at {index_path}. Pass overwrite=True to rebuild it, "
@@ -141,15 +158,34 @@ class Indexer:
             raise
         logger.info("Index written to %s", index_path)
 
+    def _resave(self, index_path: Path, collection: Collection, config: ColBERTConfig,
+                metadata: Optional[list[dict]]) -> None:
+        """overwrite='resume' on a complete index, as the reference: finalize it again (colbert.indexing.resave_index)
+        in a hard-linked copy, swapped in by one atomic commit (the index serves unchanged until then)."""
+        from colbert.indexing import resave_index
 
-def _check_root_as_index(index_path: Path) -> None:
-    """The name "" builds the index in index_root itself (the reference's rule, which llama-index's ColbertIndex
-    relies on). A rebuild replaces that whole folder, so it must not hold other indexes."""
-    others = [p.name for p in index_path.iterdir() if p.is_dir() and not p.name.startswith(".")] \
-        if index_path.is_dir() else []
-    if others:
-        raise ValueError(f"The index name '' builds the index in {index_path} itself, which holds other folders "
-                         f"({', '.join(others[:5])}) that a build would replace; give the index a name")
+        with versions.transaction(index_path, lock_timeout=self.lock_timeout) as txn:
+            for f in sorted(index_path.iterdir()):
+                if f.is_file() and not f.name.startswith("."):
+                    versions.link_or_copy(f, txn.dir / f.name)
+            self.stats = resave_index(txn.dir, collection, config, metadata, show_progress=self.verbose > 0)
+            txn.commit()
+        logger.info("Index %s saved again from its chunks (overwrite='resume' on a complete index)", index_path)
+
+
+def _check_replaceable(index_path: Path) -> None:
+    """A build replaces the whole folder it writes (the name "" is index_root itself, which llama-index's
+    ColbertIndex relies on; a name may also be any path): refuse a folder that holds other folders (an index has
+    none), e.g. other indexes, or files when none of them is an index's metadata."""
+    if not index_path.is_dir():
+        return
+    entries = [p for p in index_path.iterdir() if not p.name.startswith(".")]
+    others = [p.name for p in entries if p.is_dir()]
+    not_an_index = entries and not any((index_path / f).is_file() for f in ("metadata.json", "plan.json"))
+    if others or not_an_index:
+        raise ValueError(f"{index_path} holds {'folders' if others else 'files'} that are not an index "
+                         f"({', '.join((others or [p.name for p in entries])[:5])}), and a build replaces the whole "
+                         "folder; give the index its own folder (another name, index_root or index_path)")
 
 
 def _cuda_count() -> int:

@@ -50,7 +50,8 @@ class Trainer:
 
     def __init__(self, triples: Any, queries: Any, collection: Any, config: Optional[ColBERTConfig] = None) -> None:
         check_config(config)
-        self.config = ColBERTConfig.from_existing(config, Run().config)
+        self.config = ColBERTConfig.from_existing(config, Run().config, Run().where(config))
+        self._named = "name" in Run().config.assigned  # a run to resume is named in the Run context
         self.triples, self.queries, self.collection = triples, queries, collection
         self._best_checkpoint_path: Optional[str] = None
 
@@ -58,13 +59,14 @@ class Trainer:
         self.config.configure(**kwargs)
 
     def train(self, checkpoint: Optional[str] = None, resume: Optional[bool] = None) -> str:
-        """Train, save, and return the final checkpoint folder (run_dir/checkpoints/colbert).
+        """Train, save, and return the final checkpoint folder (run_dir/checkpoints/colbert, where run_dir is
+        root/experiment/none/name as in colbert-ai; `training_run_dir`).
 
         Args:
             checkpoint: where training starts: a ColBERT checkpoint, or a backbone such as 'bert-base-uncased'
                 (then a fresh linear head is trained). Default: the interrupted run's when resuming, else
                 'bert-base-uncased'. `config.checkpoint` is ignored, as in the reference.
-            resume: continue from the latest checkpoint of this run (the folder root/experiment/name, so pass the
+            resume: continue from the latest checkpoint of this run (its folder, run_dir, so pass the
                 interrupted run's `RunConfig(name=...)`); default `config.resume`. With no checkpoint there yet, a
                 new run starts. Settings other than maxsteps and save_every must be those of the run.
 
@@ -77,8 +79,8 @@ class Trainer:
         config = self.config.replace(nranks=nranks)  # settings resolved for this call only
         device = resolve_device(config)
         check_settings(config, nranks, device.type)
-        run_dir = os.path.join(config.root, config.experiment, config.name)
-        resume_from = _resume_point(run_dir, config) if resume else None
+        run_dir = training_run_dir(config)
+        resume_from = _resume_point(run_dir, config, self._named) if resume else None
         sources = {"triples": describe_source(self.triples), "queries": describe_source(self.queries),
                    "collection": describe_source(self.collection)}
         start = None if checkpoint is None else str(checkpoint)
@@ -135,11 +137,18 @@ def check_settings(config: ColBERTConfig, nranks: int, device_type: str) -> None
                              "one process per GPU")
 
 
-def _resume_point(run_dir: str, config: ColBERTConfig) -> Optional[Path]:
-    if "name" not in config.assigned:
+def training_run_dir(config: ColBERTConfig) -> str:
+    """Where a training run writes: root/experiment/none/name, colbert-ai's `Run().path_` in its spawned training
+    worker (whose script-name level is 'none': the worker's __main__ has no file), so checkpoints land where
+    colbert-ai puts them."""
+    return os.path.join(config.root, config.experiment, "none", config.name)
+
+
+def _resume_point(run_dir: str, config: ColBERTConfig, named: bool) -> Optional[Path]:
+    if not named:
         raise ValueError(
-            f"resume=True needs the name of the run to resume: pass RunConfig(name=...) (or ColBERTConfig(name=...)) "
-            f"as given to the interrupted run; without it the run is called {config.name!r}, a new timestamp"
+            f"resume=True needs the name of the run to resume: pass Run().context(RunConfig(name=...)) as given to "
+            f"the interrupted run; without it the run is called {config.name!r}, this process's timestamp"
         )
     found = latest_state(run_dir)
     if found is None:

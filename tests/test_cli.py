@@ -422,7 +422,7 @@ def test_train_a_few_steps_then_index_with_the_result(capsys, tiny, tmp_path):
                       "-c", tiny, "--root", tmp_path / "exp", "--name", "run", "--bsize", "4", "--nway", "2",
                       "--maxsteps", "2")
     checkpoint = Path(result["checkpoint"])
-    assert checkpoint == tmp_path / "exp" / "default" / "run" / "checkpoints" / "colbert"
+    assert checkpoint == tmp_path / "exp" / "default" / "none" / "run" / "checkpoints" / "colbert"  # colbert-ai's
     assert (checkpoint / "artifact.metadata").is_file() and result["steps"] == 2
     info = run_json(capsys, "index", "-c", checkpoint, "--collection", collection, "--index", tmp_path / "idx")
     assert info["documents"] == len(DOCS)

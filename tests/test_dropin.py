@@ -15,13 +15,20 @@ import torch
 
 from colbert import ColBERTConfig, Indexer, Run, RunConfig
 
+# What colbert-ai's colbert/infra/config/__init__.py (`from .config import *; from .settings import *`) and hence
+# colbert/infra/__init__.py expose besides the two configs (dir() of both in the reference venv). Left out on purpose:
+# what those star-imports leak from the modules' own imports (os, torch, dataclass, timestamp, and in colbert.infra
+# atexit, contextmanager, create_directory, print_message).
+CONFIG_PACKAGE_NAMES = ["BaseConfig", "DefaultVal", "DocSettings", "IndexingSettings", "QuerySettings",
+                        "ResourceSettings", "RunSettings", "SearchSettings", "TokenizerSettings", "TrainingSettings"]
+
 # Every module path of colbert-ai 0.2.22 that user code imports, with the public names its source defines at top
 # level (for packages, what their __init__ imports). Derived from the reference's sources with the ast module
 # (def, class and assignments not starting with "_"), plus the names its star-imports bring in.
 REFERENCE_NAMES = {
     "colbert": ["Checkpoint", "IndexUpdater", "Indexer", "Searcher", "Trainer"],
-    "colbert.infra": ["ColBERTConfig", "Run", "RunConfig"],
-    "colbert.infra.config": ["ColBERTConfig", "RunConfig"],
+    "colbert.infra": ["ColBERTConfig", "Run", "RunConfig"] + CONFIG_PACKAGE_NAMES,
+    "colbert.infra.config": ["ColBERTConfig", "RunConfig"] + CONFIG_PACKAGE_NAMES,
     "colbert.infra.config.config": ["ColBERTConfig", "RunConfig"],
     "colbert.infra.config.settings": ["DocSettings", "IndexingSettings", "QuerySettings", "ResourceSettings",
                                       "RunSettings", "SearchSettings", "TokenizerSettings", "TrainingSettings"],
@@ -94,6 +101,20 @@ def test_the_reference_paths_are_thin_re_exports_of_one_implementation():
 
     assert ReferenceCodec is ResidualCodec and ReferenceConfig is ColBERTConfig
     assert ReferenceQuery is QueryTokenizer and ReferenceDoc is DocTokenizer
+    import colbert.infra
+    import colbert.infra.config
+    from colbert.infra.config import core_config, settings
+
+    for name in CONFIG_PACKAGE_NAMES:  # one object under every path the reference offers it
+        objects = {getattr(m, name) for m in (colbert.infra, colbert.infra.config, settings, core_config)
+                   if hasattr(m, name)}
+        assert len(objects) == 1, name
+    assert colbert.infra.config.IndexingSettings is ColBERTConfig and colbert.infra.BaseConfig is ColBERTConfig
+
+
+def test_verbose_may_be_a_bool_as_ragatouille_passes_it(tiny_checkpoint):
+    assert Indexer(str(tiny_checkpoint), verbose=False).verbose == 0  # RAGatouille: verbose=self.verbose != 0
+    assert Indexer(str(tiny_checkpoint), verbose=True).verbose == 1
 
 
 def test_importing_colbert_stays_light():

@@ -130,6 +130,48 @@ def test_resume_continues_from_the_last_complete_chunk(tiny_checkpoint, tmp_path
     assert torch.equal(resumed.codes, fresh.codes) and torch.equal(resumed.ivf, fresh.ivf)
 
 
+def test_resume_on_a_complete_index_saves_it_again_as_colbert_ai_does(tiny_checkpoint, tmp_path, monkeypatch):
+    """colbert-ai's resumed build finds the plan, the codec and every chunk written, so it only finalizes again:
+    offsets, IVF and metadata.json (with the current settings) are derived anew. Nothing is encoded."""
+    import colbert.indexing as indexing
+
+    docs = texts(30)
+    path = build(tiny_checkpoint, tmp_path, docs)
+    before, codes_inode = LoadedIndex.open(path), (path / "0.codes.pt").stat().st_ino
+    monkeypatch.setattr(indexing, "encode_passages", lambda *a, **k: pytest.fail("a complete index was re-encoded"))
+    assert build(tiny_checkpoint, tmp_path, docs, overwrite="resume", index_bsize=7) == path
+    config = json.loads((path / "metadata.json").read_text())["config"]
+    assert (config["resume"], config["index_bsize"], config["bsize"]) == (True, 7, 64)  # this call's settings
+    after = LoadedIndex.open(path)
+    assert torch.equal(after.codes, before.codes) and torch.equal(after.ivf, before.ivf)
+    assert after.doclens.tolist() == before.doclens.tolist()
+    assert (path / "0.codes.pt").stat().st_ino == codes_inode  # the chunks are hard-linked into the new version
+    assert not any(p.name.startswith(".") for p in path.parent.iterdir())
+
+
+@pytest.mark.parametrize("change", [{"docs": 31}, {"nbits": 1}])
+def test_resume_on_a_complete_index_refuses_another_collection_or_nbits(tiny_checkpoint, tmp_path, change):
+    path = build(tiny_checkpoint, tmp_path, texts(30))
+    metadata = (path / "metadata.json").read_bytes()
+    with pytest.raises(ValueError, match="saves it again from its chunks, but"):
+        build(tiny_checkpoint, tmp_path, texts(change.get("docs", 30)), overwrite="resume",
+              nbits=change.get("nbits", 2))
+    assert (path / "metadata.json").read_bytes() == metadata and LoadedIndex.open(path).num_passages == 30
+
+
+def test_resume_continues_an_interrupted_rebuild_beside_a_complete_index(tiny_checkpoint, tmp_path, monkeypatch):
+    import colbert.indexing as indexing
+
+    path = build(tiny_checkpoint, tmp_path, texts(20))
+    monkeypatch.setattr(indexing, "_finalize", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_checkpoint, tmp_path, texts(40), overwrite=True)
+    assert LoadedIndex.open(path).num_passages == 20  # the old index still serves
+    monkeypatch.undo()
+    build(tiny_checkpoint, tmp_path, texts(40), overwrite="resume")  # as in colbert-ai: the rebuild goes on
+    assert LoadedIndex.open(path).num_passages == 40
+
+
 def test_small_read_windows_build_the_same_index(tiny_checkpoint, tmp_path, monkeypatch):
     import colbert.indexing as indexing
 
@@ -149,10 +191,13 @@ def test_bad_nbits(tiny_checkpoint, tmp_path, bad):
         build(tiny_checkpoint, tmp_path, texts(10), **bad)
 
 
-@pytest.mark.parametrize("name", ["a/b", "../x", ".hidden"])  # "" builds in index_root itself (the reference's rule)
-def test_index_names_with_path_separators_are_refused(tiny_checkpoint, tmp_path, name):
-    with pytest.raises(ValueError, match="plain folder name"):
+# "" builds in index_root itself and "a/b" or an absolute path are joined to it (the reference's rules,
+# tests/test_locations.py); what would escape it or collide with the hidden build folders is refused.
+@pytest.mark.parametrize("name", ["../x", "a/../b", "a/./b", ".hidden", "a/.hidden"])
+def test_index_names_that_escape_or_hide_are_refused(tiny_checkpoint, tmp_path, name):
+    with pytest.raises(ValueError, match="parts are not '.' or '..' and whose last part does not start with '.'"):
         build(tiny_checkpoint, tmp_path, texts(5), name=name)
+    assert not (tmp_path / "test").exists()  # nothing was written
 
 
 def test_empty_collection_and_bad_items(tiny_checkpoint, tmp_path):

@@ -328,8 +328,9 @@ def test_a_worker_error_is_raised_again_with_its_type():
 
 
 def trainer(toy: dict[str, Path], triples=None, **settings) -> Trainer:
-    config = ColBERTConfig(**{"bsize": 4, "nway": 2, "maxsteps": 1, "root": str(toy["root"]), **settings})
-    return Trainer(triples or str(toy["triples"]), str(toy["queries"]), str(toy["collection"]), config=config)
+    config = ColBERTConfig(**{"bsize": 4, "nway": 2, "maxsteps": 1, **settings})
+    with Run().context(RunConfig(root=str(toy["root"]))):  # where files go is the Run's to say, as in colbert-ai
+        return Trainer(triples or str(toy["triples"]), str(toy["queries"]), str(toy["collection"]), config=config)
 
 
 @pytest.mark.parametrize("settings, message", [

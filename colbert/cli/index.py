@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from colbert.cli import add_command, emit, facade_verbose
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
     mode.add_argument("--overwrite", action="store_const", dest="overwrite", const=True, default=False,
                       help="replace an existing index")
     mode.add_argument("--resume", action="store_const", dest="overwrite", const="resume",
-                      help="continue an interrupted build (or keep a complete index)")
+                      help="continue an interrupted build (or save a complete index again)")
     mode.add_argument("--reuse", action="store_const", dest="overwrite", const="reuse",
                       help="keep an existing complete index, build one otherwise")
     parser.add_argument("--no-store-documents", dest="store_documents", action="store_false",
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> None:
 
     root, name = index_location(args.index)
     settings = config_overrides(args, nbits=args.nbits, doc_maxlen=args.doc_maxlen)
-    config = make_config({**settings, "index_root": root})
+    config = make_config({**settings, "index_path": os.path.join(root, name)})  # config= index_root is ignored
     collection, metadata = load_documents(args.collection)
     indexer = Indexer(checkpoint=args.checkpoint, config=config, verbose=facade_verbose(args))
     path = indexer.index(name, collection, overwrite=args.overwrite, store_documents=args.store_documents,

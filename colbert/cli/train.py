@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
         description="Train from a checkpoint (a ColBERT model, or a backbone such as bert-base-uncased, which gets "
                     "a new linear head) on JSONL triples '[qid, pos_id, neg_id, ...]' (or scored "
                     "'[qid, [id, score], ...]' for distillation). The checkpoint is saved under "
-                    "ROOT/EXPERIMENT/NAME/checkpoints/colbert and its path printed; --resume continues an "
+                    "ROOT/EXPERIMENT/none/NAME/checkpoints/colbert (colbert-ai's folder) and its path printed; --resume continues an "
                     "interrupted run with the same --name exactly.",
         example="colbert train --triples triples.jsonl --queries queries.tsv --collection collection.tsv "
                 "-c bert-base-uncased --bsize 32 --lr 1e-5 --maxsteps 20000 --name msmarco-run1\n"

@@ -149,8 +149,8 @@ class Ranking(Castable):
     def save(self, new_path: str | os.PathLike) -> str:
         """Write `qid<TAB>pid<TAB>rank<TAB>score` lines atomically (floats as repr, so they read back exactly), and
         beside them `<path>.meta` (JSON: provenance, and when and by which command it was written), as the
-        reference. A relative path goes under `run_dir` (the Run's folder, root/experiment/name, for a ranking from
-        Searcher.search_all inside a Run context), else under the working directory; the folder is created.
+        reference. A relative path goes under `run_dir` (the Run's folder, root/experiment/<script>/name, for a
+        ranking from Searcher.search_all), else under the working directory; the folder is created.
 
         Returns:
             The absolute path written.

@@ -101,7 +101,7 @@ def build_index(index_dir: Path, collection: Collection, checkpoint: Checkpoint,
             workarounds.release_free_memory()
     _barrier()
     if rank == 0:
-        _finalize(index_dir, plan, collection, config, codec, stats, metadata, show_progress)
+        _finalize(index_dir, plan.num_chunks, collection, config, codec, stats, metadata, show_progress)
     _barrier()
     return stats
 
@@ -260,13 +260,44 @@ def _compress_chunk(index_dir: Path, k: int, plan: Plan, codec: ResidualCodec, c
     stats.seconds["write"] += time.perf_counter() - t1
 
 
-def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBERTConfig, codec: ResidualCodec,
+def resave_index(index_dir: Path, collection: Collection, config: ColBERTConfig,
+                 metadata: Optional[list[dict]] = None, show_progress: bool = True) -> IndexStats:
+    """What colbert-ai's `overwrite='resume'` does to a complete index: its resumed build finds the plan, the codec
+    and every chunk written, so it only finalizes again: chunk offsets, IVF and metadata.json (with `config`, the
+    current settings) are derived anew from the chunks. Here the ids of `collection` (and, with `metadata`, the
+    texts) are written too. No passage is encoded and no model is needed. `index_dir` is a copy the caller
+    publishes (its files are replaced by rename, never written in place, so a hard-linked copy is safe).
+
+    Raises:
+        ValueError: `collection` does not have as many passages as the index (before anything is written).
+    """
+    stored = index_format.read_metadata(index_dir)
+    num_chunks = stored["num_chunks"]
+    num_passages = sum(index_format.read_chunk_metadata(index_dir, k)["num_passages"] for k in range(num_chunks))
+    problem = None
+    if num_passages != len(collection):
+        problem = f"its chunks hold {num_passages:,} passages but the collection has {len(collection):,}"
+    for key in ("dim", "nbits"):
+        if stored["config"][key] != getattr(config, key):
+            problem = f"it has {key}={stored['config'][key]} but the settings say {key}={getattr(config, key)}"
+    if problem:
+        raise ValueError(f"overwrite='resume' on the complete index {index_dir} saves it again from its chunks, but "
+                         f"{problem}; pass the collection and settings it was built with, or overwrite=True to "
+                         "rebuild")
+    codec = index_format.read_codec(index_dir, config.dim, config.nbits, stored["num_partitions"])
+    stats = IndexStats(num_passages=num_passages)
+    _finalize(index_dir, num_chunks, collection, config, ResidualCodec.from_parts(codec, config.nbits), stats,
+              metadata, show_progress)
+    return stats
+
+
+def _finalize(index_dir: Path, num_chunks: int, collection: Collection, config: ColBERTConfig, codec: ResidualCodec,
               stats: IndexStats, metadata: Optional[list[dict]], show_progress: bool) -> None:
     t0 = time.perf_counter()
-    num_embeddings = index_format.write_embedding_offsets(index_dir, plan.num_chunks)
+    num_embeddings = index_format.write_embedding_offsets(index_dir, num_chunks)
     num_partitions = codec.centroids.size(0)
     chunks = (index_format.read_chunk(index_dir, k, config.dim, config.nbits, mmap=True)
-              for k in range(plan.num_chunks))  # read one at a time, each unmapped once its lists are taken
+              for k in range(num_chunks))  # read one at a time, each unmapped once its lists are taken
     ivf, ivf_lengths = build_ivf_from_chunks(((c.codes, c.doclens) for c in chunks), num_partitions,
                                              show_progress=None if show_progress else False)
     index_format.write_ivf(index_dir, ivf, ivf_lengths)
@@ -278,10 +309,10 @@ def _finalize(index_dir: Path, plan: Plan, collection: Collection, config: ColBE
     if leftovers:
         logger.info("Removed %d build-time files left in %s", len(leftovers), index_dir)
     index_format.write_metadata(index_dir, {
-        "config": config, "num_chunks": plan.num_chunks, "num_partitions": num_partitions,
-        "num_embeddings": num_embeddings, "avg_doclen": num_embeddings / plan.num_passages})
+        "config": config, "num_chunks": num_chunks, "num_partitions": num_partitions,
+        "num_embeddings": num_embeddings, "avg_doclen": num_embeddings / len(collection)})
     stats.num_embeddings, stats.num_partitions = num_embeddings, num_partitions
     stats.seconds["write"] += time.perf_counter() - t0
 
 
-__all__ = ["IndexStats", "build_index", "load_or_make_plan"]
+__all__ = ["IndexStats", "build_index", "load_or_make_plan", "resave_index"]

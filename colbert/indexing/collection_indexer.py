@@ -53,10 +53,12 @@ class CollectionIndexer:
         self.num_partitions: Optional[int] = None
 
     def run(self, shared_lists: Any = None) -> str:
-        """Build the index `config.index_name` of the collection with the Indexer; returns its folder."""
+        """Build the index `config.index_name` of the collection with the Indexer in `config.index_path_` (this
+        config's folder, as the reference's CollectionIndexer writes there); returns the folder."""
         from colbert.indexer import Indexer
 
-        indexer = Indexer(self.config.checkpoint, config=self.config, verbose=self.verbose)
+        config = self.config.replace(index_path=self.config.index_path_) if self.config.index_path_ else self.config
+        indexer = Indexer(config.checkpoint, config=config, verbose=self.verbose)
         return indexer.index(self.config.index_name, self.collection, overwrite=True)
 
     def _train_kmeans(self, sample: Tensor, shared_lists: Any) -> Tensor:

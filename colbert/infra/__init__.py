@@ -1,4 +1,8 @@
-from colbert.infra.config import ColBERTConfig, RunConfig
+from colbert.infra.config import (BaseConfig, ColBERTConfig, DefaultVal, DocSettings, IndexingSettings, QuerySettings,
+                                  ResourceSettings, RunConfig, RunSettings, SearchSettings, TokenizerSettings,
+                                  TrainingSettings)
 from colbert.infra.run import Run
 
-__all__ = ["ColBERTConfig", "Run", "RunConfig"]
+__all__ = ["ColBERTConfig", "Run", "RunConfig", "BaseConfig", "DefaultVal", "RunSettings", "TokenizerSettings",
+           "ResourceSettings", "DocSettings", "QuerySettings", "TrainingSettings", "IndexingSettings",
+           "SearchSettings"]

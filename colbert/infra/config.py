@@ -10,13 +10,19 @@ Merge rules (the reference's precedence, applied by the facades only):
 | `config=` passed to a facade         | every facade                    |
 | `Run().context(RunConfig(...))`      | every facade                    |
 
+Where files go follows the reference exactly: `root`, `experiment`, `index_root` and `name` always come from
+`Run()` (its context, else RunConfig's defaults); the same fields in `config=` are ignored by Indexer, Searcher and
+Trainer, with a warning when they differ (`colbert.infra.run.LOCATION_FIELDS`, docs/compat.md). `index_path` in
+`config=` is honoured.
+
 A field counts as *assigned* when it was passed to the constructor (with a value other than None) or set through
 `configure()`; only assigned fields override lower sources in `ColBERTConfig.from_existing(*sources)`. Configs read
 from JSON have every field they contain assigned.
 
-Differences from the reference, on purpose: an unknown keyword raises TypeError (with a suggestion) instead of
-being silently ignored; every value is checked against its field's `Allowed` (metadata["allowed"]) whenever it is
-set, by the constructor, `configure`, attribute assignment or a file read (TypeError / ValueError naming the field); `root` and `name` are computed when a config is created, not when colbert is imported;
+Differences from the reference, on purpose: an unknown keyword raises TypeError (with a suggestion) instead of being
+silently ignored; every value is checked against its field's `Allowed` (metadata["allowed"]) whenever it is set, by
+the constructor, `configure`, attribute assignment or a file read (TypeError / ValueError naming the field); `root` is
+computed when a config is created and `name` when the process makes its first config, not when colbert is imported;
 `gpus=None` (the default) means "every visible GPU" and no GPU is queried at import.
 """
 
@@ -25,11 +31,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import functools
 import json
 import logging
 import math
 import numbers
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -41,8 +49,31 @@ def _default_root() -> str:
     return os.path.join(os.getcwd(), "experiments")
 
 
+@functools.lru_cache(maxsize=None)
 def _timestamp() -> str:
+    """The default run name: the time the first config of this process was made, then the same for every config,
+    so one script's outputs share one run folder (the reference froze it when colbert was imported)."""
     return datetime.datetime.now().strftime("%Y-%m/%d/%H.%M.%S")
+
+
+def script_name(root: str) -> str:
+    """The reference's run-folder level named after the running script: the script's path relative to the working
+    directory (else to the folder it shares with `root`), with dots for slashes and no `.py`; 'none' when there is no
+    script file (a notebook, `python -c`, and the reference's spawned workers, which is where its training writes).
+    """
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path:
+        return "none"
+    cwd, path = os.path.abspath(os.getcwd()), os.path.abspath(path)
+    if path.startswith(cwd):
+        path = path[len(cwd):]
+    else:
+        try:
+            path = path[len(os.path.commonpath([path, os.path.abspath(root)])):]
+        except ValueError:  # no common folder (another drive): the whole path, as the reference
+            pass
+    name = path.replace(os.sep, ".").strip(".")
+    return (name[:-3] if name.endswith(".py") else name) or "none"
 
 
 @dataclass(frozen=True)
@@ -144,7 +175,7 @@ _RUN_FIELDS: dict[str, tuple[str, Any, Allowed, str, Any]] = {
              "Root folder of experiments (default: ./experiments when the config is made).", _default_root),
     "experiment": ("str", "default", _STR, "Experiment name: a folder under root.", None),
     "index_root": ("Optional[str]", None, _PATH, "Folder of indexes (default: root/experiment/indexes/).", None),
-    "name": ("str", None, _STR, "Run name (default: a timestamp taken when the config is made).", _timestamp),
+    "name": ("str", None, _STR, "Run name (default: the time the first config of this process was made).", _timestamp),
     "rank": ("int", 0, _int(0), "This process's rank.", None),
     "nranks": ("int", 1, _int(1), "Number of processes.", None),
     "amp": ("bool", True, _BOOL,
@@ -269,6 +300,12 @@ class _Assigned:
         object.__setattr__(config, "_assigned", frozenset(f.name for f in dataclasses.fields(cls)))
         return config
 
+    def only(self, names: Any) -> Any:
+        """A copy in which only `names` count as assigned (so merging it changes just those fields)."""
+        copy = type(self).from_existing(self)
+        object.__setattr__(copy, "_assigned", frozenset(names) & self._assigned)
+        return copy
+
     def export(self) -> dict[str, Any]:
         """Every stored field as a JSON-ready dict, in declaration order (= the reference's keys, in its order)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["stored"]}
@@ -312,6 +349,15 @@ class _Assigned:
     def index_root_(self) -> str:
         """Folder of named indexes: `index_root`, else root/experiment/indexes/ (both configs have these fields)."""
         return self.index_root or os.path.join(self.root, self.experiment, "indexes/")  # type: ignore[attr-defined]
+
+    @property
+    def script_name_(self) -> str:
+        return script_name(self.root)  # type: ignore[attr-defined]
+
+    @property
+    def path_(self) -> str:
+        """The run's folder, where Ranking.save puts relative names: root/experiment/<script name>/name."""
+        return os.path.join(self.root, self.experiment, self.script_name_, self.name)  # type: ignore[attr-defined]
 
 
 @dataclass(eq=False, init=False)
@@ -454,9 +500,6 @@ class RunConfig(_Assigned):
 
     # The fields are _RUN_FIELDS, added by @_with_run_fields.
 
-    @property
-    def path_(self) -> str:
-        return os.path.join(self.root, self.experiment, self.name)
 
 
 def check_config(config: Any, name: str = "config") -> None:
@@ -464,6 +507,30 @@ def check_config(config: Any, name: str = "config") -> None:
     if config is not None and not isinstance(config, (ColBERTConfig, RunConfig)):
         raise TypeError(f"{name} must be a ColBERTConfig (or None), got {config!r:.80} ({type(config).__name__}); "
                         "write e.g. ColBERTConfig(nbits=2)")
+
+# The reference's names at package level (its colbert/infra/config/__init__.py star-imports config.py and
+# settings.py): it assembles ColBERTConfig from eight settings dataclasses; here there is one flat dataclass, so each
+# is ColBERTConfig itself (`RunSettings(nranks=2)` makes a ColBERTConfig with nranks=2; docs/compat.md).
+BaseConfig = CoreConfig = ColBERTConfig
+RunSettings = TokenizerSettings = ResourceSettings = DocSettings = QuerySettings = ColBERTConfig
+TrainingSettings = IndexingSettings = SearchSettings = ColBERTConfig
+SETTINGS_NAMES = ("RunSettings", "TokenizerSettings", "ResourceSettings", "DocSettings", "QuerySettings",
+                  "TrainingSettings", "IndexingSettings", "SearchSettings")
+
+
+@dataclass
+class DefaultVal:
+    """The reference's marker of a default value (its dataclasses used `field: int = DefaultVal(3)`). Here defaults
+    are plain dataclass defaults and `assigned` records what was set; DefaultVal is kept for code that builds its
+    own dataclasses with it."""
+
+    val: Any
+
+    def __hash__(self) -> int:
+        return hash(repr(self.val))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DefaultVal) and self.val == other.val
 
 
 def config_markdown() -> str:

@@ -178,7 +178,8 @@ class Launcher:
         from colbert.infra.run import Run
 
         self.callee, self.return_all = callee, return_all
-        self.run_config = Run().resolve(config=run_config)
+        resolved = Run().resolve()
+        self.run_config = type(resolved).from_existing(resolved, run_config)  # run_config wins, as in the reference
         self.nranks = self.run_config.nranks
 
     def launch(self, custom_config: Any, *args: Any) -> Any:

@@ -1,6 +1,6 @@
 """Checkpoints of a training run and the state that makes resuming exact.
 
-Layout of a run directory (`root/experiment/name`, as `RunConfig.path_`):
+Layout of a run directory (`root/experiment/none/name`, colbert-ai's training folder; trainer.training_run_dir):
 
     checkpoints/colbert-<step>/     every `save_every` steps: the model in the reference's checkpoint layout
         training_state.pt           optimizer, LR schedule, grad scaler, every rank's RNG state, step

@@ -27,7 +27,14 @@ def check_optional_int(value: Any, name: str, low: int = 1) -> int | None:
 
 
 def check_verbose(verbose: Any) -> int:
-    """verbose: an int from 0 (silent) to 3 (debug)."""
+    """verbose: an int from 0 (silent) to 3 (debug); a bool is 0 or 1, as in the reference, where RAGatouille passes
+    `verbose=self.verbose != 0` to Indexer and Searcher.
+
+    >>> check_verbose(True), check_verbose(2)
+    (1, 2)
+    """
+    if isinstance(verbose, bool):
+        return int(verbose)
     verbose = check_int(verbose, "verbose", low=0)
     if verbose > 3:
         raise ValueError(f"verbose must be 0 (silent), 1 (bars), 2 (config summary) or 3 (debug), got {verbose}")

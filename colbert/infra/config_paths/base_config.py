@@ -1,5 +1,5 @@
 """The reference's `colbert.infra.config.base_config`: BaseConfig is ColBERTConfig here (one flat dataclass)."""
 
-from colbert.infra.config import ColBERTConfig as BaseConfig
+from colbert.infra.config import BaseConfig
 
 __all__ = ["BaseConfig"]

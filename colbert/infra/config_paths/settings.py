@@ -1,13 +1,8 @@
-"""The reference's `colbert.infra.config.settings`.
+"""The reference's `colbert.infra.config.settings`: its eight settings dataclasses, each ColBERTConfig here (one flat
+dataclass; see colbert/infra/config.py, where they are defined once)."""
 
-The reference assembles ColBERTConfig from eight settings dataclasses; here it is one flat dataclass, so each
-name is ColBERTConfig itself (`RunSettings(nranks=2)` makes a ColBERTConfig with nranks=2; docs/compat.md).
-"""
-
-from colbert.infra.config import ColBERTConfig
-
-RunSettings = TokenizerSettings = ResourceSettings = DocSettings = QuerySettings = ColBERTConfig
-TrainingSettings = IndexingSettings = SearchSettings = ColBERTConfig
+from colbert.infra.config import (DocSettings, IndexingSettings, QuerySettings, ResourceSettings, RunSettings,
+                                  SearchSettings, TokenizerSettings, TrainingSettings)
 
 __all__ = ["RunSettings", "TokenizerSettings", "ResourceSettings", "DocSettings", "QuerySettings",
            "TrainingSettings", "IndexingSettings", "SearchSettings"]
