@@ -366,3 +366,39 @@ def test_custom_model_code_is_refused_with_what_to_do(tmp_path):
     ckpt = Checkpoint(str(path), verbose=0)
     assert ckpt.query_tokenizer.Q_marker_token_id == tok.convert_tokens_to_ids("[QueryMarker]")
     assert ckpt.doc_tokenizer.D_marker_token_id == tok.convert_tokens_to_ids("[DocumentMarker]")
+
+
+@pytest.mark.compat
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_the_reference_encodes_these_backbones_as_we_do(tmp_path, kind):
+    """colbert-ai 0.2.22 (its own venv, transformers 4) loads the reference-layout checkpoint of each backbone and
+    gives the same token ids (its [unused0]/[unused1] markers being the unknown token) and vectors."""
+    from test_reference_roundtrip import PYTHON, run_reference
+
+    if not PYTHON.exists():
+        pytest.skip("no reference venv: run bash ../shared/reference/setup.sh")
+    checkpoint = reference_checkpoint(tmp_path / "ckpt", kind)
+    ours = Checkpoint(str(checkpoint), verbose=0)
+    docs, query = ["gene, drug trial!", "brain heart. blood cell protein"], "cancer therapy?"
+    code = f"""
+import json
+from colbert.modeling.checkpoint import Checkpoint
+from colbert.infra import ColBERTConfig
+ckpt = Checkpoint({str(checkpoint)!r}, colbert_config=ColBERTConfig())
+D, doclens = ckpt.docFromText({docs!r}, bsize=8, keep_dims='flatten')
+ids, _ = ckpt.query_tokenizer.tensorize([{query!r}])
+print(json.dumps({{"D": D.tolist(), "doclens": doclens, "Q": ckpt.queryFromText([{query!r}]).tolist(),
+                  "ids": ids.tolist()}}))
+"""
+    got = run_reference(code, tmp_path)
+    D, doclens = ours.docFromText(docs, bsize=8, keep_dims="flatten")
+    assert got["ids"] == ours.query_tokenizer.tensorize([query])[0].tolist()
+    assert got["doclens"] == doclens
+    torch.testing.assert_close(torch.tensor(got["D"]), D, atol=1e-5, rtol=1e-4)
+    Q, (_, mask) = ours.queryFromText([query]), ours.query_tokenizer.tensorize([query])
+    real = mask.bool()  # [CLS], marker, text, [SEP]: attended
+    torch.testing.assert_close(torch.tensor(got["Q"])[real], Q[real], atol=1e-5, rtol=1e-4)
+    # the [MASK] positions the encoder does not attend to: transformers 4 and 5 compute ModernBERT's differently
+    masked_atol = 5e-3 if kind == "modernbert" else 1e-5
+    torch.testing.assert_close(torch.tensor(got["Q"])[~real], Q[~real], atol=masked_atol, rtol=1e-2)

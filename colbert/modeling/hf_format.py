@@ -258,9 +258,25 @@ def save_checkpoint(path: str | os.PathLike, backbone: torch.nn.Module, linear_w
         f.write(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(path))
     _save_slow_tokenizer_files(tokenizer, path)
+    _name_tokenizer_class_for_transformers_4(path)
     config = ColBERTConfig.from_existing(config)
     config.configure(checkpoint=str(path.resolve()), model_name=str(path.resolve()))  # as the reference's save
     config.save_for_checkpoint(path)  # written last: a folder with artifact.metadata is complete
+
+
+def _name_tokenizer_class_for_transformers_4(path: Path) -> None:
+    """transformers 5 names a tokenizer without a class of its own (ModernBERT's) "TokenizersBackend", which
+    transformers 4 (hence colbert-ai) does not know; "PreTrainedTokenizerFast" is the same class in both."""
+    from colbert.utils.io import atomic_write
+
+    config_path = path / "tokenizer_config.json"
+    if not config_path.exists():
+        return
+    config = read_json(str(config_path), "tokenizer config")
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        with atomic_write(config_path) as f:
+            f.write(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _save_slow_tokenizer_files(tokenizer: Any, path: Path) -> None:
