@@ -288,6 +288,23 @@ def test_sentence_transformers_6_layout_matches_it(tmp_path, kind, prompts, expa
         torch.testing.assert_close(kept if expansion is None else mine, st, atol=1e-5, rtol=1e-4)
 
 
+def test_sentence_transformers_6_truncate_dim_matryoshka(tmp_path):
+    """A saved truncate_dim keeps the first dims of each vector, renormalised (what sentence-transformers 6 does)."""
+    checkpoint = st6_checkpoint(tmp_path / "ckpt", "xlm-roberta", {}, None)
+    full = Checkpoint(str(checkpoint), verbose=0).docFromText(["gene, drug trial!"], keep_dims=False)[0]
+    st_config = json.loads((checkpoint / "config_sentence_transformers.json").read_text())
+    (checkpoint / "config_sentence_transformers.json").write_text(json.dumps({**st_config, "truncate_dim": 8}))
+    ckpt = Checkpoint(str(checkpoint), verbose=0)
+    assert ckpt.colbert_config.dim == 8
+    truncated = ckpt.docFromText(["gene, drug trial!"], keep_dims=False)[0]
+    assert truncated.shape == (full.shape[0], 8)
+    # normalise(x[:8]) == normalise(normalise(x)[:8])
+    torch.testing.assert_close(truncated, F.normalize(full[:, :8], dim=-1), atol=1e-5, rtol=1e-4)
+    (checkpoint / "config_sentence_transformers.json").write_text(json.dumps({**st_config, "truncate_dim": 99}))
+    with pytest.raises(CheckpointError, match="truncate_dim 99"):
+        Checkpoint(str(checkpoint), verbose=0)
+
+
 def test_sentence_transformers_6_without_normalize_is_refused(tmp_path):
     checkpoint = st6_checkpoint(tmp_path / "ckpt", "xlm-roberta", {}, None, normalize=False)
     with pytest.raises(CheckpointError, match="no Normalize module"):

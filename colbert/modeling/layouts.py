@@ -17,7 +17,8 @@ activation). Layouts, in the order they are recognised:
 * **sentence-transformers 6 MultiVectorEncoder** (`model_type: MultiVectorEncoder`): the same modules.json, plus
   `MultiVectorMask` (its `skiplist_words`) and `Normalize` modules; the prefixes are `prompts` (text put before the
   input, which is a marker when it is one token of the vocabulary); the query length and augmentation live in
-  `query_expansion` of the root `sentence_bert_config.json`, the document length in its `document_length`.
+  `query_expansion` of the root `sentence_bert_config.json`, the document length in its `document_length`; a saved
+  `truncate_dim` (Matryoshka) keeps the first dims of the head.
 * **a plain encoder** (no head): ColBERT draws a fixed head (colbert.modeling.colbert.new_head).
 
 Dense modules are chained in modules.json order and folded into one affine map when no activation sits between
@@ -188,6 +189,8 @@ def _sentence_transformers(name_or_path: str, modules: list[dict[str, Any]]) -> 
     settings: dict[str, Any] = {"checkpoint": name_or_path, "dim": int(head.weight.shape[0])}
     if st.get("model_type") == "MultiVectorEncoder" or any(_kind(m) == "MultiVectorMask" for m in modules):
         encoding = _st6(name_or_path, modules, st, settings)
+        head = _truncated(name_or_path, head, st.get("truncate_dim"))
+        settings["dim"] = int(head.weight.shape[0])
     else:
         encoding = _pylate(name_or_path, st, settings)
     encoding.head = head
@@ -295,6 +298,18 @@ def _single_token(name_or_path: str, prompt: str) -> Optional[str]:
         if candidate in vocab and (candidate == prompt or prompt == candidate + " "):
             return candidate
     return None
+
+
+def _truncated(name_or_path: str, head: Head, dim: Any) -> Head:
+    """A Matryoshka head cut to its first `dim` outputs (sentence-transformers 6's saved `truncate_dim`: the first
+    dims of each vector, then L2-normalised, which is what the cut head gives)."""
+    if dim is None:
+        return head
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 0 < dim <= head.weight.shape[0]:
+        raise CheckpointError(f"{name_or_path}: truncate_dim {dim!r} in {ST_CONFIG_FILE} should be an int in 1.."
+                              f"{head.weight.shape[0]} (the Dense output size); fix or remove it.")
+    bias = None if head.bias is None else head.bias[:dim]
+    return Head(head.weight[:dim], bias, head.activation)
 
 
 def _dense_chain(name_or_path: str, denses: list[dict[str, Any]]) -> Head:
