@@ -197,6 +197,13 @@ def tokenize_document(checkpoint: Any, text: str) -> tuple[list[int], list[tuple
     Returns (ids, spans): spans[i] is token i's (start, end) in `text`, (0, 0) for [CLS], [D] and [SEP].
     """
     tokenizer = checkpoint.doc_tokenizer
+    prompt = getattr(tokenizer, "prompt", None)
+    if prompt is not None:  # a text prompt (or nothing) before the text instead of a marker (layouts.Encoding)
+        enc = tokenizer.tok(prompt + text, truncation="longest_first", max_length=tokenizer.doc_maxlen,
+                            return_offsets_mapping=True, return_attention_mask=False)
+        shift = len(prompt)
+        spans = [(0, 0) if e <= shift else (max(s - shift, 0), e - shift) for s, e in enc["offset_mapping"]]
+        return enc["input_ids"], spans
     enc = tokenizer.tok(text, truncation="longest_first", max_length=tokenizer.doc_maxlen - 1,
                         return_offsets_mapping=True, return_attention_mask=False)
     ids = enc["input_ids"][:1] + [tokenizer.D_marker_token_id] + enc["input_ids"][1:]
@@ -207,8 +214,7 @@ def tokenize_document(checkpoint: Any, text: str) -> tuple[list[int], list[tuple
 
 def kept_positions(checkpoint: Any, ids: list[int]) -> list[int]:
     """Positions of the tokens that get a vector (not [PAD], not the punctuation skiplist), in order."""
-    skip = set(checkpoint.skiplist_ids.tolist()) | {checkpoint.pad_token}
-    return [i for i, t in enumerate(ids) if t not in skip]
+    return checkpoint.kept_positions(ids)
 
 
 def query_tokens(checkpoint: Any, query: str, full_length_search: bool = False) -> list[str]:

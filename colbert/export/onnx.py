@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from colbert.infra.config import ColBERTConfig
 from colbert.modeling.checkpoint import Checkpoint
+from colbert.modeling.layouts import Encoding
 from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer, punctuation_skiplist
 from colbert.utils.io import atomic_write_json
 
@@ -137,6 +138,10 @@ def export_onnx(checkpoint: Union[str, os.PathLike, Checkpoint], out: Union[str,
         Checkpoint(str(checkpoint), colbert_config=config, verbose=0, device="cpu")
     if model.device.type != "cpu":
         raise ValueError(f"export from a CPU Checkpoint (this one is on {model.device}); load it with device='cpu'")
+    if not model.encoding.reference_compatible or model.encoding.skiplist_words is not None:
+        raise ValueError(f"{model.name} is a {model.encoding.layout} checkpoint: the ONNX export and its sidecar "
+                         "describe the reference's encoding (markers, [MASK] augmentation, punctuation skiplist, a "
+                         "bias-free head) only; use the Checkpoint itself for this one.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor([[model.raw_tokenizer.cls_token_id, 1000, 1001, 1002, model.raw_tokenizer.sep_token_id]] * 2)
@@ -208,6 +213,7 @@ class OnnxCheckpoint(Checkpoint):
         skiplist = punctuation_skiplist(self.raw_tokenizer) if self.colbert_config.mask_punctuation else []
         self.register_buffer("skiplist_ids", torch.tensor(skiplist, dtype=torch.long), persistent=False)
         self.pad_token = self.raw_tokenizer.pad_token_id
+        self.encoding = Encoding("colbert")
         files = INT8_FILES if int8 else FILES
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as many as torch's (torch.set_num_threads)

@@ -32,9 +32,10 @@ CPU_FORWARD_TOKENS = 2048  # padded tokens per forward pass on CPU (11 passages 
 
 
 def kept_lengths(checkpoint: Checkpoint, ids: list[list[int]]) -> list[int]:
-    """Vectors each passage will have: its tokens minus [PAD] and the punctuation skiplist."""
+    """Vectors each passage will have: its tokens minus [PAD] and the punctuation skiplist (Checkpoint.doc_mask)."""
     skip = set(checkpoint.skiplist_ids.tolist()) | {checkpoint.pad_token}
-    return [sum(1 for t in x if t not in skip) for x in ids]
+    first = 1 if checkpoint.encoding.skip_first else 0  # BGE-M3 gives its first token no vector
+    return [sum(1 for t in x[first:] if t not in skip) for x in ids]
 
 
 def encode_passages(checkpoint: Checkpoint, passages: Sequence[str], bsize: int,

@@ -175,7 +175,7 @@ class Checkpoint(ColBERT):
     def _pad_tokens(self, ids: list[list[int]], per_doc: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Per-document kept vectors back into token positions. Shapes: -> D (n, L, d), mask (n, L)."""
         input_ids, _ = self.doc_tokenizer.pad(ids)
-        keep = (input_ids != self.pad_token) & ~torch.isin(input_ids, self.skiplist_ids.cpu())  # (n, L)
+        keep = self.doc_mask(input_ids)  # (n, L)
         device = per_doc[0].device if per_doc else torch.device("cpu")
         keep = keep.to(device)
         D = torch.zeros(*keep.shape, self.colbert_config.dim, dtype=per_doc[0].dtype if per_doc else torch.float32,

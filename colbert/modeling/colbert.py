@@ -1,6 +1,7 @@
 """Token ids -> embeddings: encoder + linear head + mask + L2 normalisation, the whole forward in one file.
 
-`ColBERT(name, colbert_config)` loads a reference-format or PyLate checkpoint, or a plain encoder. A plain encoder
+`ColBERT(name, colbert_config)` loads a checkpoint of any layout colbert.modeling.layouts reads (the reference's,
+PyLate's, sentence-transformers 6's, BGE-M3's), or a plain encoder. A plain encoder
 gets the deterministic head `new_head` (drawn from the fixed seed HEAD_SEED, so every load of the same encoder
 embeds alike: an index built with it and a search with it agree); `new_checkpoint` saves an encoder with that head
 in the reference layout. `colbert_score` and `colbert_score_packed` are re-exported here, where the
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from colbert.errors import CheckpointError
 from colbert.infra.config import ColBERTConfig
 from colbert.modeling import hf_format
+from colbert.modeling.layouts import read_layout
 from colbert.modeling.scoring import colbert_score, colbert_score_packed, colbert_score_reduce  # noqa: F401
 from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer, punctuation_skiplist
 
@@ -58,7 +60,7 @@ class ColBERT(nn.Module):
                  colbert_config: Optional[ColBERTConfig] = None) -> None:
         super().__init__()
         name = str(name)
-        stored = hf_format.load_checkpoint_config(name)
+        stored, self.encoding = read_layout(name)
         self.colbert_config = ColBERTConfig.from_existing(stored, colbert_config)
         if not self.colbert_config.checkpoint:
             self.colbert_config.configure(checkpoint=name)
@@ -66,23 +68,28 @@ class ColBERT(nn.Module):
         self.bert = hf_format.load_backbone(name).float()
         self.raw_tokenizer = hf_format.load_tokenizer(name)
         hidden = self.bert.config.hidden_size
-        self.linear = nn.Linear(hidden, self.colbert_config.dim, bias=False)
-        head = hf_format.load_head(name)
+        head = self.encoding.head
         self.has_head = head is not None
+        self.linear = nn.Linear(hidden, self.colbert_config.dim, bias=head is not None and head.bias is not None)
+        self.activation = nn.Tanh() if head is not None and head.activation == "tanh" else nn.Identity()
         if head is None:
-            head = new_head(self.colbert_config.dim, hidden)
+            weight = new_head(self.colbert_config.dim, hidden)
         else:
-            if tuple(head.shape) != (self.colbert_config.dim, hidden):
+            weight = head.weight
+            if tuple(weight.shape) != (self.colbert_config.dim, hidden):
                 raise CheckpointError(
-                    f"{name}: linear.weight has shape {tuple(head.shape)} but the config asks for dim="
+                    f"{name}: linear.weight has shape {tuple(weight.shape)} but the config asks for dim="
                     f"{self.colbert_config.dim} over a hidden size of {hidden}; pass "
-                    f"ColBERTConfig(dim={head.shape[0]}) or fix the checkpoint's artifact.metadata."
+                    f"ColBERTConfig(dim={weight.shape[0]}) or fix the checkpoint's artifact.metadata."
                 )
         with torch.no_grad():
-            self.linear.weight.copy_(head.float())
-        self.query_tokenizer = QueryTokenizer(self.colbert_config, self.raw_tokenizer)
-        self.doc_tokenizer = DocTokenizer(self.colbert_config, self.raw_tokenizer)
-        skiplist = punctuation_skiplist(self.raw_tokenizer) if self.colbert_config.mask_punctuation else []
+            self.linear.weight.copy_(weight.float())
+            if self.linear.bias is not None:
+                self.linear.bias.copy_(head.bias.float())
+        self.query_tokenizer = QueryTokenizer(self.colbert_config, self.raw_tokenizer, encoding=self.encoding)
+        self.doc_tokenizer = DocTokenizer(self.colbert_config, self.raw_tokenizer, encoding=self.encoding)
+        skiplist = (punctuation_skiplist(self.raw_tokenizer, self.encoding.skiplist_words)
+                    if self.colbert_config.mask_punctuation else [])
         self.register_buffer("skiplist_ids", torch.tensor(skiplist, dtype=torch.long), persistent=False)
         self.pad_token = self.raw_tokenizer.pad_token_id
         self.eval()
@@ -95,9 +102,26 @@ class ColBERT(nn.Module):
         """Shapes: input_ids, attention_mask (B, Lq) -> Q (B, Lq, d), every position kept."""
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         Q = self.bert(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, Lq, hidden)
-        Q = self.linear(Q)  # (B, Lq, d)
+        Q = self.activation(self.linear(Q))  # (B, Lq, d)
         keep = input_ids != self.pad_token  # (B, Lq); queries hold no [PAD] after augmentation
+        if self.encoding.skip_first:
+            keep[:, 0] = False
         return F.normalize(Q, p=2, dim=2) * keep.unsqueeze(-1)
+
+    def doc_mask(self, input_ids: Tensor) -> Tensor:
+        """Which document tokens get a vector: not [PAD], not in the skiplist (nor the first token, for BGE-M3).
+
+        Shapes: input_ids (B, Ld) -> (B, Ld) bool.
+        """
+        keep = (input_ids != self.pad_token) & ~torch.isin(input_ids, self.skiplist_ids.to(input_ids.device))
+        if self.encoding.skip_first:
+            keep[:, 0] = False
+        return keep
+
+    def kept_positions(self, ids: list[int]) -> list[int]:
+        """Positions of one document's token ids that get a vector, in order (as `doc_mask`)."""
+        keep = self.doc_mask(torch.tensor([ids], dtype=torch.long))[0]
+        return keep.nonzero().squeeze(1).tolist()
 
     def doc(self, input_ids: Tensor, attention_mask: Tensor, keep_dims: Union[bool, str] = True) -> Any:
         """Document embeddings, zero where [PAD] or punctuation.
@@ -109,8 +133,8 @@ class ColBERT(nn.Module):
             raise ValueError(f"keep_dims must be True, False or 'return_mask', got {keep_dims!r}")
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         D = self.bert(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, Ld, hidden)
-        D = self.linear(D)  # (B, Ld, d)
-        keep = (input_ids != self.pad_token) & ~torch.isin(input_ids, self.skiplist_ids)  # (B, Ld)
+        D = self.activation(self.linear(D))  # (B, Ld, d)
+        keep = self.doc_mask(input_ids)  # (B, Ld)
         D = F.normalize(D, p=2, dim=2) * keep.unsqueeze(-1)  # (B, Ld, d)
         if keep_dims == "return_mask":
             return D, keep
@@ -135,6 +159,11 @@ class ColBERT(nn.Module):
         """Save in the reference's checkpoint layout (loadable by colbert-ai and by this library)."""
         if str(path).endswith(".dnn"):
             raise ValueError(f"{path}: *.dnn names are the deprecated checkpoint format; save to a folder")
+        if not self.encoding.reference_compatible:
+            raise CheckpointError(
+                f"{self.name} is a {self.encoding.layout} checkpoint whose encoding the reference's layout cannot "
+                "hold (a text prompt or no marker, no [MASK] augmentation, a skipped first token, or a head with a "
+                "bias or tanh); keep using the original folder, which loads as it is.")
         hf_format.save_checkpoint(path, self.bert, self.linear.weight, self.raw_tokenizer, self.colbert_config)
 
 

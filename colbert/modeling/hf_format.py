@@ -1,15 +1,13 @@
-"""The only module that knows checkpoint layouts on disk.
+"""The reference's checkpoint layout on disk, and the loading every layout shares (layouts.py reads the others).
 
-Two layouts load:
+Layouts:
 
 * **The reference's** (colbert-ai `BaseColBERT.save`, e.g. colbert-ir/colbertv2.0): `config.json` (the backbone's
   config, `architectures: ["HF_ColBERT"]`), `model.safetensors` or `pytorch_model.bin` holding the backbone's
   tensors under its `base_model_prefix` (`bert.`, `roberta.`, `electra.`, `deberta.`, `model.`) plus
   `linear.weight` [dim, hidden], the tokenizer files, and `artifact.metadata` (the ColBERTConfig as JSON).
-* **PyLate / sentence-transformers**: `modules.json` listing a Transformer module (the backbone, usually at the
-  root) and a Dense module (e.g. `1_Dense/`, its `linear.weight` [dim, hidden]); the ColBERT settings come from
-  `config_sentence_transformers.json` (`query_prefix`, `document_prefix`, `query_length`, `document_length`,
-  `attend_to_expansion_tokens`).
+* **PyLate, sentence-transformers 6 and BGE-M3**: colbert.modeling.layouts reads them (and refuses custom model
+  code); `load_checkpoint_config` and `load_head` answer for every layout through it.
 
 A plain backbone (`bert-base-uncased`, a sentence-transformers model without a Dense module) loads too, with no
 head: callers that need one (training) initialise it. We save in the reference's layout only.
@@ -36,8 +34,6 @@ METADATA_FILE = "artifact.metadata"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX_FILE = "model.safetensors.index.json"
 TORCH_FILE = "pytorch_model.bin"
-MODULES_FILE = "modules.json"
-ST_CONFIG_FILE = "config_sentence_transformers.json"
 HEAD_KEY = "linear.weight"
 
 
@@ -60,7 +56,7 @@ def resolve_file(name_or_path: str, filename: str) -> Optional[str]:
         return None
 
 
-def _read_json(path: str, what: str) -> dict[str, Any]:
+def read_json(path: str, what: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -69,19 +65,6 @@ def _read_json(path: str, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} ({what}) does not hold a JSON object. Re-download or re-save the checkpoint.")
     return data
-
-
-def _dense_module_dir(name_or_path: str) -> Optional[str]:
-    """The folder (relative) of a sentence-transformers Dense module, or None."""
-    modules_path = resolve_file(name_or_path, MODULES_FILE)
-    if modules_path is None:
-        return None
-    with open(modules_path, encoding="utf-8") as f:
-        modules = json.load(f)
-    for module in modules:
-        if str(module.get("type", "")).endswith("Dense"):
-            return module.get("path") or None
-    return None
 
 
 def looks_like_a_path(name: str) -> bool:
@@ -112,48 +95,32 @@ def check_checkpoint_name(name_or_path: str) -> str:
 
 
 def load_checkpoint_config(name_or_path: str) -> Optional[ColBERTConfig]:
-    """The ColBERTConfig stored with a checkpoint, or None for a plain backbone.
+    """The ColBERTConfig stored with a checkpoint (any layout colbert.modeling.layouts reads), or None for a plain
+    backbone.
 
     Fields read from the checkpoint count as assigned, so they override defaults but not explicit arguments.
 
     Raises:
         CheckpointError: `name_or_path` is a missing local folder or a file, or its config is not valid.
     """
-    name_or_path = check_checkpoint_name(str(name_or_path))
+    from colbert.modeling.layouts import read_layout
+
+    return read_layout(name_or_path)[0]
+
+
+def load_reference_config(name_or_path: str) -> Optional[ColBERTConfig]:
+    """The ColBERTConfig of the reference's layout (`artifact.metadata`), or None when there is none."""
     metadata = resolve_file(name_or_path, METADATA_FILE)
-    if metadata is not None:
-        try:
-            config = ColBERTConfig.from_dict(_read_json(metadata, "ColBERT config"))
-        except (TypeError, ValueError) as e:
-            if isinstance(e, CheckpointError):
-                raise
-            raise CheckpointError(f"{metadata} (ColBERT config): {e}. Fix the value or re-save the checkpoint.") from e
-        config.configure(checkpoint=name_or_path)
-        return config
-    dense = _dense_module_dir(name_or_path)
-    if dense is not None:
-        return _pylate_config(name_or_path, dense)
-    return None
-
-
-def _pylate_config(name_or_path: str, dense: str) -> ColBERTConfig:
-    settings: dict[str, Any] = {"checkpoint": name_or_path}
-    st_path = resolve_file(name_or_path, ST_CONFIG_FILE)
-    st = _read_json(st_path, "sentence-transformers config") if st_path else {}
-    if st.get("query_prefix"):
-        settings["query_token_id"] = st["query_prefix"].strip()
-    if st.get("document_prefix"):
-        settings["doc_token_id"] = st["document_prefix"].strip()
-    if st.get("query_length"):
-        settings["query_maxlen"] = int(st["query_length"])
-    if st.get("document_length"):
-        settings["doc_maxlen"] = int(st["document_length"])
-    if "attend_to_expansion_tokens" in st:
-        settings["attend_to_mask_tokens"] = bool(st["attend_to_expansion_tokens"])
-    dense_config = resolve_file(name_or_path, f"{dense}/{CONFIG_FILE}")
-    if dense_config:
-        settings["dim"] = int(_read_json(dense_config, "Dense module config")["out_features"])
-    return ColBERTConfig(**settings)
+    if metadata is None:
+        return None
+    try:
+        config = ColBERTConfig.from_dict(read_json(metadata, "ColBERT config"))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{metadata} (ColBERT config): {e}. Fix the value or re-save the checkpoint.") from e
+    config.configure(checkpoint=name_or_path)
+    return config
 
 
 def _load_tensor(path: str, key: str) -> Optional[torch.Tensor]:
@@ -170,25 +137,32 @@ def _load_tensor(path: str, key: str) -> Optional[torch.Tensor]:
     return state.get(key) if isinstance(state, dict) else None
 
 
-def load_head(name_or_path: str) -> Optional[torch.Tensor]:
-    """The linear head `linear.weight` [dim, hidden] of a checkpoint, or None for a plain backbone."""
-    name_or_path = str(name_or_path)
-    dense = _dense_module_dir(name_or_path)
-    folders = [f"{dense}/"] if dense else [""]
-    for folder in folders:
-        index = resolve_file(name_or_path, folder + SAFETENSORS_INDEX_FILE)
-        if index is not None:
-            shard = _read_json(index, "safetensors index").get("weight_map", {}).get(HEAD_KEY)
-            path = resolve_file(name_or_path, folder + shard) if shard else None
-            if path:
-                return _load_tensor(path, HEAD_KEY)
-        for filename in (SAFETENSORS_FILE, TORCH_FILE):
-            path = resolve_file(name_or_path, folder + filename)
-            if path is not None:
-                head = _load_tensor(path, HEAD_KEY)
-                if head is not None:
-                    return head
+def load_tensor_from_folder(name_or_path: str, folder: str, key: str) -> Optional[torch.Tensor]:
+    """Tensor `key` from the weights of `folder` ("" for the root): a sharded safetensors index, model.safetensors
+    or pytorch_model.bin, or None when none holds it."""
+    prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
+    index = resolve_file(name_or_path, prefix + SAFETENSORS_INDEX_FILE)
+    if index is not None:
+        shard = read_json(index, "safetensors index").get("weight_map", {}).get(key)
+        path = resolve_file(name_or_path, prefix + shard) if shard else None
+        if path:
+            return _load_tensor(path, key)
+    for filename in (SAFETENSORS_FILE, TORCH_FILE):
+        path = resolve_file(name_or_path, prefix + filename)
+        if path is not None:
+            tensor = _load_tensor(path, key)
+            if tensor is not None:
+                return tensor
     return None
+
+
+def load_head(name_or_path: str) -> Optional[torch.Tensor]:
+    """The linear head `linear.weight` [dim, hidden] of a checkpoint (any layout, a bias or activation left out),
+    or None for a plain backbone."""
+    from colbert.modeling.layouts import read_layout
+
+    head = read_layout(str(name_or_path))[1].head
+    return None if head is None else head.weight
 
 
 def load_backbone(name_or_path: str) -> torch.nn.Module:
@@ -284,9 +258,25 @@ def save_checkpoint(path: str | os.PathLike, backbone: torch.nn.Module, linear_w
         f.write(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(path))
     _save_slow_tokenizer_files(tokenizer, path)
+    _name_tokenizer_class_for_transformers_4(path)
     config = ColBERTConfig.from_existing(config)
     config.configure(checkpoint=str(path.resolve()), model_name=str(path.resolve()))  # as the reference's save
     config.save_for_checkpoint(path)  # written last: a folder with artifact.metadata is complete
+
+
+def _name_tokenizer_class_for_transformers_4(path: Path) -> None:
+    """transformers 5 names a tokenizer without a class of its own (ModernBERT's) "TokenizersBackend", which
+    transformers 4 (hence colbert-ai) does not know; "PreTrainedTokenizerFast" is the same class in both."""
+    from colbert.utils.io import atomic_write
+
+    config_path = path / "tokenizer_config.json"
+    if not config_path.exists():
+        return
+    config = read_json(str(config_path), "tokenizer config")
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        with atomic_write(config_path) as f:
+            f.write(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def _save_slow_tokenizer_files(tokenizer: Any, path: Path) -> None:

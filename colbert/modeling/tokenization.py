@@ -5,12 +5,17 @@ Query (query_maxlen Lq): the tokenizer pads to `Lq - 1` with truncation, the [Q]
 `attend_to_mask_tokens`. Document (doc_maxlen Ld): truncation to `Ld - 1`, the [D] marker inserted at position 1.
 Document vectors drop [PAD] and the punctuation skiplist (the first id of each `string.punctuation` character).
 
+Checkpoints of other layouts (colbert.modeling.layouts.Encoding, passed as `encoding=`) may put a text prompt
+before the text instead of a marker (sentence-transformers 6), no marker at all (BGE-M3), and skip the [MASK]
+augmentation (queries then keep [PAD], whose vectors are zero).
+
 Empty or whitespace-only texts are accepted, as in the reference: a query becomes [CLS] [Q] [SEP] + [MASK]s, a
 document [CLS] [D] [SEP] (three vectors). Non-string inputs raise TypeError naming the position.
 """
 
 from __future__ import annotations
 
+import logging
 import string
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -19,6 +24,8 @@ import torch
 from torch import Tensor
 
 from colbert.infra.config import ColBERTConfig
+
+logger = logging.getLogger(__name__)
 
 MAX_FULL_LENGTH_QUERY = 500  # the reference's cap for full_length_search
 
@@ -59,18 +66,38 @@ def insert_prefix_token(tensor: Tensor, prefix: int) -> Tensor:
     return torch.cat([tensor[:, :1], column, tensor[:, 1:]], dim=1)
 
 
+REFERENCE_MARKERS = {"query": "[unused0]", "doc": "[unused1]"}  # the reference's default query/doc_token_id
+
+
 def marker_id(tok: Any, token: str, what: str) -> int:
-    token_id = tok.convert_tokens_to_ids(token)
-    if token_id is None or (token_id == tok.unk_token_id and token != tok.unk_token):
-        raise ValueError(
-            f"The tokenizer has no token {token!r} for the {what} marker; set ColBERTConfig({what}_token_id=...) "
-            "to a token of its vocabulary (the reference uses [unused0] and [unused1])."
-        )
-    return int(token_id)
+    """The id of a marker token: `token` itself, else without surrounding spaces (PyLate saves "[Q] ").
+
+    A vocabulary without the reference's default marker ([unused0]/[unused1]: RoBERTa, XLM-RoBERTa, ModernBERT...)
+    gets the unknown token's id, as the reference's `convert_tokens_to_ids` gives, so that checkpoints it trained
+    on such backbones encode as it did; any other missing marker raises ValueError.
+    """
+    for candidate in dict.fromkeys((token, token.strip())):
+        token_id = tok.convert_tokens_to_ids(candidate)
+        if token_id is not None and (token_id != tok.unk_token_id or candidate == tok.unk_token):
+            return int(token_id)
+    if token == REFERENCE_MARKERS[what] and tok.unk_token_id is not None:
+        logger.warning("The tokenizer has no %s token for the %s marker; using its unknown token %s (id %d) as the "
+                       "reference does. Set ColBERTConfig(%s_token_id=...) to a token of its vocabulary for a "
+                       "distinct marker.", token, what, tok.unk_token, tok.unk_token_id, what)
+        return int(tok.unk_token_id)
+    raise ValueError(
+        f"The tokenizer has no token {token!r} for the {what} marker; set ColBERTConfig({what}_token_id=...) "
+        "to a token of its vocabulary (the reference uses [unused0] and [unused1])."
+    )
 
 
-def punctuation_skiplist(tok: Any) -> list[int]:
-    """The ids masked out of document vectors: the first id of each punctuation character."""
+def punctuation_skiplist(tok: Any, words: Optional[Sequence[str]] = None) -> list[int]:
+    """The ids masked out of document vectors: the first id of each punctuation character (the reference's rule),
+    or with `words`, the id of each word that is one token of the vocabulary (PyLate's and sentence-transformers'
+    rule; words it does not know are left out, as sentence-transformers 6 does)."""
+    if words is not None:
+        ids = [tok.convert_tokens_to_ids(w) for w in words]
+        return [int(i) for i, w in zip(ids, words) if i is not None and (i != tok.unk_token_id or w == tok.unk_token)]
     ids = []
     for symbol in string.punctuation:
         encoded = tok.encode(symbol, add_special_tokens=False)
@@ -82,17 +109,21 @@ def punctuation_skiplist(tok: Any) -> list[int]:
 class QueryTokenizer:
     """The reference's QueryTokenizer: `tensorize(texts)` -> (ids, mask), both (n, query_maxlen)."""
 
-    def __init__(self, config: ColBERTConfig, tokenizer: Any = None, verbose: int = 3) -> None:
+    def __init__(self, config: ColBERTConfig, tokenizer: Any = None, verbose: int = 3, encoding: Any = None) -> None:
         self.tok = tok = tokenizer if tokenizer is not None else _load(config)
         self.config, self.verbose = config, verbose
         self.query_maxlen = config.query_maxlen
         self.background_maxlen = 512 - self.query_maxlen + 1
-        self.Q_marker_token, self.Q_marker_token_id = config.query_token, marker_id(tok, config.query_token_id, "query")
+        # encoding (colbert.modeling.layouts.Encoding): a text prompt instead of the marker, no [MASK] augmentation
+        self.prompt = None if encoding is None else encoding.query_prompt
+        self.augment = True if encoding is None else encoding.augment_queries
+        self.Q_marker_token = config.query_token
+        self.Q_marker_token_id = marker_id(tok, config.query_token_id, "query") if self.prompt is None else None
         self.cls_token, self.cls_token_id = tok.cls_token, tok.cls_token_id
         self.sep_token, self.sep_token_id = tok.sep_token, tok.sep_token_id
         self.mask_token, self.mask_token_id = tok.mask_token, tok.mask_token_id
         self.pad_token, self.pad_token_id = tok.pad_token, tok.pad_token_id
-        if self.mask_token_id is None:
+        if self.mask_token_id is None and self.augment:
             raise ValueError("The tokenizer has no mask token, which query augmentation needs.")
 
     def tokenize(self, batch_text: Sequence[str], add_special_tokens: bool = False) -> list[list[str]]:
@@ -101,6 +132,9 @@ class QueryTokenizer:
         tokens = [self.tok.tokenize(x, add_special_tokens=False) for x in check_texts(batch_text, "query")]
         if not add_special_tokens:
             return tokens
+        if self.prompt is not None:
+            ids, _ = self.tensorize(batch_text)
+            return [self.tok.convert_ids_to_tokens(row) for row in ids.tolist()]
         fill = lambda n: [self.mask_token] * (self.query_maxlen - (n + 3))  # noqa: E731
         return [[self.cls_token, self.Q_marker_token, *x, self.sep_token, *fill(len(x))] for x in tokens]
 
@@ -109,6 +143,8 @@ class QueryTokenizer:
         ids = self.tok(check_texts(batch_text, "query"), add_special_tokens=False)["input_ids"]
         if not add_special_tokens:
             return ids
+        if self.prompt is not None:
+            return self.tensorize(batch_text)[0].tolist()
         fill = lambda n: [self.mask_token_id] * (self.query_maxlen - (n + 3))  # noqa: E731
         return [[self.cls_token_id, self.Q_marker_token_id, *x, self.sep_token_id, *fill(len(x))] for x in ids]
 
@@ -125,11 +161,17 @@ class QueryTokenizer:
                 raise ValueError("full_length_search encodes one query at a time; pass a list of one query")
             untruncated = self.tok(batch_text, add_special_tokens=False)["input_ids"]
             max_length = self.max_len(max(len(x) for x in untruncated))
-        obj = self.tok(batch_text, padding="max_length", truncation=True, return_tensors="pt",
-                       max_length=max_length - 1)
-        ids = insert_prefix_token(obj["input_ids"], self.Q_marker_token_id)  # (n, Lq)
-        mask = insert_prefix_token(obj["attention_mask"], 1)  # (n, Lq)
-        ids[ids == self.pad_token_id] = self.mask_token_id  # query augmentation
+        if self.prompt is None:
+            obj = self.tok(batch_text, padding="max_length", truncation=True, return_tensors="pt",
+                           max_length=max_length - 1)
+            ids = insert_prefix_token(obj["input_ids"], self.Q_marker_token_id)  # (n, Lq)
+            mask = insert_prefix_token(obj["attention_mask"], 1)  # (n, Lq)
+        else:  # the prompt is text put before the query, as sentence-transformers does
+            obj = self.tok([self.prompt + x for x in batch_text], padding="max_length", truncation=True,
+                           return_tensors="pt", max_length=max_length)
+            ids, mask = obj["input_ids"], obj["attention_mask"]  # (n, Lq)
+        if self.augment:
+            ids[ids == self.pad_token_id] = self.mask_token_id  # query augmentation
         if context is not None:
             context = check_texts(context, "context")
             if len(context) != len(batch_text):
@@ -148,11 +190,13 @@ class QueryTokenizer:
 class DocTokenizer:
     """The reference's DocTokenizer: `tensorize(texts)` pads to the longest; `encode_unpadded` for our batching."""
 
-    def __init__(self, config: ColBERTConfig, tokenizer: Any = None) -> None:
+    def __init__(self, config: ColBERTConfig, tokenizer: Any = None, encoding: Any = None) -> None:
         self.tok = tok = tokenizer if tokenizer is not None else _load(config)
         self.config = config
         self.doc_maxlen = config.doc_maxlen
-        self.D_marker_token, self.D_marker_token_id = config.doc_token, marker_id(tok, config.doc_token_id, "doc")
+        self.prompt = None if encoding is None else encoding.doc_prompt  # text instead of the marker (layouts.py)
+        self.D_marker_token = config.doc_token
+        self.D_marker_token_id = marker_id(tok, config.doc_token_id, "doc") if self.prompt is None else None
         self.cls_token, self.cls_token_id = tok.cls_token, tok.cls_token_id
         self.sep_token, self.sep_token_id = tok.sep_token, tok.sep_token_id
         self.pad_token, self.pad_token_id = tok.pad_token, tok.pad_token_id
@@ -162,6 +206,8 @@ class DocTokenizer:
         tokens = [self.tok.tokenize(x, add_special_tokens=False) for x in check_texts(batch_text, "document")]
         if not add_special_tokens:
             return tokens
+        if self.prompt is not None:
+            return [self.tok.convert_ids_to_tokens(x) for x in self.encode_unpadded(batch_text)]
         return [[self.cls_token, self.D_marker_token, *x, self.sep_token] for x in tokens]
 
     def encode(self, batch_text: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
@@ -169,6 +215,8 @@ class DocTokenizer:
         ids = self.tok(check_texts(batch_text, "document"), add_special_tokens=False)["input_ids"]
         if not add_special_tokens:
             return ids
+        if self.prompt is not None:
+            return self.encode_unpadded(batch_text)
         return [[self.cls_token_id, self.D_marker_token_id, *x, self.sep_token_id] for x in ids]
 
     def encode_unpadded(self, batch_text: Sequence[str]) -> list[list[int]]:
@@ -176,6 +224,9 @@ class DocTokenizer:
         batch_text = check_texts(batch_text, "document")
         if not batch_text:
             return []
+        if self.prompt is not None:  # text before the document (sentence-transformers), or nothing (BGE-M3)
+            return self.tok([self.prompt + x for x in batch_text], padding=False, truncation="longest_first",
+                            max_length=self.doc_maxlen, return_attention_mask=False)["input_ids"]
         ids = self.tok(batch_text, padding=False, truncation="longest_first", max_length=self.doc_maxlen - 1,
                        return_attention_mask=False)["input_ids"]
         return [x[:1] + [self.D_marker_token_id] + x[1:] for x in ids]
