@@ -50,8 +50,8 @@ def main() -> None:
     checkpoint = pooling.ensure_checkpoint()
     path = pooling.WORK / "indexes" / pooling.index_name(1, args.docs)
     if not index_format.is_complete(path):
-        Indexer(str(checkpoint), config=ColBERTConfig(nbits=2, index_root=str(path.parent)),
-                verbose=1).index(path.name, str(pooling.collection_file(args.docs)), overwrite=True)
+        Indexer(str(checkpoint), config=ColBERTConfig(nbits=2),  # an absolute name is the index folder
+                verbose=1).index(str(path), str(pooling.collection_file(args.docs)), overwrite=True)
     searcher = Searcher(str(path), verbose=0)
     texts = list(Queries(path=pooling.SCIFACT / "queries.tsv").values())
     for text in texts[:20]:  # warm-up

@@ -31,7 +31,7 @@ SCIFACT = SHARED / "data" / "scifact"
 WORK = HERE / "_work"
 
 CHILD = r"""
-import json, sys, time, torch
+import json, os, sys, time, torch
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 from colbert import ColBERTConfig, Indexer, Searcher
@@ -44,10 +44,11 @@ def timed(*a, **kw):
     t = time.perf_counter(); out = inner(*a, **kw); pooling[0] += time.perf_counter() - t; return out
 encoder.pool_documents = timed
 
-config = ColBERTConfig(nbits=2, pool_factor=args["pool_factor"], index_root=args["root"])
+config = ColBERTConfig(nbits=2, pool_factor=args["pool_factor"])
 t = time.perf_counter()
 indexer = Indexer(args["checkpoint"], config=config, verbose=0)
-path = indexer.index(args["name"], args["collection"], overwrite=True)
+path = indexer.index(os.path.join(os.path.abspath(args["root"]), args["name"]), args["collection"],
+                     overwrite=True)  # an absolute name is the index folder (index_root in config= is ignored)
 seconds = time.perf_counter() - t
 meta = json.load(open(f"{path}/metadata.json"))
 nbytes = sum(p.stat().st_size for p in __import__("pathlib").Path(path).iterdir() if p.is_file())

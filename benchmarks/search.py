@@ -106,8 +106,8 @@ def ensure_index(checkpoint: Path, nbits: int) -> tuple[Path, float | None]:
     if index_format.is_complete(path):
         return path, None
     start = time.perf_counter()
-    config = ColBERTConfig(nbits=nbits, index_root=str(root))
-    Indexer(str(checkpoint), config=config, verbose=1).index(path.name, str(SCIFACT / "collection.tsv"),
+    config = ColBERTConfig(nbits=nbits)
+    Indexer(str(checkpoint), config=config, verbose=1).index(str(path), str(SCIFACT / "collection.tsv"),
                                                              overwrite="reuse")
     return path, time.perf_counter() - start
 
