@@ -22,16 +22,15 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+from colbert.modeling.hub import HUB_TIMEOUT, hub_reachable, in_hub_cache
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT = "colbert-ir/colbertv2.0"
-HUB_TIMEOUT = 3.0  # seconds to wait for the hub before taking the offline route
 MINILM_DIM = 128
 # With an untrained head, the [MASK] tokens that pad every query to query_maxlen match long passages best, whatever
 # the question; fewer of them (20 instead of 32) let the question's own words decide (checked on the questions below).
@@ -70,40 +69,6 @@ def demo_corpus() -> dict[str, str]:
     path = importlib.resources.files("colbert") / "resources" / "demo_corpus.tsv"
     rows = (line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     return {doc_id: text for doc_id, text in rows}
-
-
-def hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def hub_reachable(name: str = DEFAULT_CHECKPOINT, timeout: float = HUB_TIMEOUT) -> bool:
-    """Whether the hub answers for `name` within `timeout` seconds (False at once under HF_HUB_OFFLINE=1)."""
-    if _truthy(os.environ.get("HF_HUB_OFFLINE")) or _truthy(os.environ.get("TRANSFORMERS_OFFLINE")):
-        return False
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            request = urllib.request.Request(f"{hub_endpoint()}/api/models/{name}", method="HEAD")
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                result.append(response.status < 400)
-        except (OSError, ValueError) as e:  # URLError, timeouts and refused connections are OSErrors
-            logger.debug("Hub not reachable for %s: %s", name, e)
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)  # daemon: a lookup that hangs dies with the process
-    thread.start()
-    thread.join(timeout)
-    return bool(result and result[0])
-
-
-def in_hub_cache(name: str) -> bool:
-    """Whether a hub checkpoint's weights are already in the local Hugging Face cache."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    return any(isinstance(try_to_load_from_cache(name, f), str) for f in ("model.safetensors", "pytorch_model.bin"))
 
 
 def minilm_encoder() -> Optional[Path]:
@@ -195,7 +160,3 @@ def run_demo(checkpoint: Optional[str] = None, questions: Sequence[str] = QUESTI
                 passages = [Passage(r, str(i), float(s), corpus[str(i)]) for i, r, s in zip(ids, ranks, scores)]
                 result.answers.append(Answer(question, passages))
     return result
-
-
-def _truthy(value: Optional[str]) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")

@@ -24,12 +24,12 @@ def test_the_shipped_corpus_is_text_without_special_tokens():
 def test_hub_check_is_instant_offline_and_bounded_by_its_timeout(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
-    assert demo.hub_reachable(timeout=30) is False
+    assert demo.hub_reachable(demo.DEFAULT_CHECKPOINT, timeout=30) is False
     assert time.monotonic() - start < 1
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://10.255.255.1")  # unroutable: a connect that would hang
     start = time.monotonic()
-    assert demo.hub_reachable(timeout=0.5) is False
+    assert demo.hub_reachable(demo.DEFAULT_CHECKPOINT, timeout=0.5) is False
     assert time.monotonic() - start < 5
 
 

@@ -80,9 +80,9 @@ def looks_like_a_path(name: str) -> bool:
 
 
 def check_checkpoint_name(name_or_path: str) -> str:
-    """Raise CheckpointError for a checkpoint that is a missing local folder or a file; return the name.
-
-    Hub names are left to the hub (they are resolved when the model loads).
+    """Raise CheckpointError for a checkpoint that is a missing local folder or a file, or a hub name that cannot be
+    loaded here (not in the Hugging Face cache, and the hub does not have it or gives no answer within
+    colbert.modeling.hub.HUB_TIMEOUT seconds); return the name.
     """
     path = os.path.expanduser(name_or_path)
     if os.path.isfile(path):
@@ -91,6 +91,12 @@ def check_checkpoint_name(name_or_path: str) -> str:
     if not os.path.exists(path) and looks_like_a_path(name_or_path):
         raise CheckpointError(f"No such checkpoint folder: {name_or_path} ({os.path.abspath(path)} does not exist). "
                               "Check the path, or give a Hugging Face Hub name such as colbert-ir/colbertv2.0.")
+    if not os.path.exists(path):
+        from colbert.modeling.hub import hub_problem
+
+        problem = hub_problem(name_or_path)
+        if problem is not None:
+            raise CheckpointError(problem)
     return name_or_path
 
 
