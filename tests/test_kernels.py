@@ -541,3 +541,24 @@ def test_two_checkouts_with_the_same_sources_build_from_one_copy(tmp_path):
     assert (copy / "cpu" / "x.cpp").stat().st_mtime_ns == stamp  # not copied again: ninja sees nothing new
     assert [p.relative_to(copy) for p in native.source_files(copy, False)] == \
         [p.relative_to(first) for p in native.source_files(first, False)]
+
+
+def test_a_finished_build_loads_while_a_killed_process_left_the_lock(tmp_path):
+    """torch's loader takes the build directory's lock even when there is nothing to build; a process killed then
+    (the crash-safety tests kill at random moments) left a lock that made every later process wait 300 s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLBERT_")}
+    code = "from colbert.kernels import native; print(native.load().source)"
+    first = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600)
+    if not first.stdout.startswith("JIT build"):
+        pytest.skip(f"the native kernels are not JIT-built here: {first.stdout.strip() or first.stderr[-300:]}")
+    built = Path(first.stdout.split(" in ", 1)[1].split(" (cached)")[0].strip())
+    assert (built / native.BUILT_MARKER).is_file()
+    env["TORCH_EXTENSIONS_DIR"] = str(tmp_path)  # a copy of that build, with a stale lock
+    copy = tmp_path / "colbert" / built.name
+    shutil.copytree(built, copy, ignore=shutil.ignore_patterns(native.BUILD_LOCK))
+    (copy / native.BUILD_LOCK).touch()
+    second = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert second.stdout.strip() == f"JIT build of csrc/ in {copy} (cached)", second.stderr[-2000:]
+    assert "held by another build" not in second.stderr

@@ -54,6 +54,7 @@ DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the 
 EXTENSION_NAME = "colbert_kernels"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 FAILED_MARKER = "BUILD_FAILED.txt"  # written into the build directory with the compiler's output
+BUILT_MARKER = "BUILT"  # written after a build loaded: later processes load the library without ninja or its lock
 CACHE_LAYOUT = "s1"  # build directories hold their own copy of the sources (stable_sources); older ones did not
 BUILD_LOCK = "lock"  # torch.utils.cpp_extension's lock file in the build directory, while a process builds there
 BUILD_LOCK_WAIT_S = 300.0  # how long to wait for another process's build before using the reference kernels
@@ -234,6 +235,8 @@ def build_tier(mode: str, csrc: Path) -> str:
                                "to retry)")
         _warn(f"The native kernels failed to build before (see {failed}; delete it to retry): {FALLBACK_ADVICE}.")
         return f"reference (build failed before, see {failed})"
+    if load_built(directory):
+        return f"JIT build of csrc/ in {directory} (cached)"
     if not wait_for_other_build(directory, BUILD_LOCK_WAIT_S):  # torch itself would wait forever
         lock = directory / BUILD_LOCK
         if mode == "native":
@@ -253,7 +256,27 @@ def build_tier(mode: str, csrc: Path) -> str:
         directory.mkdir(parents=True, exist_ok=True)
         failed.write_text(f"{e}\n")
         return f"reference (build failed, see {failed})"
+    (directory / BUILT_MARKER).write_text(f"{EXTENSION_NAME}.so\n")
     return f"JIT build of csrc/ in {directory}"
+
+
+def load_built(directory: Path) -> bool:
+    """Load a library an earlier process built and loaded in `directory` (BUILT_MARKER), without running ninja.
+
+    torch's loader takes the directory's lock file even when there is nothing to build, so a process killed in that
+    moment (a crash test, a user's kill -9) left a lock that made every later process wait; a finished build needs
+    neither. The directory is keyed by the sources' hash, so its library is never rebuilt in place.
+    """
+    library = directory / f"{EXTENSION_NAME}.so"
+    if not ((directory / BUILT_MARKER).is_file() and library.is_file()):
+        return False
+    try:
+        torch.ops.load_library(str(library))
+    except OSError as e:  # damaged: build again
+        logger.warning("Could not load the cached kernels %s (%s); building them again", library, e)
+        (directory / BUILT_MARKER).unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _warn(message: str) -> None:
