@@ -129,6 +129,16 @@ def test_search_among_doc_ids_and_with_text(client, searcher):
     error(client.post("/v1/search", json={"query": "gene", "doc_ids": ["d3", "nope"]}), 422, "doc_ids")
 
 
+def test_search_with_diversity_is_the_searchers_mmr(client, searcher):
+    for diversity in (0.0, 0.5, 1.0):
+        body = client.post("/v1/search", json={"query": "virus protein cell", "k": 5, "diversity": diversity}).json()
+        ids, _, scores = searcher.search("virus protein cell", k=5, diversity=diversity)
+        assert [h["doc_id"] for h in body["results"]] == ids
+        assert [h["score"] for h in body["results"]] == pytest.approx(scores, abs=1e-4)
+    error(client.post("/v1/search", json={"query": "x", "diversity": 1.5}), 422, "diversity")
+    error(client.post("/v1/search", json={"query": "x", "diversity": "high"}), 422, "diversity")
+
+
 def test_rerank_texts_gives_positions_and_the_checkpoints_scores(client, searcher):
     documents = ["protein cell gene", "heart", "virus virus immune", "cell"]
     body = client.post("/v1/rerank", json={"query": "protein cell", "documents": documents, "k": 3}).json()

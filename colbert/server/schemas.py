@@ -24,6 +24,8 @@ class SearchRequest(Request):
     index: Optional[StrictStr] = Field(None, description="The served index; required when several are served.")
     doc_ids: Optional[list[DocId]] = Field(None, description="Search only among these documents (scored exactly).")
     include_text: bool = Field(False, description="Add each result's text (when the server knows it).")
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description="0 (plain search) to 1: pick the k results by "
+                             "maximal marginal relevance among the best candidates (docs/diversity.md).")
 
 
 class RerankRequest(Request):

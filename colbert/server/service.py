@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import logging
 import time
 from typing import Any, Optional, Sequence
@@ -135,8 +136,8 @@ class Service:
             raise invalid("doc_ids", "doc_ids is empty; leave it out to search the whole index")
         encoded = await self.batchers[served.name].encode(texts, timing)
         encoded_at = time.perf_counter()
-        found = await asyncio.gather(*(self.workers.on_search(searcher.dense_search, Q, k, None, ids)
-                                       for Q in encoded))
+        search = functools.partial(searcher.dense_search, diversity=body.diversity)
+        found = await asyncio.gather(*(self.workers.on_search(search, Q, k, None, ids) for Q in encoded))
         _note(timing, "search", encoded_at)
         results = [await self._hits(served, searcher, ids_, scores, body.include_text) for ids_, _, scores in found]
         _note(timing, "total", start)
