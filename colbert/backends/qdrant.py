@@ -165,14 +165,11 @@ class QdrantIndex:
         live = loaded.live_pids  # passages an IndexUpdater removed keep their pid but are not exported
         ids = loaded.live_ids
         stored = read_documents(loaded.path, loaded.doc_ids, loaded.num_passages)
-        if stored is not None and collection is None and metadata is None:
-            texts = [stored.texts[p] for p in live.tolist()]
-            meta = [stored.metadata[p] for p in live.tolist()]
-        else:
-            texts = _texts_for(ids, collection) if collection is not None else \
-                ([stored.texts[p] for p in live.tolist()] if stored is not None else [""] * len(ids))
-            meta = align_metadata(metadata, ids) if metadata is not None else \
-                ([stored.metadata[p] for p in live.tolist()] if stored is not None else [{} for _ in ids])
+        kept = None if stored is None else [stored.at(p) for p in live.tolist()]
+        texts = _texts_for(ids, collection) if collection is not None else \
+            ([d["text"] for d in kept] if kept is not None else [""] * len(ids))
+        meta = align_metadata(metadata, ids) if metadata is not None else \
+            ([d["metadata"] for d in kept] if kept is not None else [{} for _ in ids])
         batches = (decompressed(loaded, live[start:start + batch_size]) for start in range(0, len(ids), batch_size))
         cls.create(client, collection_name, loaded.dim, **create_kwargs)
         _upload(client, collection_name, ids, texts, meta, batches, batch_size, show=bool(len(ids) > 4096))
