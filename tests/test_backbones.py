@@ -244,12 +244,15 @@ def st6_checkpoint(path: Path, kind: str, prompts: dict[str, str], expansion: di
     return path
 
 
-@pytest.mark.parametrize("kind, prompts, expansion", [
+ST6_CASES = [  # backbone, prompts, query expansion: a text prompt, a marker-token prompt, none of either
     ("xlm-roberta", {"query": "query: ", "document": "passage: "}, {"strategy": "fixed", "attend": False,
                                                                     "length": 12}),
     ("modernbert", {"query": "[CLS]", "document": ""}, {"strategy": "fixed", "attend": True, "length": 12}),
     ("deberta-v2", {}, None),
-])
+]
+
+
+@pytest.mark.parametrize("kind, prompts, expansion", ST6_CASES)
 def test_sentence_transformers_6_layout(tmp_path, kind, prompts, expansion):
     checkpoint = st6_checkpoint(tmp_path / "ckpt", kind, prompts, expansion)
     ckpt = Checkpoint(str(checkpoint), verbose=0)
@@ -267,12 +270,7 @@ def test_sentence_transformers_6_layout(tmp_path, kind, prompts, expansion):
     check_index_and_search(tmp_path, checkpoint, corpus(2))
 
 
-@pytest.mark.parametrize("kind, prompts, expansion", [
-    ("xlm-roberta", {"query": "query: ", "document": "passage: "}, {"strategy": "fixed", "attend": False,
-                                                                    "length": 12}),
-    ("modernbert", {"query": "[CLS]", "document": ""}, {"strategy": "fixed", "attend": True, "length": 12}),
-    ("deberta-v2", {}, None),
-])
+@pytest.mark.parametrize("kind, prompts, expansion", ST6_CASES)
 def test_sentence_transformers_6_layout_matches_it(tmp_path, kind, prompts, expansion):
     """The vectors sentence-transformers 6 itself gives for the checkpoint, query and document sides."""
     pytest.importorskip("sentence_transformers", minversion="6", reason="sentence-transformers 6 is the oracle")
