@@ -88,15 +88,16 @@ def check_checkpoint_name(name_or_path: str) -> str:
     if os.path.isfile(path):
         raise CheckpointError(f"The checkpoint {name_or_path} is a file; give the checkpoint folder (the one holding "
                               f"{CONFIG_FILE} and the weights).")
-    if not os.path.exists(path) and looks_like_a_path(name_or_path):
+    if os.path.exists(path):
+        return name_or_path
+    if looks_like_a_path(name_or_path):
         raise CheckpointError(f"No such checkpoint folder: {name_or_path} ({os.path.abspath(path)} does not exist). "
                               "Check the path, or give a Hugging Face Hub name such as colbert-ir/colbertv2.0.")
-    if not os.path.exists(path):
-        from colbert.modeling.hub import hub_problem
+    from colbert.modeling.hub import hub_problem
 
-        problem = hub_problem(name_or_path)
-        if problem is not None:
-            raise CheckpointError(problem)
+    problem = hub_problem(name_or_path)  # a hub name: in the cache, or the hub has it
+    if problem is not None:
+        raise CheckpointError(problem)
     return name_or_path
 
 
