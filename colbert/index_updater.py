@@ -39,7 +39,6 @@ from colbert.errors import CheckpointError, DriftWarning
 from colbert.index.loaded import IndexBusyError, IndexHandle
 from colbert.indexing import plan as index_plan
 from colbert.index import versions
-from colbert.index.codec import ResidualCodec
 from colbert.indexing.documents import Documents, MetadataLike, align_metadata, read_documents, write_documents
 from colbert.indexing.kmeans import train_centroids
 from colbert.indexing.platform import Workarounds
@@ -223,8 +222,8 @@ class IndexUpdater:
                                                   bf16=bf16, pool_factor=self.config.pool_factor,
                                                   protected_tokens=self.config.protected_tokens,
                                                   workarounds=Workarounds(self.config.platform_workarounds))
-            codes, residuals = self._codec(state).compress(embeddings,
-                                                           bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
+            codes, residuals = state.codec.compress(embeddings,
+                                                    bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
             state.append(codes, residuals, doclens, new_ids)
             if edits.documents is not None:
                 edits.documents = edits.documents.with_added(new_ids, texts, new_metadata)
@@ -305,7 +304,7 @@ class IndexUpdater:
             state = edits.state
             self._check_base(state)
             niters = kmeans_niters if kmeans_niters is not None else self.config.kmeans_niters
-            old = self._codec(state)
+            old = state.codec
             cpu = torch.device("cpu")
             new = refit_codec(state, old, lambda sample, num_partitions: train_centroids(sample, num_partitions,
                                                                                           niters, cpu))
@@ -401,9 +400,6 @@ class IndexUpdater:
                 raise CheckpointError(f"The checkpoint makes {dim}-dim embeddings but the index at {self.index_path} "
                                       f"holds {self.config.dim}-dim ones")
         return self._checkpoint
-
-    def _codec(self, state: IndexState) -> ResidualCodec:
-        return ResidualCodec.from_parts(state.codec, self.config.nbits)
 
     def _warn_drift(self, state: IndexState) -> None:
         updates = state.metadata[UPDATES_KEY]

@@ -16,13 +16,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from functools import partial
 from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from colbert import kernels
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
@@ -138,8 +136,7 @@ class Searcher:
         self._collection = collection
         self._documents: tuple[int, Union[Documents, bool]] = (-1, False)  # (generation, documents) read last
         self.checkpoint = self._load_checkpoint(name)
-        self.index_handle = IndexHandle(loaded, prepare=partial(plaid.SearchIndex.from_loaded, device=self.device),
-                                        device=self.device, mmap=mmap)
+        self.index_handle = IndexHandle(loaded, device=self.device, mmap=mmap)
         if verbose > 1:
             logger.info("Searcher on %s (%s passages, nbits=%d) with %s on %s", self.index,
                         f"{loaded.num_passages:,}", loaded.nbits, name, self.device)
@@ -150,8 +147,8 @@ class Searcher:
         return self.index_handle.snapshot().loaded
 
     @property
-    def ranker(self) -> plaid.SearchIndex:
-        """The tensors search reads, on the search device, as published now."""
+    def ranker(self) -> LoadedIndex:
+        """The index as published now, on the search device (what search reads; `loaded` itself on the CPU)."""
         return self.index_handle.snapshot().view
 
     def _checkpoint_config(self, name: Optional[str], given: bool) -> Optional[ColBERTConfig]:
@@ -373,8 +370,7 @@ class Searcher:
         pid = snap.loaded.pid_of(doc_id)
         Q = self.encode(query, full_length_search=full_length_search)[0]  # (Lq, d)
         codes, packed, _ = snap.view.gather(torch.tensor([pid], device=self.device))
-        D = kernels.decompress_residuals(codes, packed, snap.view.centroids, snap.view.bucket_weights,
-                                         snap.loaded.nbits)  # (doclen, d)
+        D = snap.view.codec.decompress(codes, packed)  # (doclen, d)
         text = self._text_of(doc_id) if text is None else text
         names, spans, positions = [], [], None
         if text:

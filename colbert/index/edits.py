@@ -97,7 +97,7 @@ class IndexState:
 
     path: Path
     metadata: dict
-    codec: index_format.Codec
+    codec: ResidualCodec
     segments: list[Segment]
     doc_ids: list[DocId]
     ivf: Tensor
@@ -112,7 +112,7 @@ class IndexState:
         for pid in (index.doclens == 0).nonzero().flatten().tolist():
             doc_ids[pid] = None  # removed (colbert-ai's updater leaves doclen 0 behind)
         ivf = index.ivf[: int(index.ivf_lengths.sum())]  # drop the reference's padding
-        state = cls(index.path, dict(index.metadata), index.codec.parts, _segments_of(index), doc_ids, ivf,
+        state = cls(index.path, dict(index.metadata), index.codec, _segments_of(index), doc_ids, ivf,
                     index.ivf_lengths.clone(), base=index.pin)
         state._pid_of = {doc_id: pid for pid, doc_id in enumerate(doc_ids) if doc_id is not None}
         return state
@@ -200,7 +200,7 @@ class IndexState:
                 codes[block], residuals[block] = new.compress(embeddings)
             segments.append(Segment(segment.doclens, codes, residuals, added=segment.added))
         self.segments = segments
-        self.codec = new.parts
+        self.codec = new
         self.codec_changed = True
         ivf, self.ivf_lengths = build_ivf(self.codes(), self.doclens(), new.centroids.size(0))
         self.ivf = ivf[: int(self.ivf_lengths.sum())]
@@ -277,7 +277,7 @@ class IndexState:
                 index_format.write_chunk(out_dir, k, chunk.codes, chunk.residuals, chunk.doclens, offset, embeddings)
             offset, embeddings = offset + chunk.num_passages, embeddings + n
         if self.codec_changed:
-            index_format.write_codec(out_dir, *self.codec)
+            index_format.write_codec(out_dir, *self.codec.parts)
         else:
             for name in index_format.CODEC_FILES:
                 link_or_copy(base_dir / name, out_dir / name)

@@ -23,7 +23,7 @@ import logging
 import torch
 from torch import Tensor
 
-from colbert import kernels
+from colbert.index.loaded import LoadedIndex
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,12 @@ def mmr(relevance: Tensor, E: Tensor, k: int, diversity: float) -> Tensor:
     return torch.tensor(picked, dtype=torch.long, device=relevance.device)
 
 
-def diversify(index, Q: Tensor, pids: Tensor, scores: Tensor, k: int, diversity: float) -> tuple[Tensor, Tensor]:
+def diversify(index: LoadedIndex, Q: Tensor, pids: Tensor, scores: Tensor, k: int,
+              diversity: float) -> tuple[Tensor, Tensor]:
     """Re-rank a query's best candidates by MMR (see the module docstring); scores stay the MaxSim scores.
 
     Args:
-        index: the SearchIndex (colbert.search.plaid) holding the candidates.
+        index: the index holding the candidates, on the search device.
         Q: the query's embeddings, float32.
         pids, scores: its candidates, best first.
 
@@ -108,7 +109,7 @@ def diversify(index, Q: Tensor, pids: Tensor, scores: Tensor, k: int, diversity:
     if pids.numel() == 0 or diversity == 0:
         return pids[:k], scores[:k]
     codes, packed, lengths = index.gather(pids)
-    D = kernels.decompress_residuals(codes, packed, index.centroids, index.bucket_weights, index.loaded.nbits)
+    D = index.codec.decompress(codes, packed)  # (M, d)
     E = evidence(Q, D.float(), lengths.to(D.device))  # (n, Lq, d)
     order = mmr(scores.float() / Q.size(0), E, k, diversity)
     return pids[order], scores[order]
