@@ -38,7 +38,7 @@ from colbert.utils.checks import check_path, check_verbose
 from colbert.utils.progress import progress
 
 if TYPE_CHECKING:
-    from colbert.explain import Explanation
+    from colbert.modeling.explain import Explanation
     from colbert.modeling.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ class Searcher:
         Raises:
             KeyError: doc_id is not in the index.
         """
-        from colbert.explain import build_explanation, document_tokens, kept_positions, query_tokens
+        from colbert.modeling.explain import build_explanation, document_tokens, kept_positions, query_tokens
 
         if not isinstance(query, str):
             raise TypeError(f"explain takes one query as a str, got {type(query).__name__}")
