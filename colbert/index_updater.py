@@ -224,10 +224,10 @@ class IndexUpdater:
                                                   workarounds=Workarounds(self.config.platform_workarounds))
             codes, residuals = state.codec.compress(embeddings,
                                                     bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
+            state.metadata[UPDATES_KEY]["added_embeddings"] += int(codes.numel())  # in the new state's metadata
             state.append(codes, residuals, doclens, new_ids)
             if edits.documents is not None:
                 edits.documents = edits.documents.with_added(new_ids, texts, new_metadata)
-            state.metadata[UPDATES_KEY]["added_embeddings"] += int(codes.numel())
             self._publish(edits)
             logger.info("Added %d passages (%s embeddings)", len(texts), f"{codes.numel():,}")
             self._warn_drift(state)
@@ -325,14 +325,12 @@ class IndexUpdater:
                 snap = self.handle.snapshot()
                 documents = self.searcher.documents if self.searcher is not None else read_documents(
                     snap.loaded.path, snap.loaded.doc_ids, snap.loaded.num_passages)
-                edits = _Edits(_fresh_state(snap.loaded), documents)
+                edits = _Edits(self._fresh_state(snap.loaded), documents)
             yield edits
 
     def _publish(self, edits: _Edits) -> None:
-        """Searches see the edits from now on (assembled in memory; the state keeps being edited, the copy is
-        not)."""
-        loaded = edits.state.to_loaded(join_residuals=self.handle.device.type != "cpu")
-        self.handle.publish(loaded, pending=True, edits=edits, documents=edits.documents or False)
+        """Searches see the edits from now on (the state's LoadedIndex: the next edit makes a new one)."""
+        self.handle.publish(edits.state.index, pending=True, edits=edits, documents=edits.documents or False)
 
     def _commit(self, edits: _Edits) -> None:
         """Write the edits as a new version, then publish that version read back from disk (the searcher maps
@@ -346,7 +344,7 @@ class IndexUpdater:
             txn.commit()
         logger.info("Persisted %s passages to %s", f"{state.num_passages:,}", self.index_path)
         loaded = LoadedIndex.open(self.index_path, mmap=self.handle.mmap)
-        fresh = _Edits(_fresh_state(loaded), edits.documents)  # the documents just written
+        fresh = _Edits(self._fresh_state(loaded), edits.documents)  # the documents just written
         self.handle.publish(loaded, pending=False, edits=fresh, documents=edits.documents or False)
 
     def _prepare(self, state: IndexState, passages: Passages,
@@ -414,15 +412,15 @@ class IndexUpdater:
             "(Indexer.index(..., overwrite=True)) to recover; IndexUpdater.reindex() refits the centroids without a "
             "model but does not recover the quality (docs/updates.md).", DriftWarning, stacklevel=3)
 
+    def _fresh_state(self, loaded: LoadedIndex) -> IndexState:
+        """The edit state of an index as opened; residuals in one tensor for a search on a GPU."""
+        state = IndexState.from_loaded(loaded, join=self.handle.device.type != "cpu")
+        state.metadata[UPDATES_KEY] = _updates(state.metadata, state.num_embeddings)
+        return state
+
     def __repr__(self) -> str:
         snap = self.handle.snapshot()
         return f"IndexUpdater({str(self.index_path)!r}, {len(self):,} passages, pending={snap.pending})"
-
-
-def _fresh_state(loaded: LoadedIndex) -> IndexState:
-    state = IndexState.from_loaded(loaded)
-    state.metadata[UPDATES_KEY] = _updates(state.metadata, state.num_embeddings)
-    return state
 
 
 def _check_new_ids(state: IndexState, ids: list[DocId], count: int) -> list[DocId]:

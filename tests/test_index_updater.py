@@ -201,6 +201,21 @@ def test_the_ivf_kept_in_memory_equals_the_one_rebuilt_from_the_codes(searcher):
         assert searcher.loaded.num_embeddings == int(searcher.loaded.doclens.sum())
 
 
+def test_each_edit_publishes_the_editors_own_new_loaded_index_and_leaves_the_last_whole(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    updater.add({"n1": "virus brain heart", "n2": "mouse gene"})
+    before = searcher.index_handle.snapshot().loaded
+    doclens, codes, ids = before.doclens.clone(), before.codes.clone(), list(before.doc_ids)
+    updater.remove(["d3", "n1"])
+    updater.add({"n3": "immune cell"})
+    after = searcher.index_handle.snapshot().loaded
+    with searcher.index_handle.writing():
+        assert after is searcher.index_handle.edits.state.index  # no copy between the editor and search
+    assert after is not before and after.doclens[before.pid_of("d3")] == 0 and after.pid_of("n3") == 42
+    assert torch.equal(before.doclens, doclens) and torch.equal(before.codes, codes) and before.doc_ids == ids
+    assert before.pid_of("d3") == 3 and before.metadata["num_embeddings"] == int(doclens.sum())
+
+
 def test_untouched_chunks_are_hard_linked_and_added_passages_fill_chunks(_tiny_checkpoint_master, tmp_path,
                                                                          monkeypatch):
     monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 10 * 64)  # chunks of 10 passages

@@ -297,8 +297,14 @@ class LoadedIndex:
         # Row r of the output is embedding starts[i] + (r - out_start[i]) of passage i.
         out_starts = torch.cumsum(lengths, 0) - lengths  # (n,)
         rows = torch.arange(total) + torch.repeat_interleave(starts - out_starts, lengths)  # (total,)
-        codes = self.codes[rows]  # (total,)
-        return codes, self._gather_residuals(rows), lengths
+        return *self.rows(rows), lengths
+
+    def rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The codes and packed residuals of embeddings by row (across chunks), on a CPU index.
+
+        Shapes: rows (m,) int64; returns ((m,) int32, (m, d * nbits / 8) uint8).
+        """
+        return self.codes[rows], self._gather_residuals(rows)
 
     def _gather_residuals(self, rows: Tensor) -> Tensor:
         if len(self.residual_chunks) == 1:
