@@ -468,7 +468,8 @@ class IndexHandle:
             documents: see Snapshot.documents.
         """
         self._check_writer("publish")
-        snapshot = Snapshot(loaded, loaded.to(self.device), self._current.generation + 1, pending, documents)  # before the swap
+        view = loaded.to(self.device)  # before the swap: readers never wait for it
+        snapshot = Snapshot(loaded, view, self._current.generation + 1, pending, documents)
         self._current, self._edits = snapshot, edits
         return snapshot
 
