@@ -214,6 +214,7 @@ def test_each_edit_publishes_the_editors_own_new_loaded_index_and_leaves_the_las
     assert after is not before and after.doclens[before.pid_of("d3")] == 0 and after.pid_of("n3") == 42
     assert torch.equal(before.doclens, doclens) and torch.equal(before.codes, codes) and before.doc_ids == ids
     assert before.pid_of("d3") == 3 and before.metadata["num_embeddings"] == int(doclens.sum())
+    assert "d3" in before and "d3" not in after and "n3" in after and [] not in after  # [] is unhashable
 
 
 def test_untouched_chunks_are_hard_linked_and_added_passages_fill_chunks(_tiny_checkpoint_master, tmp_path,

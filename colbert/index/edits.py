@@ -29,7 +29,7 @@ from colbert.index import format as index_format
 from colbert.index.codec import COMPRESS_BATCH, KMeans, ResidualCodec, fit_codec
 from colbert.index.ivf import build_ivf
 from colbert.index.loaded import DocId, LoadedIndex
-from colbert.index.versions import Pin, link_or_copy
+from colbert.index.versions import link_or_copy
 
 logger = logging.getLogger(__name__)
 
@@ -86,48 +86,6 @@ class IndexState:
     def from_loaded(cls, index: LoadedIndex, join: bool = False) -> IndexState:
         return cls(index, _segments_of(index), dict(index.metadata), join)
 
-    @property
-    def path(self) -> Path:
-        return self.index.path
-
-    @property
-    def codec(self) -> ResidualCodec:
-        return self.index.codec
-
-    @property
-    def base(self) -> Optional[Pin]:
-        """The folder version the edits started from."""
-        return self.index.pin
-
-    @property
-    def num_passages(self) -> int:
-        """Pids in use, removed passages included (they keep their positions)."""
-        return self.index.num_passages
-
-    @property
-    def num_live(self) -> int:
-        """Passages not removed."""
-        return self.index.num_live
-
-    @property
-    def live_ids(self) -> list[DocId]:
-        return self.index.live_ids
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.index.num_embeddings
-
-    @property
-    def num_partitions(self) -> int:
-        return self.index.num_partitions
-
-    def pid_of(self, doc_id: DocId) -> Optional[int]:
-        """The pid of a live passage's id; None when no live passage has it."""
-        try:
-            return self.index.pid_of(doc_id)
-        except KeyError:
-            return None
-
     # ----------------------------------------------------------------------------------------------- edits
 
     def remove(self, pids: Tensor) -> None:
@@ -150,11 +108,11 @@ class IndexState:
         for pid in pids.tolist():
             ids[pid] = None
         ivf, lengths = self._ivf()
-        list_of = torch.repeat_interleave(torch.arange(self.num_partitions), lengths)  # (M,)
+        list_of = torch.repeat_interleave(torch.arange(self.index.num_partitions), lengths)  # (M,)
         alive = keep[ivf.long()]  # (M,)
         self.segments = segments
         self._replace(index.doclens * keep, index.codes[rows], residuals, ivf[alive],  # still sorted within lists
-                      torch.bincount(list_of[alive], minlength=self.num_partitions), ids)
+                      torch.bincount(list_of[alive], minlength=self.index.num_partitions), ids)
 
     def append(self, codes: Tensor, residuals: Tensor, doclens: Sequence[int], ids: Sequence[DocId]) -> None:
         """Add passages after the last pid. Shapes: codes (n,) int32; residuals (n, w) uint8; doclens (q,)."""
@@ -169,11 +127,11 @@ class IndexState:
         keys = torch.unique(codes.long() * q + local)  # (m,) distinct (centroid, passage), sorted by centroid
         lists, pids = keys // q, keys % q + first
         ivf, lengths = self._ivf()
-        list_of = torch.repeat_interleave(torch.arange(self.num_partitions), lengths)  # (M,)
+        list_of = torch.repeat_interleave(torch.arange(self.index.num_partitions), lengths)  # (M,)
         order = torch.argsort(torch.cat([list_of, lists]), stable=True)  # old pids first within a list: sorted
         self._replace(torch.cat([index.doclens, doclens]), torch.cat([index.codes, codes.to(torch.int32)]),
                       [*index.residual_chunks, residuals], torch.cat([ivf.long(), pids])[order].to(torch.int32),
-                      lengths + torch.bincount(lists, minlength=self.num_partitions), [*self._ids(), *ids])
+                      lengths + torch.bincount(lists, minlength=self.index.num_partitions), [*self._ids(), *ids])
 
     def recompress(self, new: ResidualCodec, old: ResidualCodec) -> None:
         """Re-encode every embedding with a new codec: decompress with the old one, compress with the new one."""
@@ -199,7 +157,7 @@ class IndexState:
         if self.join and len(residuals) > 1:
             residuals = [torch.cat(residuals)]
         n, live = codes.numel(), int((doclens > 0).sum())
-        self.index = LoadedIndex.from_tensors(self.index.path, self._metadata(n, live), codec or self.codec, ivf,
+        self.index = LoadedIndex.from_tensors(self.index.path, self._metadata(n, live), codec or self.index.codec, ivf,
                                               ivf_lengths, doclens, codes, residuals, doc_ids=_stored(ids),
                                               pin=self.index.pin)
 
@@ -221,12 +179,12 @@ class IndexState:
 
     def _metadata(self, num_embeddings: int, num_live: int) -> dict:
         n = num_embeddings
-        return {**copy.deepcopy(self.metadata), "num_chunks": len(self.segments), "num_partitions": self.num_partitions,
+        return {**copy.deepcopy(self.metadata), "num_chunks": len(self.segments), "num_partitions": self.index.num_partitions,
                 "num_embeddings": n, "avg_doclen": n / max(num_live, 1)}
 
     def current_metadata(self) -> dict:
         """metadata.json of this state: a copy, which later edits of the state leave alone."""
-        return self._metadata(self.num_embeddings, self.num_live)
+        return self._metadata(self.index.num_embeddings, self.index.num_live)
 
     def stored_ids(self) -> Optional[list[Optional[DocId]]]:
         """The ids to store in doc_ids.json (null for removed passages), or None when every passage's id is its
@@ -276,11 +234,11 @@ class IndexState:
                 index_format.write_chunk(out_dir, k, index.codes[start:end], index.rows(torch.arange(start, end))[1],
                                          index.doclens[first:first + passages], first, start)
         if self.codec_changed:
-            index_format.write_codec(out_dir, *self.codec.parts)
+            index_format.write_codec(out_dir, *self.index.codec.parts)
         else:
             for name in index_format.CODEC_FILES:
                 link_or_copy(base_dir / name, out_dir / name)
-        ivf, ivf_lengths = build_ivf(index.codes, index.doclens, self.num_partitions)  # from the codes, always
+        ivf, ivf_lengths = build_ivf(index.codes, index.doclens, self.index.num_partitions)  # from the codes, always
         ivf = ivf[: int(ivf_lengths.sum())]  # unpadded, as colbert-ai's updater writes it (its add needs that)
         kept, kept_lengths = self._ivf()
         assert torch.equal(ivf_lengths, kept_lengths) and torch.equal(ivf, kept), \
@@ -296,10 +254,10 @@ class IndexState:
             plan = index_format.read_plan(base_dir)
         except IndexFormatError:
             plan = {"config": self.metadata["config"]}
-        n, p = self.num_embeddings, self.num_live
-        return {**plan, "num_chunks": num_chunks, "num_partitions": self.num_partitions,
+        n, p = self.index.num_embeddings, self.index.num_live
+        return {**plan, "num_chunks": num_chunks, "num_partitions": self.index.num_partitions,
                 "num_embeddings_est": float(n), "avg_doclen_est": n / max(p, 1),
-                **({"num_passages": self.num_passages} if "num_passages" in plan else {})}
+                **({"num_passages": self.index.num_passages} if "num_passages" in plan else {})}
 
 
 def _stored(ids: list[Optional[DocId]]) -> Optional[list[Optional[DocId]]]:
@@ -317,5 +275,5 @@ def refit_codec(state: IndexState, old: ResidualCodec, kmeans: KMeans) -> Residu
     def decompressed(positions: Tensor) -> Tensor:  # (m, d) float32
         return old.decompress(*state.index.rows(positions))
 
-    n = state.num_embeddings
+    n = state.index.num_embeddings
     return fit_codec(n, n, old.nbits, lambda positions: decompressed(positions).half(), decompressed, kmeans)

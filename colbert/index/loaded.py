@@ -270,6 +270,14 @@ class LoadedIndex:
             return self._pid_of[doc_id]
         raise KeyError(f"document id {doc_id!r} is not in the index at {self.path} ({self.num_passages:,} passages)")
 
+    def __contains__(self, doc_id: object) -> bool:
+        """Whether a passage not removed has this id."""
+        try:
+            self.pid_of(doc_id)  # type: ignore[arg-type]
+        except (KeyError, TypeError):  # TypeError: unhashable
+            return False
+        return True
+
     def id_of(self, pid: int) -> DocId:
         """The user's document id of a pid."""
         if not 0 <= pid < self.num_passages:
