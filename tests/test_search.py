@@ -316,6 +316,8 @@ def test_an_index_in_two_chunks_searches_like_one(tiny_index, searcher, tmp_path
     for text in QUERIES.values():
         assert two.search(text, k=8) == searcher.search(text, k=8)
         assert two.search(text, k=8, exact=True) == searcher.search(text, k=8, exact=True)
+    with pytest.raises(ValueError, match="mmap=False"):  # a GPU gathers from one residual tensor
+        two.loaded.to("meta")
 
 
 def test_exact_search_all_with_full_length_queries(searcher):
