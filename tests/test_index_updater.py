@@ -217,6 +217,18 @@ def test_each_edit_publishes_the_editors_own_new_loaded_index_and_leaves_the_las
     assert "d3" in before and "d3" not in after and "n3" in after and [] not in after  # [] is unhashable
 
 
+def test_added_passages_stay_one_residual_tensor_and_untouched_rows_are_not_copied(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    base = searcher.loaded.residual_chunks[0]  # the index as opened: one tensor in RAM
+    for step in range(4):
+        updater.add(texts(2, seed=200 + step))
+    updater.remove([updater.ids[-1]])  # an added passage: the original rows stay where they were
+    chunks = searcher.loaded.residual_chunks
+    assert len(chunks) == 2 and chunks[0].data_ptr() == base.data_ptr()  # a view of the original, then the added
+    assert sum(len(c) for c in chunks) == searcher.loaded.num_embeddings
+    assert every_id(searcher) == set(updater.ids)
+
+
 def test_untouched_chunks_are_hard_linked_and_added_passages_fill_chunks(_tiny_checkpoint_master, tmp_path,
                                                                          monkeypatch):
     monkeypatch.setattr(index_plan, "CHUNK_EMBEDDINGS_BUDGET", 10 * 64)  # chunks of 10 passages

@@ -95,15 +95,18 @@ class IndexState:
         keep = torch.ones(index.num_passages, dtype=torch.bool)  # (P,)
         keep[pids] = False
         rows = torch.repeat_interleave(keep, index.doclens)  # (N,) embeddings of kept passages
-        residuals = []
-        for chunk, start in zip(index.residual_chunks, index.chunk_offsets.tolist()):
-            kept = rows[start:start + len(chunk)]  # (n_k,)
-            residuals.append(chunk if bool(kept.all()) else chunk[kept])  # an untouched chunk stays as it is
-        segments, first = [], 0
-        for segment in self.segments:
-            touched = not bool(keep[first:first + segment.passages].all())
-            segments.append(replace(segment, source=None) if touched else segment)
-            first += segment.passages
+        segments, residuals = [], []
+        for segment, (first, passages, _) in zip(self.segments, self._spans()):
+            start, end = int(index.doc_offsets[first]), int(index.doc_offsets[first + passages])
+            views = index.residual_views(start, end)
+            if bool(keep[first:first + passages].all()):  # an untouched segment keeps its rows where they are
+                segments.append(segment)
+                residuals.extend(views)
+                continue
+            segments.append(replace(segment, source=None))
+            for view in views:  # the segment's kept rows, copied
+                residuals.append(view[rows[start:start + len(view)]])
+                start += len(view)
         ids = self._ids()
         for pid in pids.tolist():
             ids[pid] = None
@@ -119,7 +122,11 @@ class IndexState:
         index = self.index
         doclens = torch.as_tensor(list(doclens), dtype=torch.int64)  # (q,)
         first, q = index.num_passages, doclens.numel()
-        if self.segments and self.segments[-1].added:
+        chunks = [*index.residual_chunks, residuals]
+        if self.segments and self.segments[-1].added:  # added passages stay one tensor (joined), as they were
+            start = int(index.doc_offsets[self._spans()[-1].first])
+            added = index.residual_views(start, index.num_embeddings)
+            chunks = [*index.residual_views(0, start), torch.cat([*added, residuals])]
             self.segments[-1] = Segment(self.segments[-1].passages + q, added=True)
         else:
             self.segments.append(Segment(q, added=True))
@@ -130,7 +137,7 @@ class IndexState:
         list_of = torch.repeat_interleave(torch.arange(self.index.num_partitions), lengths)  # (M,)
         order = torch.argsort(torch.cat([list_of, lists]), stable=True)  # old pids first within a list: sorted
         self._replace(torch.cat([index.doclens, doclens]), torch.cat([index.codes, codes.to(torch.int32)]),
-                      [*index.residual_chunks, residuals], torch.cat([ivf.long(), pids])[order].to(torch.int32),
+                      chunks, torch.cat([ivf.long(), pids])[order].to(torch.int32),
                       lengths + torch.bincount(lists, minlength=self.index.num_partitions), [*self._ids(), *ids])
 
     def recompress(self, new: ResidualCodec, old: ResidualCodec) -> None:

@@ -314,6 +314,13 @@ class LoadedIndex:
         """
         return self.codes[rows], self._gather_residuals(rows)
 
+    def residual_views(self, start: int, end: int) -> list[Tensor]:
+        """Rows start:end of the packed residuals as views of the tensors holding them, one per tensor crossed (no
+        copy). Shapes: each (n_k, d * nbits / 8) uint8, sum(n_k) = end - start."""
+        offsets = self.chunk_offsets.tolist()
+        return [chunk[max(start, lo) - lo:min(end, hi) - lo]
+                for chunk, lo, hi in zip(self.residual_chunks, offsets, offsets[1:]) if lo < end and start < hi]
+
     def _gather_residuals(self, rows: Tensor) -> Tensor:
         if len(self.residual_chunks) == 1:
             return self.residual_chunks[0][rows]  # (total, d * nbits / 8)
