@@ -15,6 +15,7 @@ import torch
 from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, Searcher, verify_index
 from colbert.errors import DriftWarning, IndexFormatError
 from colbert.indexing import plan as index_plan
+from colbert.index.edits import IndexState, refit_codec
 from colbert.index.ivf import build_ivf
 from colbert.index.versions import IndexChangedError
 from colbert.index.loaded import LoadedIndex
@@ -227,6 +228,18 @@ def test_added_passages_stay_one_residual_tensor_and_untouched_rows_are_not_copi
     assert len(chunks) == 2 and chunks[0].data_ptr() == base.data_ptr()  # a view of the original, then the added
     assert sum(len(c) for c in chunks) == searcher.loaded.num_embeddings
     assert every_id(searcher) == set(updater.ids)
+
+
+def test_a_recompressed_state_counts_its_new_codec(searcher):
+    state = IndexState.from_loaded(searcher.loaded)
+    old = state.index.codec
+    new = refit_codec(state, old, lambda points, C: points[: C // 2].half())  # half as many centroids
+    state.recompress(new, old)
+    assert state.index.num_partitions == new.centroids.size(0) == old.centroids.size(0) // 2
+    assert state.index.metadata == state.current_metadata() and state.index.metadata["num_partitions"] == \
+        state.index.num_partitions
+    assert_ivf_matches_codes(state.index)
+    assert state.index is not searcher.loaded and searcher.loaded.num_partitions == old.centroids.size(0)
 
 
 def test_untouched_chunks_are_hard_linked_and_added_passages_fill_chunks(_tiny_checkpoint_master, tmp_path,

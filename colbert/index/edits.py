@@ -163,10 +163,10 @@ class IndexState:
         """Make the next state: a new LoadedIndex (the one before it stays whole for the searches reading it)."""
         if self.join and len(residuals) > 1:
             residuals = [torch.cat(residuals)]
-        n, live = codes.numel(), int((doclens > 0).sum())
-        self.index = LoadedIndex.from_tensors(self.index.path, self._metadata(n, live), codec or self.index.codec, ivf,
-                                              ivf_lengths, doclens, codes, residuals, doc_ids=_stored(ids),
-                                              pin=self.index.pin)
+        codec = codec or self.index.codec
+        metadata = self._metadata(codes.numel(), int((doclens > 0).sum()), codec.centroids.size(0))
+        self.index = LoadedIndex.from_tensors(self.index.path, metadata, codec, ivf, ivf_lengths, doclens, codes,
+                                              residuals, doc_ids=_stored(ids), pin=self.index.pin)
 
     def _ids(self) -> list[Optional[DocId]]:
         """The id of every pid, None for a removed passage (a new list)."""
@@ -184,14 +184,15 @@ class IndexState:
 
     # ----------------------------------------------------------------------------------------------- views
 
-    def _metadata(self, num_embeddings: int, num_live: int) -> dict:
+    def _metadata(self, num_embeddings: int, num_live: int, num_partitions: int) -> dict:
         n = num_embeddings
-        return {**copy.deepcopy(self.metadata), "num_chunks": len(self.segments), "num_partitions": self.index.num_partitions,
+        return {**copy.deepcopy(self.metadata), "num_chunks": len(self.segments), "num_partitions": num_partitions,
                 "num_embeddings": n, "avg_doclen": n / max(num_live, 1)}
 
     def current_metadata(self) -> dict:
         """metadata.json of this state: a copy, which later edits of the state leave alone."""
-        return self._metadata(self.index.num_embeddings, self.index.num_live)
+        index = self.index
+        return self._metadata(index.num_embeddings, index.num_live, index.num_partitions)
 
     def stored_ids(self) -> Optional[list[Optional[DocId]]]:
         """The ids to store in doc_ids.json (null for removed passages), or None when every passage's id is its
