@@ -14,7 +14,7 @@ added ones, search, persist; add more, remove more, search, persist; add two tex
 compared by SHA-256 (metadata.json and plan.json without the run's root). Search times: `dense_search` with the
 queries encoded beforehand (k=10), each query's median over 3 passes, summed, in wall seconds and in CPU seconds of
 the process (less sensitive to other work on a shared machine); on the index edited in memory (edits pending) and
-after the first persist; medians over rounds per checkout.
+after the first persist; medians over rounds per checkout, which take turns at running first.
 """
 
 from __future__ import annotations
@@ -154,7 +154,8 @@ def main() -> None:
     built = Path(run_child({**common, "checkout": checkouts[0], "mode": "build", "root": str(work / "root")})["path"])
     runs = []
     for round_ in range(args.rounds):
-        for name, checkout in zip(("baseline", "candidate"), checkouts):
+        order = list(zip(("baseline", "candidate"), checkouts))
+        for name, checkout in order if round_ % 2 == 0 else order[::-1]:  # neither always runs second
             index = work / f"{name}-{round_}"
             shutil.copytree(built, index)
             result = run_child({**common, "checkout": checkout, "mode": "edit", "index": str(index)})
