@@ -275,3 +275,23 @@ def test_other_custom_code_is_still_refused(tmp_path, auto_map):
     path = jina_checkpoint(tmp_path / "ckpt", auto_map=auto_map)
     with pytest.raises(CheckpointError, match=r"trust_remote_code.*does not run code.*delete auto_map"):
         Checkpoint(str(path), verbose=0)
+
+
+@pytest.mark.parametrize("storage", ["sharded", "torch"])
+def test_weights_load_from_shards_and_torch_files(tmp_path, jina, storage):
+    from safetensors.torch import load_file, save_file
+
+    doc = ["gene therapy, immune cell"]
+    expected = Checkpoint(str(jina), verbose=0).docFromText(doc, keep_dims=False)[0]
+    state = load_file(str(jina / "model.safetensors"))
+    (jina / "model.safetensors").unlink()
+    if storage == "torch":
+        torch.save(state, jina / "pytorch_model.bin")
+    else:
+        names = sorted(state)
+        shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+        for shard, keys in shards.items():
+            save_file({k: state[k] for k in keys}, str(jina / shard))
+        weight_map = {k: shard for shard, keys in shards.items() for k in keys}
+        (jina / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    torch.testing.assert_close(Checkpoint(str(jina), verbose=0).docFromText(doc, keep_dims=False)[0], expected)

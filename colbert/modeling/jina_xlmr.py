@@ -23,6 +23,8 @@ Weights are read from the checkpoint's safetensors or torch file, under `roberta
 we do not reproduce raise CheckpointError naming the key: another `position_embedding_type` (absolute, alibi),
 `rotary_emb_scale_base` (XPos), `last_layer_subset`, an odd or too large `rotary_emb_dim`, another activation,
 and LoRA task adapters (`modeling_lora` as the AutoModel, or `parametrizations` weights: jina-embeddings-v3).
+Keys that do not change token vectors are ignored (dropouts, `use_flash_attn`, fused-kernel switches, `emb_pooler`,
+`truncate_dim`, and `lora_*` beside the plain XLMRobertaModel, which does not apply adapters).
 """
 
 from __future__ import annotations
