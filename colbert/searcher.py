@@ -25,7 +25,7 @@ from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
 from colbert.infra.config import ColBERTConfig, check_config
-from colbert.modeling.hf_format import load_checkpoint_config
+from colbert.modeling.layouts import read_layout
 from colbert.infra.device import resolve_device
 from colbert.index.loaded import IndexHandle, Snapshot
 from colbert.infra.run import Run
@@ -160,8 +160,9 @@ class Searcher:
         if given and self.index_config.checkpoint and name != self.index_config.checkpoint:
             logger.info("Encoding queries with %s; the index at %s was built with %s", name, self.index,
                         self.index_config.checkpoint)
-        stored = load_checkpoint_config(name)
-        if stored is not None and "dim" in stored.assigned and stored.dim != self.dim:
+        stored, encoding = read_layout(name)
+        if (stored is not None and "dim" in stored.assigned and stored.dim != self.dim
+                and self.dim not in encoding.matryoshka_dims):  # a Matryoshka head serves its narrower widths too
             raise CheckpointError(
                 f"The checkpoint {name} makes {stored.dim}-dim embeddings but the index at {self.index} holds "
                 f"{self.dim}-dim ones; search it with the checkpoint it was built with "
