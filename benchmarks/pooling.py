@@ -3,7 +3,7 @@
     python benchmarks/pooling.py                      # -> benchmarks/results/pooling.json (and a table on stdout)
     python benchmarks/pooling.py --rounds 2 --factors 1 2 3
     python benchmarks/pooling.py --docs 1000 --rounds 1   # a subset: the 300 queries' relevant documents + others
-    python benchmarks/pooling.py --rounds 1 --checkpoint /tmp/sf-run/runs/colbert/checkpoints/colbert  # trained
+    python benchmarks/pooling.py --docs 1000 --rounds 1 --checkpoint CKPT   # e.g. the SciFact-trained MiniLM
 
 Each build runs in its own process (rounds interleave the factors, so a busy machine slows them alike) with the
 MiniLM ColBERT checkpoint of ../shared/compat, nbits 2, on all 5,183 SciFact documents (or, with --docs N, on a
