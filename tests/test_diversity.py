@@ -1,4 +1,5 @@
-"""Diverse results (MMR): near-duplicates are spread out, diversity=0 is plain search, search_all agrees with search."""
+"""Diverse results (MMR): near-duplicates are spread out, diversity=0 is plain search, search_all agrees with search;
+the evidence PLAID's last stage returns is the evidence found from scratch, and the lazy picks are the greedy ones."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import colbert.kernels as kernels
 from colbert import ColBERTConfig, Indexer, Run, RunConfig, Searcher
-from colbert.search.diversity import candidates_for, evidence, mmr, similarity_to
+from colbert.search import plaid
+from colbert.search.diversity import candidates_for, mmr, pair_similarity
+from colbert.search.params import scoring_at_least, search_params
 
 WORDS = "protein cell gene cancer therapy immune virus brain heart blood drug trial risk patient mouse".split()
 DUPLICATE = "cancer therapy trial with immune drug for patient risk"
@@ -70,20 +74,84 @@ def test_bad_diversity_is_refused(searcher, bad):
         searcher.search("immune virus", k=3, diversity=bad)
 
 
-def test_evidence_and_similarity_are_maxsim_terms():
+def evidence_from_scratch(Q: torch.Tensor, D: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each document's vector that each query vector matches best, document by document. -> (n, Lq, d)"""
+    return torch.stack([doc[(doc @ Q.T).argmax(dim=0)] for doc in D.split(lengths.tolist())])
+
+
+def greedy_mmr(relevance: torch.Tensor, E: torch.Tensor, k: int, diversity: float) -> list[int]:
+    """MMR as defined: every gain recomputed against every pick, at every step."""
+    picked: list[int] = []
+    for _ in range(min(k, len(relevance))):
+        closest = torch.stack([pair_similarity(E, E[s].expand_as(E)) for s in picked]).amax(0) if picked else None
+        gain = relevance.clone() if closest is None else (1 - diversity) * relevance - diversity * closest
+        gain[picked] = float("-inf")
+        picked.append(int(gain.argmax()))
+    return picked
+
+
+def test_pair_similarity_is_symmetrised_mean_maxsim():
     g = torch.Generator().manual_seed(0)
-    lengths = torch.tensor([3, 1, 5])
-    D = torch.nn.functional.normalize(torch.randn(9, 8, generator=g), dim=-1)
-    Q = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
-    E = evidence(Q, D, lengths)
-    for doc, vectors in enumerate(D.split(lengths.tolist())):
-        torch.testing.assert_close(E[doc], vectors[(vectors @ Q.T).argmax(dim=0)])
-        torch.testing.assert_close((E[doc] * Q).sum(-1), (vectors @ Q.T).amax(dim=0))  # the MaxSim terms
-    sims = similarity_to(E, 2)
-    for doc in range(3):
-        S = E[doc] @ E[2].T
-        torch.testing.assert_close(sims[doc], 0.5 * (S.amax(1).mean() + S.amax(0).mean()))
-    torch.testing.assert_close(sims[2], torch.tensor(1.0))
+    A, B = (torch.nn.functional.normalize(torch.randn(3, 4, 8, generator=g), dim=-1) for _ in range(2))
+    sims = pair_similarity(A, B)
+    for i in range(3):
+        S = A[i] @ B[i].T
+        torch.testing.assert_close(sims[i], 0.5 * (S.amax(1).mean() + S.amax(0).mean()))
+    torch.testing.assert_close(pair_similarity(A, A), torch.ones(3))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_lazy_mmr_picks_what_greedy_mmr_picks(seed):
+    g = torch.Generator().manual_seed(seed)
+    n, Lq = int(torch.randint(1, 60, (1,), generator=g)), 6
+    E = torch.nn.functional.normalize(torch.randn(n, Lq, 8, generator=g), dim=-1)
+    E[1::7] = E[0]  # some exact duplicates, whose gains tie
+    relevance = torch.rand(n, generator=g)
+    for diversity in (0.0, 0.3, 0.5, 0.9, 1.0):
+        for k in (1, 5, 12, n + 3):
+            assert mmr(relevance, E, k, diversity).tolist() == greedy_mmr(relevance, E, k, diversity)
+
+
+def test_last_stage_evidence_is_the_evidence_from_scratch(searcher, Q):
+    view = searcher.ranker
+    pids = torch.arange(view.num_passages)
+    codes, packed, lengths = view.gather(pids)
+    D = kernels.decompress_residuals(codes, packed, view.centroids, view.bucket_weights, view.loaded.nbits)
+    expected = evidence_from_scratch(Q, D, lengths)  # (n, Lq, d)
+    torch.testing.assert_close(plaid.evidence(view, Q, pids), expected)
+    ranked, scores, E = plaid.rank_with_evidence(view, Q, pids, 20)
+    plain_pids, plain_scores = plaid.rank(view, Q, pids, 20)
+    assert torch.equal(ranked, plain_pids) and torch.equal(scores, plain_scores)  # the same scores, bit for bit
+    torch.testing.assert_close(E, expected[ranked])
+
+
+EVEN = [f"doc-{i}" for i in range(0, 40, 2)] + sorted(COPIES)  # half the documents and every copy
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_diverse_search_is_greedy_mmr_over_the_candidates_of_ks_settings(searcher, Q, k, filtered):
+    view = searcher.ranker
+    keep = searcher.pids_of(EVEN)
+    filter_fn = (lambda pids: keep[torch.isin(keep, pids.long())]) if filtered else None
+    params = scoring_at_least(search_params(k, searcher.config), candidates_for(k))
+    pids, scores = plaid.plaid_search(view, Q, params, candidates_for(k), searcher.config.query_maxlen, filter_fn)
+    codes, packed, lengths = view.gather(pids)
+    D = kernels.decompress_residuals(codes, packed, view.centroids, view.bucket_weights, view.loaded.nbits)
+    picked = greedy_mmr(scores / Q.size(0), evidence_from_scratch(Q, D, lengths), k, 0.6)
+    ids, _, got = searcher.dense_search(Q, k=k, diversity=0.6, filter_fn=filter_fn)
+    assert ids == [searcher.loaded.doc_ids[p] for p in pids[picked].tolist()]
+    assert got == scores[picked].tolist()
+    assert len({"copy-0", "copy-1", "copy-2"} & set(ids)) == 1  # exact copies: one stands for all
+    assert not filtered or set(ids) <= set(EVEN)
+
+
+def test_near_duplicates_are_spread_out_among_an_allow_list(searcher, Q):
+    plain, _, _ = searcher.dense_search(Q, k=5, pids=EVEN)
+    diverse, _, _ = searcher.dense_search(Q, k=5, diversity=0.5, pids=EVEN)
+    assert set(plain) == COPIES and diverse[0] in {"copy-0", "copy-1", "copy-2"}  # equal scores: either is first
+    assert len({"copy-0", "copy-1", "copy-2"} & set(diverse)) == 1 and len(COPIES & set(diverse)) <= 2
+    assert set(diverse) <= set(EVEN)
 
 
 def test_mmr_with_full_diversity_still_starts_with_the_best():

@@ -21,6 +21,7 @@ __all__ = [
     "centroid_maxsim",
     "compress_residuals",
     "decompress_maxsim",
+    "decompress_maxsim_rows",
     "decompress_residuals",
     "gather_segments",
     "refine_codes",
@@ -251,6 +252,19 @@ def gather_segments(values: Tensor, doc_offsets: Tensor, pids: Tensor) -> tuple[
     return reference.gather_segments(values, doc_offsets, pids)
 
 
+def _maxsim_inputs(Q: Tensor, codes: Tensor, packed: Tensor, lengths: Tensor, centroids: Tensor,
+                   bucket_weights: Tensor, nbits: int) -> tuple[int, Tensor, Tensor]:
+    """Checks shared by decompress_maxsim and decompress_maxsim_rows; returns nbits, Q as float32, lengths as int64."""
+    nbits = _codec(codes, packed, centroids, bucket_weights, nbits)
+    Q = _tensor("Q", Q, 2, FLOATS).float()
+    lengths = _int64("lengths", lengths)
+    if Q.size(1) != centroids.size(1):
+        raise ValueError(f"Q has dim {Q.size(1)} but the centroids have dim {centroids.size(1)}")
+    _same_device(Q=Q, codes=codes, lengths=lengths)
+    _lengths(lengths, len(codes), "codes")
+    return nbits, Q, lengths
+
+
 def decompress_maxsim(
     Q: Tensor,
     codes: Tensor,
@@ -281,16 +295,42 @@ def decompress_maxsim(
         Q (Lq, d); codes (M,); packed (M, d * nbits // 8); lengths (n,); centroids (C, d);
         bucket_weights (2**nbits,); returns (n,).
     """
-    nbits = _codec(codes, packed, centroids, bucket_weights, nbits)
-    Q = _tensor("Q", Q, 2, FLOATS).float()
-    lengths = _int64("lengths", lengths)
-    if Q.size(1) != centroids.size(1):
-        raise ValueError(f"Q has dim {Q.size(1)} but the centroids have dim {centroids.size(1)}")
-    _same_device(Q=Q, codes=codes, lengths=lengths)
-    _lengths(lengths, len(codes), "codes")
+    nbits, Q, lengths = _maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     if native.has("decompress_maxsim", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
         return torch.ops.colbert.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     return reference.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+
+
+def decompress_maxsim_rows(
+    Q: Tensor,
+    codes: Tensor,
+    packed: Tensor,
+    lengths: Tensor,
+    centroids: Tensor,
+    bucket_weights: Tensor,
+    nbits: int,
+) -> tuple[Tensor, Tensor]:
+    """`decompress_maxsim`, plus where each score term comes from: for each document and query vector, the row of
+    the document's best-matching embedding (the first of equal maxima), as a position in `codes`.
+
+    The scores equal `decompress_maxsim`'s (bit for bit on the native path, which runs the same loop). Diverse search
+    (colbert.search.diversity) takes the matched rows as each candidate's evidence: it then decompresses those rows
+    alone, not the candidates again, and needs no second scoring pass.
+
+    Args:
+        as `decompress_maxsim`.
+
+    Returns:
+        (one float32 score per document, the matched rows as int64; -1 for an empty document).
+
+    Shapes:
+        Q (Lq, d); codes (M,); packed (M, d * nbits // 8); lengths (n,); centroids (C, d);
+        bucket_weights (2**nbits,); returns ((n,), (n, Lq)).
+    """
+    nbits, Q, lengths = _maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+    if native.has("decompress_maxsim_rows", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
+        return torch.ops.colbert.decompress_maxsim_rows(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+    return reference.decompress_maxsim_rows(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
 
 
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,

@@ -177,6 +177,40 @@ def decompress_maxsim(
     return segmented_maxsim(D @ Q.float().T, lengths)  # (M, Lq) -> (n,)
 
 
+def decompress_maxsim_rows(
+    Q: Tensor,
+    codes: Tensor,
+    packed: Tensor,
+    lengths: Tensor,
+    centroids: Tensor,
+    bucket_weights: Tensor,
+    nbits: int,
+) -> tuple[Tensor, Tensor]:
+    """`decompress_maxsim` and, per document and query vector, the row in `codes` of the best match (the first of
+    equal maxima; -1 for an empty document).
+
+    Shapes: as decompress_maxsim; returns (float32 (n,), int64 (n, Lq)).
+
+    >>> tokens = torch.tensor([[1.0, -1, -1, -1, -1, -1, -1, -1], [-1.0, 1, -1, -1, -1, -1, -1, -1]])  # d = 8
+    >>> packed = compress_residuals(tokens, torch.tensor([0.0]), nbits=1)
+    >>> decompress_maxsim_rows(torch.eye(8)[:2], torch.tensor([0, 0]), packed, torch.tensor([0, 2]),
+    ...                        torch.zeros(1, 8), torch.tensor([-1.0, 1.0]), nbits=1)
+    (tensor([0.0000, 0.7071]), tensor([[-1, -1],
+            [ 0,  1]]))
+    """
+    n, Lq = lengths.numel(), Q.size(0)
+    D = decompress_residuals(codes, packed, centroids, bucket_weights, nbits)  # (M, d), normalised
+    longest = max(int(lengths.max()) if n else 0, 1)
+    starts = lengths.cumsum(dim=0) - lengths  # (n,) row of each document's first embedding
+    valid = torch.arange(longest, device=lengths.device) < lengths[:, None]  # (n, longest)
+    padded = D.new_full((n, longest, Lq), float("-inf"))  # (n, longest, Lq)
+    padded[valid] = D @ Q.float().T  # (M, Lq) into the documents' slots
+    best, where = padded.max(dim=1)  # (n, Lq): torch.max returns the first of equal maxima
+    empty = lengths == 0  # (n,)
+    scores = best.sum(dim=1).masked_fill(empty, 0.0)  # (n,)
+    return scores, (starts[:, None] + where).masked_fill(empty[:, None], -1)  # (n,), (n, Lq)
+
+
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,
                  bias: Tensor | None = None, row_scale: Tensor | None = None) -> Tensor:
     """The nearest centroid of each embedding among those whose approximate score (float32 scores * row_scale +

@@ -194,6 +194,57 @@ def rank(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, T
     return pids[order], scores[order]
 
 
+def rank_with_evidence(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """`rank`, also returning each kept document's evidence, found by the same pass over its decompressed
+    embeddings: the embedding each query vector matched in it (its MaxSim term; zeros for an empty document).
+
+    Shapes: Q (Lq, d); pids (n,) int64; returns ((k',) int64, (k',) float32, (k', Lq, d) float32), k' = min(k, n).
+    """
+    codes, packed, lengths = index.gather(pids)
+    scores, rows = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids, index.bucket_weights,
+                                                  index.loaded.nbits)  # (n,), (n, Lq)
+    order = scores.argsort(descending=True, stable=True)[:k]  # the order of `rank`: the scores are the same
+    return pids[order], scores[order], _matched(index, codes, packed, rows[order])
+
+
+def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Tensor:
+    """The evidence of documents already ranked (see `rank_with_evidence`), in the order given.
+
+    Shapes: Q (Lq, d); pids (n,) int64; returns (n, Lq, d) float32.
+    """
+    codes, packed, lengths = index.gather(pids)
+    _, rows = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids, index.bucket_weights,
+                                             index.loaded.nbits)  # (n, Lq)
+    return _matched(index, codes, packed, rows)
+
+
+def _matched(index: SearchIndex, codes: Tensor, packed: Tensor, rows: Tensor) -> Tensor:
+    """The decompressed embeddings at `rows` of the gathered `codes`/`packed`; zeros where a row is -1.
+
+    Shapes: codes (M,); packed (M, d * nbits / 8); rows (n, Lq) int64; returns (n, Lq, d) float32.
+    """
+    d = index.centroids.size(1)
+    if codes.numel() == 0:
+        return index.centroids.new_zeros(*rows.shape, d)
+    flat = rows.reshape(-1).clamp(min=0)  # (n * Lq,)
+    E = kernels.decompress_residuals(codes[flat], packed[flat], index.centroids, index.bucket_weights,
+                                     index.loaded.nbits)  # (n * Lq, d)
+    return E.view(*rows.shape, d).masked_fill((rows < 0)[..., None], 0.0)  # (n, Lq, d)
+
+
+def survivors(index: SearchIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,
+              filter_fn: Optional[FilterFn] = None) -> Tensor:
+    """PLAID stages 1-3 for one query: the `params.nfinal` documents that stage 4 scores exactly.
+
+    Args: as `plaid_search`. Shapes: Q (Lq, d); returns (<= params.nfinal,) int64.
+    """
+    probe = Q if probe_tokens is None else Q[:probe_tokens]  # (Lq', d)
+    pids, scores = generate_candidates(probe, index.centroids, index.ivf, index.ivf_offsets, params.ncells)
+    if filter_fn is not None:
+        pids = apply_filter(filter_fn, pids, index.num_passages)
+    return prune(index, scores, index.drop_removed(pids.long()), params)
+
+
 def plaid_search(index: SearchIndex, Q: Tensor, params: SearchParams, k: int, probe_tokens: Optional[int] = None,
                  filter_fn: Optional[FilterFn] = None) -> tuple[Tensor, Tensor]:
     """One query through the four PLAID stages.
@@ -213,12 +264,7 @@ def plaid_search(index: SearchIndex, Q: Tensor, params: SearchParams, k: int, pr
     Shapes:
         Q (Lq, d); returns ((<= k,) int64, (<= k,) float32).
     """
-    probe = Q if probe_tokens is None else Q[:probe_tokens]  # (Lq', d)
-    pids, scores = generate_candidates(probe, index.centroids, index.ivf, index.ivf_offsets, params.ncells)
-    if filter_fn is not None:
-        pids = apply_filter(filter_fn, pids, index.num_passages)
-    pids = prune(index, scores, index.drop_removed(pids.long()), params)
-    return rank(index, Q, pids, k)
+    return rank(index, Q, survivors(index, Q, params, probe_tokens, filter_fn), k)
 
 
 def _blocks(lengths: Tensor, budget: int) -> list[tuple[int, int]]:

@@ -3,12 +3,14 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "../checks.h"
@@ -140,18 +142,20 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
     return out;
 }
 
-at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
-                                 const at::Tensor& lengths, const at::Tensor& centroids,
-                                 const at::Tensor& bucket_weights, int64_t nbits) {
-    check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
-    check_lengths_sum(lengths, codes.size(0), "decompress_maxsim");
+namespace {
+
+// decompress_maxsim, and with kRows also each query column's best row (first on ties): the same loop, so the plain
+// op compiles to exactly what it was, and the two agree on every score bit for bit.
+template <bool kRows>
+void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
+                  const at::Tensor& centroids, const at::Tensor& bucket_weights, int64_t nbits, at::Tensor& out,
+                  at::Tensor& rows_out) {
     const at::Tensor cent = centroids.to(at::kFloat).contiguous(), bytes = packed.contiguous();
     const at::Tensor code_t = codes.contiguous(), lens = lengths.contiguous();
     const at::Tensor Qt = Q.t().contiguous();  // (d, Lq)
     const int64_t ndocs = lens.size(0), d = cent.size(1), Lq = Q.size(0);
     const int64_t num_centroids = cent.size(0), packed_dim = bytes.size(1);
-    at::Tensor out = at::zeros({ndocs}, Q.options());
-    if (ndocs == 0 || Lq == 0) return out;
+    if (ndocs == 0 || Lq == 0) return;
 
     std::vector<int64_t> offsets(ndocs + 1, 0);  // doc i is rows [offsets[i], offsets[i + 1])
     const int64_t* len_p = lens.data_ptr<int64_t>();
@@ -162,6 +166,7 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
     const uint8_t* bytes_p = bytes.data_ptr<uint8_t>();
     const float* Qt_p = Qt.data_ptr<float>();
     float* out_p = out.data_ptr<float>();
+    int64_t* rows_p = kRows ? rows_out.data_ptr<int64_t>() : nullptr;
 
     // Each task owns documents [begin, end). It decodes a document kTokensPerBlock rows at a time into its own
     // buffer, scores the block against Q (score_rows: no BLAS call, so no thread pool nested inside parallel_for)
@@ -171,8 +176,12 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
         at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
             std::vector<float> block(kTokensPerBlock * d), scores(kTokensPerBlock * Lq), norms(kTokensPerBlock);
             std::vector<float> best(Lq);
+            std::vector<int64_t> best_row(kRows ? Lq : 0);
             for (int64_t doc = begin; doc < end; ++doc) {
                 std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+                if constexpr (kRows) {  // an empty document keeps -1
+                    std::fill(best_row.begin(), best_row.end(), offsets[doc + 1] > offsets[doc] ? offsets[doc] : -1);
+                }
                 for (int64_t start = offsets[doc]; start < offsets[doc + 1]; start += kTokensPerBlock) {
                     const int64_t rows = std::min(kTokensPerBlock, offsets[doc + 1] - start);
                     for (int64_t r = 0; r < rows; ++r) {
@@ -183,16 +192,48 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
                     }
                     score_rows(block.data(), rows, d, Qt_p, Lq, scores.data());  // (rows, d) @ (d, Lq)
                     for (int64_t r = 0; r < rows; ++r) {
-                        for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], scores[r * Lq + q] / norms[r]);
+                        for (int64_t q = 0; q < Lq; ++q) {
+                            const float score = scores[r * Lq + q] / norms[r];
+                            if constexpr (!kRows) {
+                                best[q] = std::max(best[q], score);
+                            } else if (best[q] < score) {  // as std::max: the first of equal maxima stays
+                                best[q] = score;
+                                best_row[q] = start + r;
+                            }
+                        }
                     }
                 }
                 float sum = 0;
                 for (int64_t q = 0; q < Lq; ++q) sum += best[q];
                 out_p[doc] = offsets[doc + 1] > offsets[doc] ? sum : 0.0f;  // an empty document scores 0
+                if constexpr (kRows) std::copy(best_row.begin(), best_row.end(), rows_p + doc * Lq);
             }
         });
     });
+}
+
+}  // namespace
+
+at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
+                                 const at::Tensor& lengths, const at::Tensor& centroids,
+                                 const at::Tensor& bucket_weights, int64_t nbits) {
+    check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
+    check_lengths_sum(lengths, codes.size(0), "decompress_maxsim");
+    at::Tensor out = at::zeros({lengths.size(0)}, Q.options()), no_rows;
+    fused_maxsim<false>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, no_rows);
     return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(const at::Tensor& Q, const at::Tensor& codes,
+                                                              const at::Tensor& packed, const at::Tensor& lengths,
+                                                              const at::Tensor& centroids,
+                                                              const at::Tensor& bucket_weights, int64_t nbits) {
+    check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
+    check_lengths_sum(lengths, codes.size(0), "decompress_maxsim_rows");
+    at::Tensor out = at::zeros({lengths.size(0)}, Q.options());
+    at::Tensor rows = at::full({lengths.size(0), Q.size(0)}, -1, Q.options().dtype(at::kLong));
+    fused_maxsim<true>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, rows);
+    return {out, rows};
 }
 
 }  // namespace colbert
