@@ -469,8 +469,8 @@ class Searcher:
             if allowed is None and not exact:  # PLAID at k's settings; its last stage returns the evidence
                 params = scoring_at_least(search_params(k, self.config), want)
                 survivors = plaid.survivors(snap.view, Q, params, self.config.query_maxlen, filter_fn)
-                top_pids, top_scores, E = plaid.rank_with_evidence(snap.view, Q, survivors, want)
-                return diversify(snap.view, Q, top_pids, top_scores, k, diversity, E)
+                top_pids, top_scores, evidence = plaid.rank_with_evidence(snap.view, Q, survivors, want)
+                return diversify(snap.view, Q, top_pids, top_scores, k, diversity, evidence)
             top_pids, top_scores = self._top(snap, Q, want, filter_fn, allowed, exact)
             return diversify(snap.view, Q, top_pids, top_scores, k, diversity)
 

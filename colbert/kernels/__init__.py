@@ -24,6 +24,7 @@ __all__ = [
     "decompress_maxsim_rows",
     "decompress_residuals",
     "gather_segments",
+    "mmr",
     "refine_codes",
     "segmented_maxsim",
 ]
@@ -331,6 +332,47 @@ def decompress_maxsim_rows(
     if native.has("decompress_maxsim_rows", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
         return torch.ops.colbert.decompress_maxsim_rows(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     return reference.decompress_maxsim_rows(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+
+
+def mmr(relevance: Tensor, vectors: Tensor, index: Tensor, k: int, diversity: float) -> Tensor:
+    """Greedy maximal marginal relevance over documents described by their evidence: the positions of the
+    min(k, n) documents picked, in order (colbert.search.diversity).
+
+    Each step picks the first document of the highest gain: its relevance at the first step, then
+    `(1 - diversity) * relevance - diversity * max(-1, max over the picks s of similarity(d, s))`. The similarity of
+    two documents is their symmetrised mean MaxSim over their evidence (document i's query vectors matched
+    `vectors[index[i]]`): the mean over d's query vectors of the best match among s's, and the same from s's side,
+    averaged. The native kernel and the twin sum in different orders, so near-equal gains may pick differently.
+
+    Args:
+        relevance: one float32 per document (a mean cosine).
+        vectors: the distinct evidence vectors, float32.
+        index: which of them each query vector of each document matched, int64.
+        k: documents to pick (>= 0).
+        diversity: from 0 (by relevance) to 1 (by difference from the picks).
+
+    Returns:
+        The picked positions, int64.
+
+    Shapes:
+        relevance (n,); vectors (u, d); index (n, Lq); returns (min(k, n),).
+    """
+    _tensor("relevance", relevance, 1, (torch.float32,))
+    _tensor("vectors", vectors, 2, (torch.float32,))
+    _tensor("index", index, 2, (torch.int64,))
+    if index.size(0) != relevance.size(0):
+        raise ValueError(f"index has {index.size(0):,} rows but there are {relevance.size(0):,} relevances")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    if not 0 <= diversity <= 1:
+        raise ValueError(f"diversity must be in [0, 1], got {diversity!r}")
+    _same_device(relevance=relevance, vectors=vectors, index=index)
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(vectors)):
+        raise IndexError(f"index holds rows in [{int(index.min())}, {int(index.max())}] but there are "
+                         f"{len(vectors):,} vectors")
+    if native.has("mmr", relevance.device):
+        return torch.ops.colbert.mmr(relevance, vectors, index, k, float(diversity))
+    return reference.mmr(relevance, vectors, index, k, float(diversity))
 
 
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,

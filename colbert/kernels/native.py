@@ -49,6 +49,7 @@ OPS = (
     "gather_segments",
     "decompress_maxsim",
     "decompress_maxsim_rows",
+    "mmr",
     "refine_codes",
 )
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the library may register

@@ -211,6 +211,56 @@ def decompress_maxsim_rows(
     return scores, (starts[:, None] + where).masked_fill(empty[:, None], -1)  # (n,), (n, Lq)
 
 
+def mmr(relevance: Tensor, vectors: Tensor, index: Tensor, k: int, diversity: float) -> Tensor:
+    """Greedy maximal marginal relevance: the positions of the min(k, n) documents picked, in order.
+
+    Each step picks the first document of the highest gain, `relevance` at the first step, then
+    `(1 - diversity) * relevance - diversity * max(-1, max over picks s of similarity(d, s))`, where the similarity
+    of two documents is their symmetrised mean MaxSim over their evidence: document i's query vectors matched
+    `vectors[index[i]]`. One matmul per pick, over the distinct vectors.
+
+    Shapes: relevance (n,); vectors (u, d) float32; index (n, Lq) int64; returns int64 (min(k, n),).
+
+    >>> vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # documents 0 and 1 matched the same vector, 2 another
+    >>> mmr(torch.tensor([0.9, 0.9, 0.5]), vectors, torch.tensor([[0], [0], [1]]), 2, 0.5)
+    tensor([0, 2])
+    """
+    n, Lq = index.shape
+    slots, weight = _distinct_rows(index, Lq)  # (n, U), (n, U)
+    vectors_t = vectors.T.contiguous()  # (d, u): the matmul of each pick runs faster on it
+    picked: list[int] = []
+    closest = relevance.new_full((n,), float("-inf"))  # (n,) max similarity to the picked documents
+    available = torch.ones(n, dtype=torch.bool, device=relevance.device)
+    for _ in range(min(k, n)):
+        gain = (1 - diversity) * relevance - diversity * closest.clamp(min=-1) if picked else relevance.clone()
+        gain[~available] = float("-inf")
+        s = int(gain.argmax())
+        picked.append(s)
+        available[s] = False
+        if len(picked) < min(k, n):
+            mine = weight[s] > 0  # (U,) s's distinct vectors, without padding
+            G = vectors[slots[s, mine]] @ vectors_t  # (u_s, u)
+            theirs = (G.amax(dim=0)[slots] * weight).sum(dim=1)  # (n,) their vectors' best match among s's
+            similarity = 0.5 * (theirs + weight[s, mine] @ G[:, slots].amax(dim=2))  # (u_s,) @ (u_s, n) -> (n,)
+            closest = torch.maximum(closest, similarity)
+    return torch.tensor(picked, dtype=torch.long, device=relevance.device)
+
+
+def _distinct_rows(index: Tensor, Lq: int) -> tuple[Tensor, Tensor]:
+    """Each document's distinct rows, padded by repeating its first one, and their shares of its Lq query vectors
+    (0 for padding). Shapes: index (n, Lq) -> ((n, U), (n, U))."""
+    n = index.size(0)
+    ordered, _ = index.sort(dim=1)  # (n, Lq)
+    first = torch.ones_like(ordered, dtype=torch.bool)  # (n, Lq) the first occurrence of each row
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    slot = first.cumsum(dim=1) - 1  # (n, Lq) slot of each sorted entry
+    U = int(slot[:, -1].max()) + 1 if n and Lq else 0
+    slots = ordered[:, :1].expand(n, U).scatter(1, slot, ordered)  # (n, U)
+    weight = torch.zeros(n, U, device=index.device).scatter_add_(1, slot, torch.full((n, Lq), 1 / Lq,
+                                                                                      device=index.device))
+    return slots, weight
+
+
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,
                  bias: Tensor | None = None, row_scale: Tensor | None = None) -> Tensor:
     """The nearest centroid of each embedding among those whose approximate score (float32 scores * row_scale +

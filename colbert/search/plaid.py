@@ -194,11 +194,29 @@ def rank(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, T
     return pids[order], scores[order]
 
 
-def rank_with_evidence(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """`rank`, also returning each kept document's evidence, found by the same pass over its decompressed
-    embeddings: the embedding each query vector matched in it (its MaxSim term; zeros for an empty document).
+@dataclass(frozen=True)
+class Evidence:
+    """What each document's MaxSim score rests on: the decompressed embedding each query vector matched in it (its
+    MaxSim term). A document's query vectors often match the same embedding, which is stored once.
 
-    Shapes: Q (Lq, d); pids (n,) int64; returns ((k',) int64, (k',) float32, (k', Lq, d) float32), k' = min(k, n).
+    Attributes:
+        vectors: float32 (u, d), the distinct matched embeddings; a zero vector stands in for an empty document.
+        index: int64 (n, Lq), the row of `vectors` that each query vector matched in each document.
+    """
+
+    vectors: Tensor
+    index: Tensor
+
+    def dense(self) -> Tensor:
+        """Every document's Lq matched vectors. Shapes: -> (n, Lq, d)."""
+        return self.vectors[self.index]
+
+
+def rank_with_evidence(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor, Evidence]:
+    """`rank`, also returning the kept documents' `Evidence`, found by the same pass over their embeddings: only
+    the matched embeddings are decompressed again.
+
+    Shapes: Q (Lq, d); pids (n,) int64; returns ((k',) int64, (k',) float32, Evidence of k' documents), k' = min(k, n).
     """
     codes, packed, lengths = index.gather(pids)
     scores, rows = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids, index.bucket_weights,
@@ -207,10 +225,10 @@ def rank_with_evidence(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> t
     return pids[order], scores[order], _matched(index, codes, packed, rows[order])
 
 
-def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Tensor:
-    """The evidence of documents already ranked (see `rank_with_evidence`), in the order given.
+def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Evidence:
+    """The `Evidence` of documents already ranked, in the order given (one pass over their embeddings).
 
-    Shapes: Q (Lq, d); pids (n,) int64; returns (n, Lq, d) float32.
+    Shapes: Q (Lq, d); pids (n,) int64.
     """
     codes, packed, lengths = index.gather(pids)
     _, rows = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids, index.bucket_weights,
@@ -218,18 +236,20 @@ def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Tensor:
     return _matched(index, codes, packed, rows)
 
 
-def _matched(index: SearchIndex, codes: Tensor, packed: Tensor, rows: Tensor) -> Tensor:
-    """The decompressed embeddings at `rows` of the gathered `codes`/`packed`; zeros where a row is -1.
+def _matched(index: SearchIndex, codes: Tensor, packed: Tensor, rows: Tensor) -> Evidence:
+    """The Evidence at `rows` of the gathered `codes` / `packed` (-1: an empty document, given a zero vector).
 
-    Shapes: codes (M,); packed (M, d * nbits / 8); rows (n, Lq) int64; returns (n, Lq, d) float32.
+    Shapes: codes (M,); packed (M, d * nbits / 8); rows (n, Lq) int64.
     """
-    d = index.centroids.size(1)
-    if codes.numel() == 0:
-        return index.centroids.new_zeros(*rows.shape, d)
-    flat = rows.reshape(-1).clamp(min=0)  # (n * Lq,)
-    E = kernels.decompress_residuals(codes[flat], packed[flat], index.centroids, index.bucket_weights,
-                                     index.loaded.nbits)  # (n * Lq, d)
-    return E.view(*rows.shape, d).masked_fill((rows < 0)[..., None], 0.0)  # (n, Lq, d)
+    n = rows.size(0)
+    rows = torch.where(rows < 0, -1 - torch.arange(n, device=rows.device)[:, None], rows)  # (n, Lq) one per document
+    distinct, where = torch.unique(rows, return_inverse=True)  # (u,) sorted, (n, Lq)
+    empty = int((distinct < 0).sum())  # the empty documents' stand-ins sort first
+    vectors = kernels.decompress_residuals(codes[distinct[empty:]], packed[distinct[empty:]], index.centroids,
+                                           index.bucket_weights, index.loaded.nbits)  # (u - empty, d)
+    if empty:
+        vectors = torch.cat([vectors.new_zeros(empty, vectors.size(1)), vectors])  # (u, d)
+    return Evidence(vectors, where)
 
 
 def survivors(index: SearchIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,

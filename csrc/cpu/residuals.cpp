@@ -3,7 +3,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/full.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
@@ -176,12 +175,10 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
         at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
             std::vector<float> block(kTokensPerBlock * d), scores(kTokensPerBlock * Lq), norms(kTokensPerBlock);
             std::vector<float> best(Lq);
-            std::vector<int64_t> best_row(kRows ? Lq : 0);
+            std::vector<int32_t> best_at(kRows ? Lq : 0);  // row within the document; int32 so the loop vectorises
             for (int64_t doc = begin; doc < end; ++doc) {
                 std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-                if constexpr (kRows) {  // an empty document keeps -1
-                    std::fill(best_row.begin(), best_row.end(), offsets[doc + 1] > offsets[doc] ? offsets[doc] : -1);
-                }
+                if constexpr (kRows) std::fill(best_at.begin(), best_at.end(), 0);
                 for (int64_t start = offsets[doc]; start < offsets[doc + 1]; start += kTokensPerBlock) {
                     const int64_t rows = std::min(kTokensPerBlock, offsets[doc + 1] - start);
                     for (int64_t r = 0; r < rows; ++r) {
@@ -192,21 +189,26 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
                     }
                     score_rows(block.data(), rows, d, Qt_p, Lq, scores.data());  // (rows, d) @ (d, Lq)
                     for (int64_t r = 0; r < rows; ++r) {
-                        for (int64_t q = 0; q < Lq; ++q) {
-                            const float score = scores[r * Lq + q] / norms[r];
-                            if constexpr (!kRows) {
-                                best[q] = std::max(best[q], score);
-                            } else if (best[q] < score) {  // as std::max: the first of equal maxima stays
-                                best[q] = score;
-                                best_row[q] = start + r;
+                        if constexpr (!kRows) {
+                            for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], scores[r * Lq + q] / norms[r]);
+                        } else {
+                            const int32_t at = static_cast<int32_t>(start + r - offsets[doc]);
+                            for (int64_t q = 0; q < Lq; ++q) {  // std::max's choice, branch-free: the first maximum
+                                const float score = scores[r * Lq + q] / norms[r];
+                                const bool better = best[q] < score;
+                                best[q] = better ? score : best[q];
+                                best_at[q] = better ? at : best_at[q];
                             }
                         }
                     }
                 }
                 float sum = 0;
                 for (int64_t q = 0; q < Lq; ++q) sum += best[q];
-                out_p[doc] = offsets[doc + 1] > offsets[doc] ? sum : 0.0f;  // an empty document scores 0
-                if constexpr (kRows) std::copy(best_row.begin(), best_row.end(), rows_p + doc * Lq);
+                const bool empty = offsets[doc + 1] == offsets[doc];
+                out_p[doc] = empty ? 0.0f : sum;  // an empty document scores 0
+                if constexpr (kRows) {  // rows in codes; -1 for an empty document
+                    for (int64_t q = 0; q < Lq; ++q) rows_p[doc * Lq + q] = empty ? -1 : offsets[doc] + best_at[q];
+                }
             }
         });
     });
@@ -231,7 +233,7 @@ std::tuple<at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(const at::Tensor& 
     check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
     check_lengths_sum(lengths, codes.size(0), "decompress_maxsim_rows");
     at::Tensor out = at::zeros({lengths.size(0)}, Q.options());
-    at::Tensor rows = at::full({lengths.size(0), Q.size(0)}, -1, Q.options().dtype(at::kLong));
+    at::Tensor rows = at::empty({lengths.size(0), Q.size(0)}, Q.options().dtype(at::kLong));
     fused_maxsim<true>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, rows);
     return {out, rows};
 }
