@@ -310,23 +310,25 @@ def decompress_maxsim_rows(
     centroids: Tensor,
     bucket_weights: Tensor,
     nbits: int,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor]:
     """`decompress_maxsim`, plus where each score term comes from: for each document and query vector, the row of
-    the document's best-matching embedding (the first of equal maxima), as a position in `codes`.
+    the document's best-matching embedding (the first of equal maxima), as a position in `codes`, and that
+    embedding, decompressed and normalised as `decompress_residuals` gives it.
 
-    The scores equal `decompress_maxsim`'s (bit for bit on the native path, which runs the same loop). Diverse search
-    (colbert.search.diversity) takes the matched rows as each candidate's evidence: it then decompresses those rows
-    alone, not the candidates again, and needs no second scoring pass.
+    The scores equal `decompress_maxsim`'s (bit for bit on the native path, which runs the same loop and copies the
+    vectors from the rows it has just decoded). Diverse search (colbert.search.diversity) takes the matched vectors
+    as each candidate's evidence, so it needs no second pass over the candidates.
 
     Args:
         as `decompress_maxsim`.
 
     Returns:
-        (one float32 score per document, the matched rows as int64; -1 for an empty document).
+        (one float32 score per document, the matched rows as int64, their vectors as float32); -1 and zeros for an
+        empty document.
 
     Shapes:
         Q (Lq, d); codes (M,); packed (M, d * nbits // 8); lengths (n,); centroids (C, d);
-        bucket_weights (2**nbits,); returns ((n,), (n, Lq)).
+        bucket_weights (2**nbits,); returns ((n,), (n, Lq), (n, Lq, d)).
     """
     nbits, Q, lengths = _maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     if native.has("decompress_maxsim_rows", codes.device) and not _needs_grad(Q, centroids, bucket_weights):

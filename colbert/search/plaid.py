@@ -7,7 +7,8 @@ One query runs `plaid_search`:
   2. approximate score from centroid codes only, counting centroids whose best score over the query vectors is
      >= centroid_score_threshold; keep the top `ndocs`;
   3. the same score over all codes; keep the top `ndocs // 4`;
-  4. decompress those documents' residuals and rank them by exact MaxSim.
+  4. decompress those documents' residuals and rank them by exact MaxSim (`rank`; diverse search runs
+     `rank_with_evidence`, which also returns the embedding each query vector matched in each document).
 Ties in stages 2-3 go to the larger pid, as in the reference's priority queue, so the survivors equal the
 reference's. `exhaustive_search` scores every document (or a given list) by MaxSim over decompressed embeddings,
 a block of documents at a time. Everything here works on pids (0..P-1); the Searcher maps the user's ids.
@@ -197,15 +198,24 @@ def rank(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, T
 @dataclass(frozen=True)
 class Evidence:
     """What each document's MaxSim score rests on: the decompressed embedding each query vector matched in it (its
-    MaxSim term). A document's query vectors often match the same embedding, which is stored once.
+    MaxSim term). Query vectors of a document that matched the same embedding share one row of `vectors`.
 
     Attributes:
-        vectors: float32 (u, d), the distinct matched embeddings; a zero vector stands in for an empty document.
+        vectors: float32 (u, d), matched embeddings (zeros for an empty document); rows no index names are unused.
         index: int64 (n, Lq), the row of `vectors` that each query vector matched in each document.
     """
 
     vectors: Tensor
     index: Tensor
+
+    @classmethod
+    def from_rows(cls, rows: Tensor, vectors: Tensor) -> Evidence:
+        """From `kernels.decompress_maxsim_rows`' rows and vectors: each query vector points at the first of its
+        document's query vectors that matched the same row. Shapes: rows (n, Lq); vectors (n, Lq, d)."""
+        n, Lq = rows.shape
+        first = (rows[:, :, None] == rows[:, None, :]).to(torch.uint8).argmax(dim=2)  # (n, Lq); argmax: the first
+        index = torch.arange(n, device=rows.device)[:, None] * Lq + first  # (n, Lq)
+        return cls(vectors.reshape(n * Lq, -1), index)
 
     def dense(self) -> Tensor:
         """Every document's Lq matched vectors. Shapes: -> (n, Lq, d)."""
@@ -213,16 +223,15 @@ class Evidence:
 
 
 def rank_with_evidence(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor, Evidence]:
-    """`rank`, also returning the kept documents' `Evidence`, found by the same pass over their embeddings: only
-    the matched embeddings are decompressed again.
+    """`rank`, also returning the kept documents' `Evidence`, found by the same pass over their embeddings.
 
     Shapes: Q (Lq, d); pids (n,) int64; returns ((k',) int64, (k',) float32, Evidence of k' documents), k' = min(k, n).
     """
     codes, packed, lengths = index.gather(pids)
-    scores, rows = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids, index.bucket_weights,
-                                                  index.loaded.nbits)  # (n,), (n, Lq)
+    scores, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
+                                                           index.bucket_weights, index.loaded.nbits)  # (n,), (n, Lq)
     order = scores.argsort(descending=True, stable=True)[:k]  # the order of `rank`: the scores are the same
-    return pids[order], scores[order], _matched(index, codes, packed, rows[order])
+    return pids[order], scores[order], Evidence.from_rows(rows[order], vectors[order])
 
 
 def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Evidence:
@@ -231,25 +240,9 @@ def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Evidence:
     Shapes: Q (Lq, d); pids (n,) int64.
     """
     codes, packed, lengths = index.gather(pids)
-    _, rows = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids, index.bucket_weights,
-                                             index.loaded.nbits)  # (n, Lq)
-    return _matched(index, codes, packed, rows)
-
-
-def _matched(index: SearchIndex, codes: Tensor, packed: Tensor, rows: Tensor) -> Evidence:
-    """The Evidence at `rows` of the gathered `codes` / `packed` (-1: an empty document, given a zero vector).
-
-    Shapes: codes (M,); packed (M, d * nbits / 8); rows (n, Lq) int64.
-    """
-    n = rows.size(0)
-    rows = torch.where(rows < 0, -1 - torch.arange(n, device=rows.device)[:, None], rows)  # (n, Lq) one per document
-    distinct, where = torch.unique(rows, return_inverse=True)  # (u,) sorted, (n, Lq)
-    empty = int((distinct < 0).sum())  # the empty documents' stand-ins sort first
-    vectors = kernels.decompress_residuals(codes[distinct[empty:]], packed[distinct[empty:]], index.centroids,
-                                           index.bucket_weights, index.loaded.nbits)  # (u - empty, d)
-    if empty:
-        vectors = torch.cat([vectors.new_zeros(empty, vectors.size(1)), vectors])  # (u, d)
-    return Evidence(vectors, where)
+    _, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
+                                                      index.bucket_weights, index.loaded.nbits)  # (n, Lq), (n, Lq, d)
+    return Evidence.from_rows(rows, vectors)
 
 
 def survivors(index: SearchIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,

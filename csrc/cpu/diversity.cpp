@@ -63,12 +63,22 @@ at::Tensor mmr_cpu(const at::Tensor& relevance, const at::Tensor& vectors, const
         TORCH_CHECK_INDEX(idx[i] >= 0 && idx[i] < u, "index[", i / Lq, ", ", i % Lq, "] = ", idx[i],
                           " is not a row of the ", u, " vectors");
     }
-    const DistinctRows distinct = distinct_rows(idx, n, Lq);
+    DistinctRows distinct = distinct_rows(idx, n, Lq);
+    // the vectors some document uses, copied together (callers may pass rows that no index names)
+    std::vector<int64_t> used(distinct.row);
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    std::vector<int64_t> position(u, -1);
+    for (int64_t j = 0; j < static_cast<int64_t>(used.size()); ++j) position[used[j]] = j;
+    for (int64_t& row : distinct.row) row = position[row];
+    const int64_t m = static_cast<int64_t>(used.size());
+    std::vector<float> compact(m * d);
+    for (int64_t j = 0; j < m; ++j) std::copy(V + used[j] * d, V + (used[j] + 1) * d, compact.data() + j * d);
     const float lambda = static_cast<float>(diversity), keep = 1.0f - lambda;
     std::vector<float> closest(n, -std::numeric_limits<float>::infinity());  // max similarity to the picks
     std::vector<char> taken(n, 0);
     const int64_t cols = (Lq + kColumnTile - 1) / kColumnTile * kColumnTile;
-    std::vector<float> picked_t(d * cols), G(u * cols);  // a pick's vectors transposed (d, cols); (u, cols)
+    std::vector<float> picked_t(d * cols), G(m * cols);  // a pick's vectors transposed (d, cols); (m, cols)
     int64_t* out_p = out.data_ptr<int64_t>();
 
     for (int64_t step = 0; step < picks; ++step) {
@@ -86,15 +96,15 @@ at::Tensor mmr_cpu(const at::Tensor& relevance, const at::Tensor& vectors, const
         taken[s] = 1;
         if (step + 1 == picks) break;
 
-        // G = V @ (s's distinct vectors)^T, one matmul (zero columns pad it to whole tiles)
+        // G = the used vectors @ (s's distinct vectors)^T, one matmul (zero columns pad it to whole tiles)
         const int64_t first = distinct.start[s], us = distinct.start[s + 1] - first;
         std::fill(picked_t.begin(), picked_t.end(), 0.0f);
         for (int64_t t = 0; t < us; ++t) {
-            const float* v = V + distinct.row[first + t] * d;
+            const float* v = compact.data() + distinct.row[first + t] * d;
             for (int64_t j = 0; j < d; ++j) picked_t[j * cols + t] = v[j];
         }
-        at::parallel_for(0, u, kVectorsPerTask, [&](int64_t begin, int64_t end) {
-            score_rows(V + begin * d, end - begin, d, picked_t.data(), cols, G.data() + begin * cols);
+        at::parallel_for(0, m, kVectorsPerTask, [&](int64_t begin, int64_t end) {
+            score_rows(compact.data() + begin * d, end - begin, d, picked_t.data(), cols, G.data() + begin * cols);
         });
         // each document: the mean of its query vectors' best match among s's, and s's among its, averaged
         at::parallel_for(0, n, kDocsPerTask, [&](int64_t begin, int64_t end) {
