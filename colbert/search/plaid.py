@@ -209,13 +209,21 @@ class Evidence:
     index: Tensor
 
     @classmethod
-    def from_rows(cls, rows: Tensor, vectors: Tensor) -> Evidence:
-        """From `kernels.decompress_maxsim_rows`' rows and vectors: each query vector points at the first of its
-        document's query vectors that matched the same row. Shapes: rows (n, Lq); vectors (n, Lq, d)."""
-        n, Lq = rows.shape
-        first = (rows[:, :, None] == rows[:, None, :]).to(torch.uint8).argmax(dim=2)  # (n, Lq); argmax: the first
-        index = torch.arange(n, device=rows.device)[:, None] * Lq + first  # (n, Lq)
-        return cls(vectors.reshape(n * Lq, -1), index)
+    def from_rows(cls, rows: Tensor, vectors: Tensor, order: Tensor) -> Evidence:
+        """From `kernels.decompress_maxsim_rows`' rows and vectors, for the documents at positions `order`: each
+        query vector points at the vector of the first of its document's query vectors that matched the same row.
+        Every step handles (n, Lq) integers, none the vectors: on a busy machine, large tensor ops are what stalls.
+
+        Shapes: rows (N, Lq); vectors (N, Lq, d); order (n,) -> Evidence of n documents, `vectors` kept as (N * Lq, d).
+        """
+        rows, Lq = rows[order], rows.size(1)  # (n, Lq)
+        ordered, where = rows.sort(dim=1, stable=True)  # (n, Lq), (n, Lq) a query vector per sorted entry
+        steps = torch.arange(Lq, device=rows.device).expand_as(rows)  # (n, Lq)
+        new = torch.ones_like(ordered, dtype=torch.bool)  # (n, Lq) the first sorted entry of each row
+        new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+        run = torch.where(new, steps, 0).cummax(dim=1).values  # (n, Lq) where each entry's run starts
+        first = torch.empty_like(where).scatter_(1, where, where.gather(1, run))  # (n, Lq) stable: the lowest q
+        return cls(vectors.reshape(-1, vectors.size(-1)), order[:, None] * Lq + first)
 
     def dense(self) -> Tensor:
         """Every document's Lq matched vectors. Shapes: -> (n, Lq, d)."""
@@ -231,7 +239,7 @@ def rank_with_evidence(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> t
     scores, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
                                                            index.bucket_weights, index.loaded.nbits)  # (n,), (n, Lq)
     order = scores.argsort(descending=True, stable=True)[:k]  # the order of `rank`: the scores are the same
-    return pids[order], scores[order], Evidence.from_rows(rows[order], vectors[order])
+    return pids[order], scores[order], Evidence.from_rows(rows, vectors, order)
 
 
 def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Evidence:
@@ -242,7 +250,7 @@ def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Evidence:
     codes, packed, lengths = index.gather(pids)
     _, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
                                                       index.bucket_weights, index.loaded.nbits)  # (n, Lq), (n, Lq, d)
-    return Evidence.from_rows(rows, vectors)
+    return Evidence.from_rows(rows, vectors, torch.arange(len(pids), device=rows.device))
 
 
 def survivors(index: SearchIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,
