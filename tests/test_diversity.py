@@ -3,7 +3,6 @@ the evidence PLAID's last stage returns is the evidence found from scratch, and 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
