@@ -1,8 +1,8 @@
 """Diverse results (MMR): near-duplicates are spread out, diversity=0 is plain search, search_all agrees with search;
-the evidence PLAID's last stage returns is the evidence found from scratch, and the lazy picks are the greedy ones."""
+the evidence PLAID's last stage returns is the evidence found from scratch, and every pick of the MMR kernel (native
+and its twin) is the greedy one."""
 
 from __future__ import annotations
-
 
 import pytest
 import torch
