@@ -344,7 +344,8 @@ def mmr(relevance: Tensor, vectors: Tensor, index: Tensor, k: int, diversity: fl
     `(1 - diversity) * relevance - diversity * max(-1, max over the picks s of similarity(d, s))`. The similarity of
     two documents is their symmetrised mean MaxSim over their evidence (document i's query vectors matched
     `vectors[index[i]]`): the mean over d's query vectors of the best match among s's, and the same from s's side,
-    averaged. The native kernel and the twin sum in different orders, so near-equal gains may pick differently.
+    averaged. The native kernel compares lazily (a document only while its gain could still be the highest; gains
+only fall), the twin eagerly; they sum in different orders, so near-equal gains may pick differently.
 
     Args:
         relevance: one float32 per document (a mean cosine).

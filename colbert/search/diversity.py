@@ -17,8 +17,8 @@ Restricting to the evidence makes comparing a document with a pick cost Lq x Lq 
 What it costs: PLAID finds the candidates with the settings of the requested k, scoring `candidates_for(k)`
 documents exactly (`params.scoring_at_least`), and its last stage returns each one's evidence from the same pass
 (`plaid.rank_with_evidence`: the kernel copies the matched vectors from the rows it has just decoded), so no
-candidate is decompressed or scored twice. The picks are one kernel call (`colbert.kernels.mmr`, native on CPU):
-each costs one matmul of the candidates' distinct evidence vectors with the pick's.
+candidate is decompressed or scored twice. The picks are one kernel call (`colbert.kernels.mmr`, native on CPU),
+lazy: a candidate is compared with a new pick only while its gain could still be the highest.
 """
 
 from __future__ import annotations
