@@ -3,14 +3,16 @@
     python benchmarks/pooling.py                      # -> benchmarks/results/pooling.json (and a table on stdout)
     python benchmarks/pooling.py --rounds 2 --factors 1 2 3
     python benchmarks/pooling.py --docs 1000 --rounds 1   # a subset: the 300 queries' relevant documents + others
+    python benchmarks/pooling.py --rounds 1 --checkpoint /tmp/sf-run/runs/colbert/checkpoints/colbert  # trained
 
 Each build runs in its own process (rounds interleave the factors, so a busy machine slows them alike) with the
 MiniLM ColBERT checkpoint of ../shared/compat, nbits 2, on all 5,183 SciFact documents (or, with --docs N, on a
 subset: every document some query's qrels name, then others in a seeded random order up to N); it then searches the
 300 queries at k=10. Per pool_factor: embeddings kept (and their share of the unpooled count), index bytes per document,
 indexing time (median over rounds) and the part of it spent pooling, nDCG@10 (ir_measures, qrels.tsv) and
-overlap@10 with the unpooled index's top 10. The MiniLM checkpoint's 384 -> 128 head is untrained, so its nDCG is
-low and says little about what pooling does to a trained ColBERT; overlap@10 and the nDCG gap are what to read.
+overlap@10 with the unpooled index's top 10. The default MiniLM checkpoint's 384 -> 128 head is untrained, so its
+nDCG is low and says little about what pooling does to a trained ColBERT; `--checkpoint` measures another one (e.g.
+the SciFact-trained MiniLM of examples/train_scifact.py, docs/training.md).
 """
 
 from __future__ import annotations
@@ -88,14 +90,15 @@ def collection_file(docs: int) -> Path:
     return path
 
 
-def index_name(pool_factor: int, docs: int) -> str:
-    return f"scifact{'' if docs >= 5183 else f'_{docs}'}.pool{pool_factor}"
+def index_name(pool_factor: int, docs: int, tag: str = "") -> str:
+    return f"scifact{'' if docs >= 5183 else f'_{docs}'}{tag}.pool{pool_factor}"
 
 
-def build_and_search(checkpoint: Path, pool_factor: int, threads: int, collection: Path, docs: int) -> dict:
+def build_and_search(checkpoint: Path, pool_factor: int, threads: int, collection: Path, docs: int,
+                     tag: str = "") -> dict:
     out = WORK / f"pooling_pf{pool_factor}.json"
     args = {"checkpoint": str(checkpoint), "pool_factor": pool_factor, "threads": threads,
-            "root": str(WORK / "indexes"), "name": index_name(pool_factor, docs), "out": str(out),
+            "root": str(WORK / "indexes"), "name": index_name(pool_factor, docs, tag), "out": str(out),
             "collection": str(collection), "queries": str(SCIFACT / "queries.tsv")}
     subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], check=True, cwd=ROOT)
     return json.loads(out.read_text())
@@ -121,19 +124,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--docs", type=int, default=5183, help="index a subset of this many documents")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a ColBERT checkpoint folder (default: the untrained-head MiniLM checkpoint of "
+                             "../shared/compat, built under benchmarks/_work/)")
     parser.add_argument("--out", default=str(HERE / "results" / "pooling.json"))
     args = parser.parse_args()
     if 1 not in args.factors:
         args.factors = [1, *args.factors]
     WORK.mkdir(exist_ok=True)
-    checkpoint = ensure_checkpoint()
+    checkpoint = args.checkpoint.resolve() if args.checkpoint else ensure_checkpoint()
+    tag = f".{checkpoint.name}" if args.checkpoint else ""
     collection = collection_file(args.docs)
     num_docs = sum(1 for _ in open(collection, encoding="utf-8"))
     rounds: dict[int, list[dict]] = {f: [] for f in args.factors}
     for r in range(args.rounds):
         for factor in args.factors:
             print(f"round {r + 1}/{args.rounds}: pool_factor {factor}", file=sys.stderr, flush=True)
-            rounds[factor].append(build_and_search(checkpoint, factor, args.threads, collection, args.docs))
+            rounds[factor].append(build_and_search(checkpoint, factor, args.threads, collection, args.docs,
+                                                    tag))
     base = rounds[1][-1]
     base_seconds = statistics.median(m["seconds"] for m in rounds[1])
     results = {}
@@ -147,6 +155,7 @@ def main() -> None:
             "index_seconds_median": seconds,
             "index_seconds": [m["seconds"] for m in runs],
             "pool_seconds": [m["pool_seconds"] for m in runs],
+            "pool_share_of_build": [m["pool_seconds"] / m["seconds"] for m in runs],  # robust to a busy machine
             "split_seconds": [m["split_seconds"] for m in runs],
             "added_index_time": seconds / base_seconds - 1,
             "added_index_time_per_round": [m["seconds"] / b["seconds"] - 1 for m, b in zip(runs, rounds[1])],
@@ -156,7 +165,9 @@ def main() -> None:
     result = {"benchmark": "pooling", "collection": f"scifact ({num_docs:,} docs, 300 queries)", "nbits": 2,
               "command": "python benchmarks/pooling.py " + " ".join(sys.argv[1:]),
               "threads": args.threads, "rounds": args.rounds,
-              "note": "shared 2-core machine; the MiniLM head is untrained, so nDCG@10 is low for every factor",
+              "checkpoint": str(args.checkpoint) if args.checkpoint else "MiniLM, untrained 384 -> 128 head",
+              "note": "shared 2-core machine" + ("" if args.checkpoint else
+                                                 "; the MiniLM head is untrained, so nDCG@10 is low for every factor"),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": results}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     for name, m in results.items():

@@ -15,7 +15,8 @@ SciFact index (nbits 2), copies the index (the writer changes it), then, one aft
      of `--write-batch`, then removes them: 5xx count, each commit's document count, the final set of ids (read
      back from the server and from disk) against the expected one, the server's RSS (VmRSS) before the first
      write, after each commit and at the end: growth is counted from the first commit (which allocates once what
-     later commits reuse: the index's editable copy, the write thread's encoder buffers), that step beside it.
+     later commits reuse: the index's editable copy, the write thread's encoder buffers), that step beside it; and
+     VmRSS and RssAnon sampled every 0.5 s through the phase (their maximum against the first commit).
 Requests alternate: search (k=10, a SciFact query) and rerank by doc_ids (that query's 100 BM25 candidates).
 The clients run in this process (asyncio + httpx) and share the machine's cores with the server.
 """
@@ -121,9 +122,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
+class RssSampler:
+    """The server's VmRSS and RssAnon (MiB) every `every` seconds while in a `with` block, from a thread."""
+
+    def __init__(self, pid: int, every: float = 0.5):
+        import threading
+
+        self.pid, self.every, self.samples = pid, every, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        start = time.perf_counter()
+        while not self._stop.wait(self.every):
+            self.samples.append([round(time.perf_counter() - start, 1), round(rss_mib(self.pid), 1),
+                                 round(rss_mib(self.pid, "RssAnon"), 1)])
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def start_server(index: Path, port: int, threads: int, args: argparse.Namespace, log: Path) -> subprocess.Popen:
@@ -279,8 +305,9 @@ def main() -> None:
         print(f"server, read only: {read['qps']:.1f} req/s ({100 * read['qps_share_of_inprocess']:.0f} % of "
               f"in-process), p50 {read['p50_ms']:.0f} ms, p99 {read['p99_ms']:.0f} ms", flush=True)
         rss_start = rss_mib(proc.pid)
-        mixed = asyncio.run(load(url, requests, args.clients, args.mixed_s,
-                                 writer=make_writer(docs, args.write_batch, len(original), proc.pid)))
+        with RssSampler(proc.pid) as sampler:
+            mixed = asyncio.run(load(url, requests, args.clients, args.mixed_s,
+                                     writer=make_writer(docs, args.write_batch, len(original), proc.pid)))
         rss_end = rss_mib(proc.pid)
         after_first = mixed["writer"]["commits"][0]["rss_mib"]
         # The first commit allocates once what every later one reuses (the index's editable copy, the write
@@ -289,7 +316,11 @@ def main() -> None:
                             "max": max(c["rss_mib"] for c in mixed["writer"]["commits"]),
                             "first_commit_step_pct": 100 * (after_first - rss_start) / rss_start,
                             "growth_pct": 100 * (rss_end - after_first) / after_first,
-                            "growth_pct_from_start": 100 * (rss_end - rss_start) / rss_start}
+                            "growth_pct_from_start": 100 * (rss_end - rss_start) / rss_start,
+                            "sampled_max": max(v for _, v, _ in sampler.samples),
+                            "sampled_max_pct_over_first_commit": 100 * (max(v for _, v, _ in sampler.samples)
+                                                                        - after_first) / after_first,
+                            "samples_s_rss_anon": sampler.samples}
         mixed["qps_share_of_inprocess"] = mixed["qps"] / result["inprocess"]["qps"]
         import httpx
 

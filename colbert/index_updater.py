@@ -39,7 +39,6 @@ from colbert.errors import CheckpointError, DriftWarning
 from colbert.index.loaded import IndexBusyError, IndexHandle
 from colbert.indexing import plan as index_plan
 from colbert.index import versions
-from colbert.index.codec import ResidualCodec
 from colbert.indexing.documents import Documents, MetadataLike, align_metadata, read_documents, write_documents
 from colbert.indexing.kmeans import train_centroids
 from colbert.indexing.platform import Workarounds
@@ -164,11 +163,7 @@ class IndexUpdater:
         return len(self.ids)
 
     def __contains__(self, doc_id: object) -> bool:
-        try:
-            self.loaded.pid_of(doc_id)  # type: ignore[arg-type]
-        except (KeyError, TypeError):  # TypeError: unhashable
-            return False
-        return True
+        return doc_id in self.loaded
 
     @property
     def pending(self) -> bool:
@@ -223,12 +218,12 @@ class IndexUpdater:
                                                   bf16=bf16, pool_factor=self.config.pool_factor,
                                                   protected_tokens=self.config.protected_tokens,
                                                   workarounds=Workarounds(self.config.platform_workarounds))
-            codes, residuals = self._codec(state).compress(embeddings,
-                                                           bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
+            codes, residuals = state.index.codec.compress(embeddings,
+                                                    bf16=indexing_uses_bf16(self.config, torch.device("cpu")))
+            state.metadata[UPDATES_KEY]["added_embeddings"] += int(codes.numel())  # in the new state's metadata
             state.append(codes, residuals, doclens, new_ids)
             if edits.documents is not None:
                 edits.documents = edits.documents.with_added(new_ids, texts, new_metadata)
-            state.metadata[UPDATES_KEY]["added_embeddings"] += int(codes.numel())
             self._publish(edits)
             logger.info("Added %d passages (%s embeddings)", len(texts), f"{codes.numel():,}")
             self._warn_drift(state)
@@ -252,18 +247,18 @@ class IndexUpdater:
         ids = list(dict.fromkeys(ids))
         with self._editing() as edits:
             state = edits.state
-            unknown = [doc_id for doc_id in ids if state.pid_of(doc_id) is None]
+            unknown = [doc_id for doc_id in ids if doc_id not in state.index]
             if unknown:
                 raise ValueError(f"{len(unknown):,} of the ids to remove are not in the index at {self.index_path}: "
                                  f"{', '.join(map(repr, unknown[:5]))}{', ...' if len(unknown) > 5 else ''}; "
                                  "nothing was removed")
-            if ids and len(ids) == state.num_live:
+            if ids and len(ids) == state.index.num_live:
                 raise ValueError(f"Removing all {len(ids):,} passages would leave an empty index; build a new index "
                                  "instead (Indexer.index(name, collection, overwrite=True))")
             self._check_base(state)
             if not ids:
                 return []
-            pids = sorted(state.pid_of(i) for i in ids)
+            pids = sorted(state.index.pid_of(i) for i in ids)
             state.remove(torch.tensor(pids, dtype=torch.int64))
             if edits.documents is not None:
                 edits.documents = edits.documents.without(pids)
@@ -305,12 +300,12 @@ class IndexUpdater:
             state = edits.state
             self._check_base(state)
             niters = kmeans_niters if kmeans_niters is not None else self.config.kmeans_niters
-            old = self._codec(state)
+            old = state.index.codec
             cpu = torch.device("cpu")
             new = refit_codec(state, old, lambda sample, num_partitions: train_centroids(sample, num_partitions,
                                                                                           niters, cpu))
             state.recompress(new, old)
-            n = state.num_embeddings
+            n = state.index.num_embeddings
             state.metadata[UPDATES_KEY].update(fitted_embeddings=n, added_embeddings=0)
             self._warned = False
             self._commit(edits)
@@ -326,28 +321,26 @@ class IndexUpdater:
                 snap = self.handle.snapshot()
                 documents = self.searcher.documents if self.searcher is not None else read_documents(
                     snap.loaded.path, snap.loaded.doc_ids, snap.loaded.num_passages)
-                edits = _Edits(_fresh_state(snap.loaded), documents)
+                edits = _Edits(self._fresh_state(snap.loaded), documents)
             yield edits
 
     def _publish(self, edits: _Edits) -> None:
-        """Searches see the edits from now on (assembled in memory; the state keeps being edited, the copy is
-        not)."""
-        loaded = edits.state.to_loaded(join_residuals=self.handle.device.type != "cpu")
-        self.handle.publish(loaded, pending=True, edits=edits, documents=edits.documents or False)
+        """Searches see the edits from now on (the state's LoadedIndex: the next edit makes a new one)."""
+        self.handle.publish(edits.state.index, pending=True, edits=edits, documents=edits.documents or False)
 
     def _commit(self, edits: _Edits) -> None:
         """Write the edits as a new version, then publish that version read back from disk (the searcher maps
         the new files instead of holding edits in RAM)."""
         state = edits.state
         real = Path(os.path.realpath(self.index_path))  # an index reached through a symlink is updated in place
-        with versions.transaction(real, base=state.base, lock_timeout=self.lock_timeout) as txn:
+        with versions.transaction(real, base=state.index.pin, lock_timeout=self.lock_timeout) as txn:
             if edits.documents is not None:
                 write_documents(txn.dir, edits.documents)  # before the index's files, metadata.json last
             state.write(txn.dir, base_dir=real, capacity=chunk_capacity(self.config.doc_maxlen))
             txn.commit()
-        logger.info("Persisted %s passages to %s", f"{state.num_passages:,}", self.index_path)
+        logger.info("Persisted %s passages to %s", f"{state.index.num_passages:,}", self.index_path)
         loaded = LoadedIndex.open(self.index_path, mmap=self.handle.mmap)
-        fresh = _Edits(_fresh_state(loaded), edits.documents)  # the documents just written
+        fresh = _Edits(self._fresh_state(loaded), edits.documents)  # the documents just written
         self.handle.publish(loaded, pending=False, edits=fresh, documents=edits.documents or False)
 
     def _prepare(self, state: IndexState, passages: Passages,
@@ -374,7 +367,7 @@ class IndexUpdater:
         return texts, _check_new_ids(state, list(ids), len(texts))
 
     def _check_base(self, state: IndexState) -> None:
-        base = state.base
+        base = state.index.pin
         if base is None or base.is_current():
             return
         what = "was deleted" if not self.index_path.exists() else "was changed by another writer (or rebuilt)"
@@ -402,9 +395,6 @@ class IndexUpdater:
                                       f"holds {self.config.dim}-dim ones")
         return self._checkpoint
 
-    def _codec(self, state: IndexState) -> ResidualCodec:
-        return ResidualCodec.from_parts(state.codec, self.config.nbits)
-
     def _warn_drift(self, state: IndexState) -> None:
         updates = state.metadata[UPDATES_KEY]
         drift = updates["added_embeddings"] / max(1, updates["fitted_embeddings"])
@@ -418,15 +408,15 @@ class IndexUpdater:
             "(Indexer.index(..., overwrite=True)) to recover; IndexUpdater.reindex() refits the centroids without a "
             "model but does not recover the quality (docs/updates.md).", DriftWarning, stacklevel=3)
 
+    def _fresh_state(self, loaded: LoadedIndex) -> IndexState:
+        """The edit state of an index as opened; residuals in one tensor for a search on a GPU."""
+        state = IndexState.from_loaded(loaded, join=self.handle.device.type != "cpu")
+        state.metadata[UPDATES_KEY] = _updates(state.metadata, loaded.num_embeddings)
+        return state
+
     def __repr__(self) -> str:
         snap = self.handle.snapshot()
         return f"IndexUpdater({str(self.index_path)!r}, {len(self):,} passages, pending={snap.pending})"
-
-
-def _fresh_state(loaded: LoadedIndex) -> IndexState:
-    state = IndexState.from_loaded(loaded)
-    state.metadata[UPDATES_KEY] = _updates(state.metadata, state.num_embeddings)
-    return state
 
 
 def _check_new_ids(state: IndexState, ids: list[DocId], count: int) -> list[DocId]:
@@ -438,7 +428,7 @@ def _check_new_ids(state: IndexState, ids: list[DocId], count: int) -> list[DocI
     repeated = [doc_id for doc_id in ids if doc_id in seen or seen.add(doc_id)]
     if repeated:
         raise ValueError(f"ids repeated in this add: {', '.join(map(repr, repeated[:5]))}; nothing was added")
-    present = [doc_id for doc_id in ids if state.pid_of(doc_id) is not None]
+    present = [doc_id for doc_id in ids if doc_id in state.index]
     if present:
         raise ValueError(f"{len(present):,} ids are already in the index: {', '.join(map(repr, present[:5]))}; "
                          "nothing was added. Remove them first to replace their text.")
@@ -449,9 +439,9 @@ def _next_ids(state: IndexState, count: int) -> list[DocId]:
     """The next free integer ids (strings when every id of the index is a string); never reused. In an index
     whose ids are its pids they are the next pids, as the reference's add returns."""
     updates = state.metadata[UPDATES_KEY]
-    live = state.live_ids
+    live = state.index.live_ids
     values = [v for v in map(_int_value, live) if v is not None]
-    positional = state.num_passages if state.stored_ids() is None else 0
+    positional = state.index.num_passages if state.stored_ids() is None else 0
     start = max([updates.get("next_doc_id", 0), positional, *(v + 1 for v in values)])
     as_str = bool(live) and all(isinstance(d, str) for d in live)
     new = [str(n) if as_str else n for n in range(start, start + count)]

@@ -16,18 +16,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from functools import partial
 from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from colbert import kernels
 from colbert.data import Collection, Queries, Ranking
 from colbert.errors import CheckpointError
 from colbert.indexing.documents import Documents, metadata_filter, read_documents
 from colbert.infra.config import ColBERTConfig, check_config
-from colbert.modeling.hf_format import load_checkpoint_config
+from colbert.modeling.layouts import read_layout
 from colbert.infra.device import resolve_device
 from colbert.index.loaded import IndexHandle, Snapshot
 from colbert.infra.run import Run
@@ -40,7 +38,7 @@ from colbert.utils.checks import check_path, check_verbose
 from colbert.utils.progress import progress
 
 if TYPE_CHECKING:
-    from colbert.explain import Explanation
+    from colbert.modeling.explain import Explanation
     from colbert.modeling.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
@@ -138,8 +136,7 @@ class Searcher:
         self._collection = collection
         self._documents: tuple[int, Union[Documents, bool]] = (-1, False)  # (generation, documents) read last
         self.checkpoint = self._load_checkpoint(name)
-        self.index_handle = IndexHandle(loaded, prepare=partial(plaid.SearchIndex.from_loaded, device=self.device),
-                                        device=self.device, mmap=mmap)
+        self.index_handle = IndexHandle(loaded, device=self.device, mmap=mmap)
         if verbose > 1:
             logger.info("Searcher on %s (%s passages, nbits=%d) with %s on %s", self.index,
                         f"{loaded.num_passages:,}", loaded.nbits, name, self.device)
@@ -150,8 +147,8 @@ class Searcher:
         return self.index_handle.snapshot().loaded
 
     @property
-    def ranker(self) -> plaid.SearchIndex:
-        """The tensors search reads, on the search device, as published now."""
+    def ranker(self) -> LoadedIndex:
+        """The index as published now, on the search device (what search reads; `loaded` itself on the CPU)."""
         return self.index_handle.snapshot().view
 
     def _checkpoint_config(self, name: Optional[str], given: bool) -> Optional[ColBERTConfig]:
@@ -163,8 +160,9 @@ class Searcher:
         if given and self.index_config.checkpoint and name != self.index_config.checkpoint:
             logger.info("Encoding queries with %s; the index at %s was built with %s", name, self.index,
                         self.index_config.checkpoint)
-        stored = load_checkpoint_config(name)
-        if stored is not None and "dim" in stored.assigned and stored.dim != self.dim:
+        stored, encoding = read_layout(name)
+        if (stored is not None and "dim" in stored.assigned and stored.dim != self.dim
+                and self.dim not in encoding.matryoshka_dims):  # a Matryoshka head serves its narrower widths too
             raise CheckpointError(
                 f"The checkpoint {name} makes {stored.dim}-dim embeddings but the index at {self.index} holds "
                 f"{self.dim}-dim ones; search it with the checkpoint it was built with "
@@ -365,7 +363,7 @@ class Searcher:
         Raises:
             KeyError: doc_id is not in the index.
         """
-        from colbert.explain import build_explanation, document_tokens, kept_positions, query_tokens
+        from colbert.modeling.explain import build_explanation, document_tokens, kept_positions, query_tokens
 
         if not isinstance(query, str):
             raise TypeError(f"explain takes one query as a str, got {type(query).__name__}")
@@ -373,8 +371,7 @@ class Searcher:
         pid = snap.loaded.pid_of(doc_id)
         Q = self.encode(query, full_length_search=full_length_search)[0]  # (Lq, d)
         codes, packed, _ = snap.view.gather(torch.tensor([pid], device=self.device))
-        D = kernels.decompress_residuals(codes, packed, snap.view.centroids, snap.view.bucket_weights,
-                                         snap.loaded.nbits)  # (doclen, d)
+        D = snap.view.codec.decompress(codes, packed)  # (doclen, d)
         text = self._text_of(doc_id) if text is None else text
         names, spans, positions = [], [], None
         if text:

@@ -360,19 +360,18 @@ def test_bge_m3_multi_vector_head(tmp_path):
 
 
 def test_custom_model_code_is_refused_with_what_to_do(tmp_path):
-    """Jina-ColBERT-v2's layout: the reference's files, but an XLM-RoBERTa that transformers loads from custom code
-    (auto_map, trust_remote_code), markers [QueryMarker]/[DocumentMarker]."""
+    """The reference's files with markers [QueryMarker]/[DocumentMarker] over an encoder that transformers would
+    load from custom code (auto_map, trust_remote_code): refused, unless the code is Jina's XLM-RoBERTa, which we
+    implement ourselves (tests/test_jina.py)."""
     model, tok = tiny_backbone("xlm-roberta")
     tok.add_tokens(["[QueryMarker]", "[DocumentMarker]"], special_tokens=True)
     model.resize_token_embeddings(len(tok))
-    path = tmp_path / "jina"
+    path = tmp_path / "custom"
     save_checkpoint(path, model, torch.randn(DIM, HIDDEN), tok, ColBERTConfig(
         dim=DIM, doc_maxlen=48, query_token_id="[QueryMarker]", doc_token_id="[DocumentMarker]"))
     config = json.loads((path / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "jinaai/xlm-roberta-flash-implementation--configuration_xlm_roberta."
-                                        "XLMRobertaFlashConfig",
-                          "AutoModel": "jinaai/xlm-roberta-flash-implementation--modeling_xlm_roberta."
-                                       "XLMRobertaModel"}
+    config["auto_map"] = {"AutoConfig": "acme/fast-xlmr--configuration_fast.FastConfig",
+                          "AutoModel": "acme/fast-xlmr--modeling_fast.FastXLMRobertaModel"}
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"trust_remote_code.*does not run code.*delete auto_map"):
         Checkpoint(str(path), verbose=0)

@@ -169,7 +169,7 @@ def test_last_stage_evidence_is_the_evidence_from_scratch(searcher, Q):
     view = searcher.ranker
     pids = torch.arange(view.num_passages)
     codes, packed, lengths = view.gather(pids)
-    D = kernels.decompress_residuals(codes, packed, view.centroids, view.bucket_weights, view.loaded.nbits)
+    D = kernels.decompress_residuals(codes, packed, view.centroids, view.bucket_weights, view.nbits)
     expected = evidence_from_scratch(Q, D, lengths)  # (n, Lq, d)
     evidence = plaid.evidence(view, Q, pids)
     torch.testing.assert_close(evidence.dense(), expected)
@@ -193,7 +193,7 @@ def test_diverse_search_is_greedy_mmr_over_the_candidates_of_ks_settings(searche
     params = scoring_at_least(search_params(k, searcher.config), candidates_for(k))
     pids, scores = plaid.plaid_search(view, Q, params, candidates_for(k), searcher.config.query_maxlen, filter_fn)
     codes, packed, lengths = view.gather(pids)
-    D = kernels.decompress_residuals(codes, packed, view.centroids, view.bucket_weights, view.loaded.nbits)
+    D = kernels.decompress_residuals(codes, packed, view.centroids, view.bucket_weights, view.nbits)
     picked = greedy_mmr(scores / Q.size(0), evidence_from_scratch(Q, D, lengths), k, 0.6)
     ids, _, got = searcher.dense_search(Q, k=k, diversity=0.6, filter_fn=filter_fn)
     assert ids == [searcher.loaded.doc_ids[p] for p in pids[picked].tolist()]

@@ -34,21 +34,23 @@ def searcher(master_index, tmp_path, _tiny_checkpoint_master) -> Searcher:
 
 
 def fake_loaded(name: str) -> SimpleNamespace:
-    return SimpleNamespace(path=Path(name))
+    """A stand-in for a LoadedIndex: `to(device)` names what it made."""
+    return SimpleNamespace(path=Path(name), to=lambda device: ("view of", name, str(device)))
 
 
 # ----------------------------------------------------------------------------------------------- the handle alone
 
 
 def test_publish_replaces_the_snapshot_and_old_snapshots_stay_whole():
-    handle = IndexHandle(fake_loaded("a"), prepare=lambda loaded: ("view of", loaded.path.name))
+    handle = IndexHandle(fake_loaded("a"))
     first = handle.snapshot()
-    assert first.view == ("view of", "a") and first.generation == 0 and not first.pending
+    assert first.view == ("view of", "a", "cpu") and first.generation == 0 and not first.pending
     with handle.writing():
         second = handle.publish(fake_loaded("b"), pending=True, edits="state-b")
         assert handle.edits == "state-b"
     assert handle.snapshot() is second and second.generation == 1 and second.pending
-    assert first.view == ("view of", "a") and first.loaded.path.name == "a"  # a reader holding it is unaffected
+    assert second.view == ("view of", "b", "cpu")
+    assert first.view == ("view of", "a", "cpu") and first.loaded.path.name == "a"  # a reader holding it is unaffected
 
 
 def test_publishing_or_reading_edits_outside_writing_raises():

@@ -15,6 +15,7 @@ import torch
 from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, Searcher, verify_index
 from colbert.errors import DriftWarning, IndexFormatError
 from colbert.indexing import plan as index_plan
+from colbert.index.edits import IndexState, refit_codec
 from colbert.index.ivf import build_ivf
 from colbert.index.versions import IndexChangedError
 from colbert.index.loaded import LoadedIndex
@@ -199,6 +200,46 @@ def test_the_ivf_kept_in_memory_equals_the_one_rebuilt_from_the_codes(searcher):
             updater.add(texts(3 + step, seed=100 + step))
         assert_ivf_matches_codes(searcher.loaded)
         assert searcher.loaded.num_embeddings == int(searcher.loaded.doclens.sum())
+
+
+def test_each_edit_publishes_the_editors_own_new_loaded_index_and_leaves_the_last_whole(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    updater.add({"n1": "virus brain heart", "n2": "mouse gene"})
+    before = searcher.index_handle.snapshot().loaded
+    doclens, codes, ids = before.doclens.clone(), before.codes.clone(), list(before.doc_ids)
+    updater.remove(["d3", "n1"])
+    updater.add({"n3": "immune cell"})
+    after = searcher.index_handle.snapshot().loaded
+    with searcher.index_handle.writing():
+        assert after is searcher.index_handle.edits.state.index  # no copy between the editor and search
+    assert after is not before and after.doclens[before.pid_of("d3")] == 0 and after.pid_of("n3") == 42
+    assert torch.equal(before.doclens, doclens) and torch.equal(before.codes, codes) and before.doc_ids == ids
+    assert before.pid_of("d3") == 3 and before.metadata["num_embeddings"] == int(doclens.sum())
+    assert "d3" in before and "d3" not in after and "n3" in after and [] not in after  # [] is unhashable
+
+
+def test_added_passages_stay_one_residual_tensor_and_untouched_rows_are_not_copied(searcher):
+    updater = IndexUpdater(searcher.config, searcher)
+    base = searcher.loaded.residual_chunks[0]  # the index as opened: one tensor in RAM
+    for step in range(4):
+        updater.add(texts(2, seed=200 + step))
+    updater.remove([updater.ids[-1]])  # an added passage: the original rows stay where they were
+    chunks = searcher.loaded.residual_chunks
+    assert len(chunks) == 2 and chunks[0].data_ptr() == base.data_ptr()  # a view of the original, then the added
+    assert sum(len(c) for c in chunks) == searcher.loaded.num_embeddings
+    assert every_id(searcher) == set(updater.ids)
+
+
+def test_a_recompressed_state_counts_its_new_codec(searcher):
+    state = IndexState.from_loaded(searcher.loaded)
+    old = state.index.codec
+    new = refit_codec(state, old, lambda points, C: points[: C // 2].half())  # half as many centroids
+    state.recompress(new, old)
+    assert state.index.num_partitions == new.centroids.size(0) == old.centroids.size(0) // 2
+    assert state.index.metadata == state.current_metadata() and state.index.metadata["num_partitions"] == \
+        state.index.num_partitions
+    assert_ivf_matches_codes(state.index)
+    assert state.index is not searcher.loaded and searcher.loaded.num_partitions == old.centroids.size(0)
 
 
 def test_untouched_chunks_are_hard_linked_and_added_passages_fill_chunks(_tiny_checkpoint_master, tmp_path,

@@ -112,6 +112,26 @@ def test_exact_mode_equals_brute_force_maxsim(searcher):
     torch.testing.assert_close(torch.tensor(scores), brute.sort(descending=True).values, atol=1e-5, rtol=0)
 
 
+def test_search_reads_the_loaded_index_itself_on_the_cpu(searcher, tiny_index):
+    snap = searcher.index_handle.snapshot()
+    index = snap.loaded
+    assert snap.view is index and searcher.ranker is index  # one in-memory shape, no second copy on the CPU
+    stored = index_format.read_codec(tiny_index, index.dim, index.nbits, index.num_partitions)
+    assert stored.centroids.dtype == torch.float16  # on disk
+    assert index.codec.centroids.dtype == torch.float32 and torch.equal(index.centroids, stored.centroids.float())
+    assert index.live is None  # nothing removed
+
+
+def test_to_moves_what_search_reads_and_keeps_the_bookkeeping(searcher):
+    index = searcher.loaded
+    moved = index.to("meta")  # a device without a GPU: shapes and placement only
+    assert moved.device.type == "meta" and index.device.type == "cpu"
+    for name in ("centroids", "bucket_weights", "ivf", "ivf_offsets", "doc_offsets", "codes"):
+        assert getattr(moved, name).device.type == "meta" and getattr(moved, name).shape == getattr(index, name).shape
+    assert moved.residual_chunks[0].device.type == "meta" and moved.doclens is index.doclens
+    assert moved.doc_ids is index.doc_ids and moved.pid_of("doc-3") == index.pid_of("doc-3")
+
+
 def test_exact_mode_in_small_blocks_equals_one_block(searcher, monkeypatch):
     whole = searcher.search("brain heart", k=7, exact=True)
     monkeypatch.setattr(plaid, "EXACT_BLOCK_TOKENS", 40)  # a few documents per block
@@ -296,6 +316,8 @@ def test_an_index_in_two_chunks_searches_like_one(tiny_index, searcher, tmp_path
     for text in QUERIES.values():
         assert two.search(text, k=8) == searcher.search(text, k=8)
         assert two.search(text, k=8, exact=True) == searcher.search(text, k=8, exact=True)
+    with pytest.raises(ValueError, match="mmap=False"):  # a GPU gathers from one residual tensor
+        two.loaded.to("meta")
 
 
 def test_exact_search_all_with_full_length_queries(searcher):

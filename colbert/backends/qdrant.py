@@ -373,12 +373,8 @@ class MirroredUpdater:
 
 def decompressed(loaded: Any, pids: Tensor) -> list[Tensor]:
     """The decompressed embeddings of passages of a LoadedIndex, one (n_i, d) float32 tensor each."""
-    from colbert.indexing.codec import ResidualCodec
-
-    codec = ResidualCodec(loaded.centroids, loaded.bucket_cutoffs, loaded.bucket_weights, loaded.avg_residual,
-                          loaded.nbits)
     codes, residuals, lengths = loaded.lookup(pids)
-    return list(codec.decompress(codes, residuals).split(lengths.tolist()))
+    return list(loaded.codec.decompress(codes, residuals).split(lengths.tolist()))
 
 
 def _texts_for(ids: list[DocId], collection: Any) -> list[str]:

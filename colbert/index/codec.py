@@ -60,7 +60,8 @@ def kmeans_sample_size(num_sample_embeddings: int, num_partitions: int) -> int:
 
 @dataclass
 class ResidualCodec:
-    """Shapes: centroids (C, d) fp16; bucket_cutoffs (2**nbits - 1,) and bucket_weights (2**nbits,) fp32."""
+    """Shapes: centroids (C, d) fp16 as fitted and stored, float32 in a LoadedIndex (exactly the same values);
+    bucket_cutoffs (2**nbits - 1,) and bucket_weights (2**nbits,) fp32."""
 
     centroids: Tensor
     bucket_cutoffs: Tensor
@@ -74,7 +75,7 @@ class ResidualCodec:
 
     @classmethod
     def from_parts(cls, parts: Codec, nbits: int) -> ResidualCodec:
-        """The codec of stored parts (`format.read_codec`, `LoadedIndex.codec_parts`): the one way to rebuild it."""
+        """The codec of stored parts (`format.read_codec`): the one way to rebuild it."""
         return cls(parts.centroids, parts.bucket_cutoffs, parts.bucket_weights, parts.avg_residual, check_nbits(nbits))
 
     @property

@@ -12,22 +12,25 @@ then gets IndexBusyError. Writers in other processes are kept apart by the folde
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from colbert import kernels
 from colbert.errors import ColBERTError, IndexFormatError
 from colbert.index import format as index_format
 from colbert.index import versions
 from colbert.index.codec import ResidualCodec
 from colbert.index.ivf import ivf_offsets
+from colbert.index.residual_embeddings import ResidualEmbeddings
 from colbert.index.validate import chunk_code_problems, chunk_offset_problems, ivf_range_problems
 from colbert.infra.config import ColBERTConfig
 
@@ -41,14 +44,15 @@ __all__ = ["DocId", "IndexBusyError", "IndexHandle", "LoadedIndex", "Snapshot"]
 
 @dataclass(eq=False)
 class LoadedIndex:
-    """Everything search needs from an index folder; build it with `LoadedIndex.open(path)`.
+    """THE index in memory, which search reads and edits derive new states from; build it with
+    `LoadedIndex.open(path)` (or `from_tensors`), move it with `to(device)`.
 
     Attributes:
         path: the index folder.
         config: the ColBERTConfig stored in metadata.json.
         metadata: metadata.json as a dict.
-        centroids: fp16 (C, d). bucket_cutoffs: fp32 (2**nbits - 1,). bucket_weights: fp32 (2**nbits,).
-        avg_residual: fp32 ().
+        codec: the index's ResidualCodec, with float32 centroids (C, d) (fp16 on disk: the conversion is exact and
+            search reads them as float32).
         ivf: int32 pids, list c is `ivf[ivf_offsets[c]:ivf_offsets[c + 1]]`; ivf_lengths: int64 (C,);
             ivf_offsets: int64 (C + 1,).
         doclens: int64 (P,); doc_offsets: int64 (P + 1,), passage p's embeddings are
@@ -57,21 +61,22 @@ class LoadedIndex:
         codes: int32 (N,): memory-mapped when the index has one chunk and was opened with mmap=True.
         residual_chunks: uint8 (n_k, d * nbits / 8) per chunk (one tensor when opened with mmap=False).
         chunk_offsets: int64 (len(residual_chunks) + 1,): first embedding of each entry of residual_chunks.
+        live: bool (P,), False for removed passages, or None when none was removed; search drops the others.
         doc_ids: the user's document ids in pid order (None for removed passages), or None when they are the pids
             themselves.
         chunk_passages: passages in each chunk on disk, in order; None for an index assembled in memory
             (`from_tensors`), whose rows no longer mirror the chunk files.
         pin: the folder version that was read (colbert.index.versions.Pin), held while the index is open so
             that writers can tell whether it is still current; None when built in memory without one.
+
+    After `to(device)`, what search reads (codec, ivf, ivf_offsets, doc_offsets, codes, residual_chunks, live) is on
+    that device; doclens, ivf_lengths, chunk_offsets and the ids stay on the CPU for bookkeeping.
     """
 
     path: Path
     config: ColBERTConfig
     metadata: dict
-    centroids: Tensor
-    bucket_cutoffs: Tensor
-    bucket_weights: Tensor
-    avg_residual: Tensor
+    codec: ResidualCodec
     ivf: Tensor
     ivf_lengths: Tensor
     ivf_offsets: Tensor
@@ -80,6 +85,7 @@ class LoadedIndex:
     codes: Tensor
     residual_chunks: list[Tensor]
     chunk_offsets: Tensor
+    live: Optional[Tensor] = None
     doc_ids: list[DocId] | None = None
     _pid_of: dict[DocId, int] = field(default_factory=dict, repr=False)
     chunk_passages: Optional[list[int]] = None
@@ -121,11 +127,39 @@ class LoadedIndex:
     def num_partitions(self) -> int:
         return self.centroids.size(0)
 
+    # The codec's parts, and the reference's public ranker attributes that scripts read (searcher.ranker.codec,
+    # .doclens, .embeddings).
+
     @property
-    def codec(self) -> ResidualCodec:
-        """The index's ResidualCodec (to compress new embeddings or decompress stored ones)."""
-        parts = index_format.Codec(self.centroids, self.bucket_cutoffs, self.bucket_weights, self.avg_residual)
-        return ResidualCodec.from_parts(parts, self.nbits)
+    def centroids(self) -> Tensor:
+        """float32 (C, d)."""
+        return self.codec.centroids
+
+    @property
+    def bucket_cutoffs(self) -> Tensor:
+        """float32 (2**nbits - 1,)."""
+        return self.codec.bucket_cutoffs
+
+    @property
+    def bucket_weights(self) -> Tensor:
+        """float32 (2**nbits,)."""
+        return self.codec.bucket_weights
+
+    @property
+    def avg_residual(self) -> Tensor:
+        """float32 ()."""
+        return self.codec.avg_residual
+
+    @property
+    def embeddings(self) -> ResidualEmbeddings:
+        """The compressed embeddings (.codes (N,), .residuals (N, d * nbits / 8)), residuals joined in memory."""
+        residuals = self.residual_chunks
+        return ResidualEmbeddings(self.codes, residuals[0] if len(residuals) == 1 else torch.cat(residuals))
+
+    @property
+    def device(self) -> torch.device:
+        """Where search reads this index (see `to`)."""
+        return self.codes.device
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, mmap: bool = True) -> LoadedIndex:
@@ -157,7 +191,7 @@ class LoadedIndex:
             raise IndexFormatError(f"{path / index_format.METADATA_FILE} holds a config that is not valid: {e}. "
                                    f"{index_format.REBUILD}") from e
         dim, nbits, num_partitions = config.dim, config.nbits, meta["num_partitions"]
-        codec = index_format.read_codec(path, dim, nbits, num_partitions)
+        codec = ResidualCodec.from_parts(index_format.read_codec(path, dim, nbits, num_partitions), nbits)
         chunks = _read_chunks(path, meta, dim, nbits, mmap)
         doclens = torch.cat([c.doclens for c in chunks]) if chunks else torch.zeros(0, dtype=torch.int64)
         codes = _join([c.codes for c in chunks], torch.int32)
@@ -172,7 +206,7 @@ class LoadedIndex:
                                 chunk_passages=[c.metadata["num_passages"] for c in chunks])
 
     @classmethod
-    def from_tensors(cls, path: str | os.PathLike, metadata: dict, codec: index_format.Codec, ivf: Tensor,
+    def from_tensors(cls, path: str | os.PathLike, metadata: dict, codec: ResidualCodec, ivf: Tensor,
                      ivf_lengths: Tensor, doclens: Tensor, codes: Tensor, residual_chunks: Sequence[Tensor],
                      doc_ids: Sequence[DocId | None] | None = None, chunk_passages: Optional[list[int]] = None,
                      pin: Any = None) -> LoadedIndex:
@@ -180,6 +214,7 @@ class LoadedIndex:
 
         Args:
             metadata: as metadata.json (its "config" a dict).
+            codec: the codec (its centroids are held as float32).
             residual_chunks: the packed residuals of all embeddings, in order, cut anywhere.
             Others: as the attributes of the same names.
 
@@ -187,18 +222,43 @@ class LoadedIndex:
         residual_chunks n_k x (n_k, d * nbits / 8) uint8 with sum(n_k) = N = sum(doclens).
         """
         rows = torch.tensor([len(r) for r in residual_chunks], dtype=torch.int64)
+        if codec.centroids.dtype != torch.float32:
+            codec = dataclasses.replace(codec, centroids=codec.centroids.float())  # (C, d), exact
+        removed = bool((doclens == 0).any())
         index = cls(
-            path=Path(path), config=ColBERTConfig.from_dict(metadata["config"]), metadata=metadata,
-            centroids=codec.centroids, bucket_cutoffs=codec.bucket_cutoffs, bucket_weights=codec.bucket_weights,
-            avg_residual=codec.avg_residual, ivf=ivf, ivf_lengths=ivf_lengths, ivf_offsets=ivf_offsets(ivf_lengths),
-            doclens=doclens, doc_offsets=_offsets(doclens), codes=codes, residual_chunks=list(residual_chunks),
-            chunk_offsets=_offsets(rows), doc_ids=None if doc_ids is None else list(doc_ids),
-            chunk_passages=chunk_passages, pin=pin,
+            path=Path(path), config=ColBERTConfig.from_dict(metadata["config"]), metadata=metadata, codec=codec,
+            ivf=ivf, ivf_lengths=ivf_lengths, ivf_offsets=ivf_offsets(ivf_lengths), doclens=doclens,
+            doc_offsets=_offsets(doclens), codes=codes, residual_chunks=list(residual_chunks),
+            chunk_offsets=_offsets(rows), live=doclens > 0 if removed else None,
+            doc_ids=None if doc_ids is None else list(doc_ids), chunk_passages=chunk_passages, pin=pin,
         )
         if index.doc_ids is not None:
             index._pid_of = {doc_id: pid for pid, doc_id in enumerate(index.doc_ids)
                              if doc_id is not None and doclens[pid] > 0}
         return index
+
+    def to(self, device: torch.device | str) -> LoadedIndex:
+        """This index with what search reads on `device` (itself when it is there already).
+
+        Raises:
+            ValueError: a GPU was asked for an index memory-mapped in several chunks (open it with mmap=False).
+        """
+        device = torch.device(device)
+        if self.device == device:
+            return self
+        if device.type != "cpu" and len(self.residual_chunks) != 1:
+            raise ValueError(f"{self.path} was opened memory-mapped with {len(self.residual_chunks)} chunks; "
+                             f"open it with mmap=False to search on {device}")
+        codec = self.codec
+        codec = dataclasses.replace(codec, centroids=codec.centroids.to(device),
+                                    bucket_cutoffs=codec.bucket_cutoffs.to(device),
+                                    bucket_weights=codec.bucket_weights.to(device))
+        return dataclasses.replace(
+            self, codec=codec, ivf=self.ivf.to(device), ivf_offsets=self.ivf_offsets.to(device),
+            doc_offsets=self.doc_offsets.to(device), codes=self.codes.to(device),
+            residual_chunks=[r.to(device) for r in self.residual_chunks],
+            live=None if self.live is None else self.live.to(device),
+        )
 
     def pid_of(self, doc_id: DocId) -> int:
         """The pid (position in the index) of a user document id; KeyError for a removed one."""
@@ -209,6 +269,14 @@ class LoadedIndex:
         elif doc_id in self._pid_of:
             return self._pid_of[doc_id]
         raise KeyError(f"document id {doc_id!r} is not in the index at {self.path} ({self.num_passages:,} passages)")
+
+    def __contains__(self, doc_id: object) -> bool:
+        """Whether a passage not removed has this id."""
+        try:
+            self.pid_of(doc_id)  # type: ignore[arg-type]
+        except (KeyError, TypeError):  # TypeError: unhashable
+            return False
+        return True
 
     def id_of(self, pid: int) -> DocId:
         """The user's document id of a pid."""
@@ -237,8 +305,21 @@ class LoadedIndex:
         # Row r of the output is embedding starts[i] + (r - out_start[i]) of passage i.
         out_starts = torch.cumsum(lengths, 0) - lengths  # (n,)
         rows = torch.arange(total) + torch.repeat_interleave(starts - out_starts, lengths)  # (total,)
-        codes = self.codes[rows]  # (total,)
-        return codes, self._gather_residuals(rows), lengths
+        return *self.rows(rows), lengths
+
+    def rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """The codes and packed residuals of embeddings by row (across chunks), on a CPU index.
+
+        Shapes: rows (m,) int64; returns ((m,) int32, (m, d * nbits / 8) uint8).
+        """
+        return self.codes[rows], self._gather_residuals(rows)
+
+    def residual_views(self, start: int, end: int) -> list[Tensor]:
+        """Rows start:end of the packed residuals as views of the tensors holding them, one per tensor crossed (no
+        copy). Shapes: each (n_k, d * nbits / 8) uint8, sum(n_k) = end - start."""
+        offsets = self.chunk_offsets.tolist()
+        return [chunk[max(start, lo) - lo:min(end, hi) - lo]
+                for chunk, lo, hi in zip(self.residual_chunks, offsets, offsets[1:]) if lo < end and start < hi]
 
     def _gather_residuals(self, rows: Tensor) -> Tensor:
         if len(self.residual_chunks) == 1:
@@ -250,6 +331,28 @@ class LoadedIndex:
             mask = chunk_of == k
             out[mask] = self.residual_chunks[k][rows[mask] - self.chunk_offsets[k]]
         return out
+
+    # ------------------------------------------------------------------------------------ what search reads
+
+    def drop_removed(self, pids: Tensor) -> Tensor:
+        """`pids` without removed passages. Shapes: (n,) -> (<= n,)."""
+        return pids if self.live is None else pids[self.live[pids.long()]]
+
+    def gather(self, pids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Codes, packed residuals and lengths of `pids` (on this index's device), laid end to end in that order.
+
+        Shapes: pids (n,) int64; returns ((M,) int32, (M, d * nbits / 8) uint8, (n,) int64).
+        """
+        if len(self.residual_chunks) != 1:
+            return self.lookup(pids.cpu())  # on the CPU (`to` refuses other devices)
+        codes, lengths = kernels.gather_segments(self.codes, self.doc_offsets, pids)  # (M,), (n,)
+        packed, _ = kernels.gather_segments(self.residual_chunks[0], self.doc_offsets, pids)  # (M, d * nbits / 8)
+        return codes, packed, lengths
+
+    def maxsim(self, Q: Tensor, pids: Tensor) -> Tensor:
+        """MaxSim of one query against the decompressed embeddings of `pids`. Shapes: Q (Lq, d); pids (n,) -> (n,)."""
+        codes, packed, lengths = self.gather(pids)
+        return kernels.decompress_maxsim(Q, codes, packed, lengths, self.centroids, self.bucket_weights, self.nbits)
 
 
 def _read_chunks(path: Path, meta: dict, dim: int, nbits: int, mmap: bool) -> list[index_format.Chunk]:
@@ -290,8 +393,7 @@ class Snapshot:
 
     Attributes:
         loaded: the index (its tensors, ids and metadata).
-        view: what the owner prepared from `loaded` for reading (the Searcher's plaid.SearchIndex on its device);
-            `loaded` itself when the handle has no `prepare`.
+        view: `loaded` on the handle's device, what search reads (`loaded` itself on the CPU).
         generation: 0 for the state the handle was made with, +1 for every publish.
         pending: whether the state holds changes that are not on disk yet (IndexUpdater.persist_to_disk).
         documents: the texts and metadata of this state when its writer supplied them (IndexUpdater: its
@@ -300,7 +402,7 @@ class Snapshot:
     """
 
     loaded: LoadedIndex
-    view: Any
+    view: LoadedIndex
     generation: int
     pending: bool
     documents: Any = None
@@ -311,24 +413,18 @@ class IndexHandle:
 
     Args:
         loaded: the index as opened.
-        prepare: builds the `view` readers use from a LoadedIndex (called on every publish, by the writer);
-            default: none, the view is the LoadedIndex.
-        device: where readers search (an IndexUpdater keeps residuals in one tensor for a GPU).
+        device: where readers search: every published state's `view` is `loaded.to(device)`, made by the writer
+            (an IndexUpdater keeps residuals in one tensor for a GPU).
         mmap: whether the owner memory-maps the index files (an IndexUpdater reopens a persisted index the same way).
     """
 
-    def __init__(self, loaded: LoadedIndex, prepare: Optional[Callable[[LoadedIndex], Any]] = None,
-                 device: torch.device | str = "cpu", mmap: bool = True) -> None:
+    def __init__(self, loaded: LoadedIndex, device: torch.device | str = "cpu", mmap: bool = True) -> None:
         self.device, self.mmap = torch.device(device), mmap
-        self._prepare = prepare
         self._lock = threading.Lock()
         self._owner: Optional[int] = None  # the thread holding the writer lock
         self._depth = 0  # nested writing() blocks of that thread
         self._edits: Any = None
-        self._current = Snapshot(loaded, self._view(loaded), generation=0, pending=False)
-
-    def _view(self, loaded: LoadedIndex) -> Any:
-        return loaded if self._prepare is None else self._prepare(loaded)
+        self._current = Snapshot(loaded, loaded.to(self.device), generation=0, pending=False)
 
     def snapshot(self) -> Snapshot:
         """The state published last: read it once and use it for the whole query."""
@@ -339,7 +435,7 @@ class IndexHandle:
         own way: for copy-on-write users that prepare a change privately and publish it elsewhere when it is
         whole (the HTTP server)."""
         fork = IndexHandle.__new__(IndexHandle)
-        fork.device, fork.mmap, fork._prepare = self.device, self.mmap, self._prepare
+        fork.device, fork.mmap = self.device, self.mmap
         fork._lock, fork._owner, fork._depth, fork._edits = threading.Lock(), None, 0, None
         fork._current = self._current
         return fork
@@ -387,7 +483,8 @@ class IndexHandle:
             documents: see Snapshot.documents.
         """
         self._check_writer("publish")
-        snapshot = Snapshot(loaded, self._view(loaded), self._current.generation + 1, pending, documents)  # before the swap
+        view = loaded.to(self.device)  # before the swap: readers never wait for it
+        snapshot = Snapshot(loaded, view, self._current.generation + 1, pending, documents)
         self._current, self._edits = snapshot, edits
         return snapshot
 

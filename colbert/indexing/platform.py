@@ -9,6 +9,10 @@ measured to save, and `benchmarks/encode_memory.py` measures them again.
   (and the cache) few. Padded tokens are masked out, so the vectors do not change.
 - `output_buffer`: an encoder output whose storage exceeds glibc's largest dynamic mmap threshold, so freeing it
   never raises that threshold (which would send every later allocation to the heap).
+- `fix_mmap_threshold` (the long-running server, `colbert serve`): glibc raises its mmap threshold each time a large
+  mapped block is freed, after which blocks of up to 32 MiB come from the threads' heaps and stay resident there
+  between trims; a fixed threshold maps every large block on its own and unmaps it when freed, so a server's memory
+  stays flat under concurrent searches and writes (docs/serving.md, `benchmarks/serve.py`).
 
 The switch: `ColBERTConfig(platform_workarounds=False)`, which the build and `encode_passages` turn into
 `Workarounds(enabled=False)`, turns all three off (plain allocations, no trimming, batches padded to their longest
@@ -28,18 +32,25 @@ import torch
 from torch import Tensor
 
 OUTPUT_MIN_BYTES = 33 << 20  # just above glibc's largest dynamic mmap threshold (32 MiB on 64-bit)
+SERVER_MMAP_THRESHOLD = 1 << 20  # blocks from 1 MiB up get their own mapping in `colbert serve`
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc's malloc.h)
+
+
+@functools.lru_cache(maxsize=None)
+def _libc() -> Optional[ctypes.CDLL]:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 @functools.lru_cache(maxsize=None)
 def _malloc_trim():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim  # glibc only; musl has no such symbol
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim = getattr(_libc(), "malloc_trim", None)  # glibc only; musl has no such symbol
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim
 
 
@@ -48,6 +59,17 @@ def release_free_memory() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+def fix_mmap_threshold(nbytes: int = SERVER_MMAP_THRESHOLD) -> bool:
+    """Map every allocation of at least `nbytes` on its own, for the rest of the process (glibc's
+    mallopt(M_MMAP_THRESHOLD), which also stops glibc from raising the threshold). True when applied; False (and
+    nothing changed) elsewhere than glibc."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None or not hasattr(_libc(), "malloc_trim"):  # mallopt alone is not glibc's
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(_M_MMAP_THRESHOLD, int(nbytes)) == 1
 
 
 def padded_length(longest: int, doc_maxlen: int) -> int:

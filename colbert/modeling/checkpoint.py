@@ -215,12 +215,12 @@ class Checkpoint(ColBERT):
         return [(int(i), float(s)) for s, i in zip(top.values, top.indices)]
 
     def explain(self, query: str, text: str, full_length_search: bool = False) -> Any:
-        """Why `text` scores what it does for `query`: the MaxSim terms, token by token (colbert.explain).
+        """Why `text` scores what it does for `query`: the MaxSim terms, token by token (colbert.modeling.explain).
 
         Returns:
             An Explanation whose `score` equals `rerank(query, [text])`'s and is the sum of its matches' scores.
         """
-        from colbert.explain import build_explanation, document_tokens, query_tokens
+        from colbert.modeling.explain import build_explanation, document_tokens, query_tokens
 
         if not isinstance(query, str) or not isinstance(text, str):
             raise TypeError(f"explain takes a query and a document as str, got {type(query).__name__} and "

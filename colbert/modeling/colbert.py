@@ -1,7 +1,7 @@
 """Token ids -> embeddings: encoder + linear head + mask + L2 normalisation, the whole forward in one file.
 
 `ColBERT(name, colbert_config)` loads a checkpoint of any layout colbert.modeling.layouts reads (the reference's,
-PyLate's, sentence-transformers 6's, BGE-M3's), or a plain encoder. A plain encoder
+PyLate's, sentence-transformers 6's, BGE-M3's, Jina-ColBERT-v2's), or a plain encoder. A plain encoder
 gets the deterministic head `new_head` (drawn from the fixed seed HEAD_SEED, so every load of the same encoder
 embeds alike: an index built with it and a search with it agree); `new_checkpoint` saves an encoder with that head
 in the reference layout. `colbert_score` and `colbert_score_packed` are re-exported here, where the
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from colbert.errors import CheckpointError
 from colbert.infra.config import ColBERTConfig
 from colbert.modeling import hf_format
-from colbert.modeling.layouts import read_layout
+from colbert.modeling.layouts import fit_head, read_layout
 from colbert.modeling.scoring import colbert_score, colbert_score_packed, colbert_score_reduce  # noqa: F401
 from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer, punctuation_skiplist
 
@@ -65,10 +65,10 @@ class ColBERT(nn.Module):
         if not self.colbert_config.checkpoint:
             self.colbert_config.configure(checkpoint=name)
         self.name = name
-        self.bert = hf_format.load_backbone(name).float()
+        self.bert = hf_format.load_backbone(name, self.encoding.backbone).float()
         self.raw_tokenizer = hf_format.load_tokenizer(name)
         hidden = self.bert.config.hidden_size
-        head = self.encoding.head
+        head = fit_head(name, self.encoding, self.colbert_config.dim)
         self.has_head = head is not None
         self.linear = nn.Linear(hidden, self.colbert_config.dim, bias=head is not None and head.bias is not None)
         self.activation = nn.Tanh() if head is not None and head.activation == "tanh" else nn.Identity()

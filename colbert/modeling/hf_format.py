@@ -7,7 +7,8 @@ Layouts:
   tensors under its `base_model_prefix` (`bert.`, `roberta.`, `electra.`, `deberta.`, `model.`) plus
   `linear.weight` [dim, hidden], the tokenizer files, and `artifact.metadata` (the ColBERTConfig as JSON).
 * **PyLate, sentence-transformers 6 and BGE-M3**: colbert.modeling.layouts reads them (and refuses custom model
-  code); `load_checkpoint_config` and `load_head` answer for every layout through it.
+  code other than Jina's XLM-RoBERTa, which colbert.modeling.jina_xlmr implements); `load_checkpoint_config` and
+  `load_head` answer for every layout through it.
 
 A plain backbone (`bert-base-uncased`, a sentence-transformers model without a Dense module) loads too, with no
 head: callers that need one (training) initialise it. We save in the reference's layout only.
@@ -163,6 +164,38 @@ def load_tensor_from_folder(name_or_path: str, folder: str, key: str) -> Optiona
     return None
 
 
+def load_all_tensors(name_or_path: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint's root weights: the shards of model.safetensors.index.json, model.safetensors
+    or pytorch_model.bin (the first that exists)."""
+    index = resolve_file(name_or_path, SAFETENSORS_INDEX_FILE)
+    if index is not None:
+        shards = sorted(set(read_json(index, "safetensors index").get("weight_map", {}).values()))
+        paths = [resolve_file(name_or_path, shard) for shard in shards]
+        if None in paths:
+            raise CheckpointError(f"{name_or_path}: a shard named in {SAFETENSORS_INDEX_FILE} is missing; "
+                                  "re-download the checkpoint.")
+    else:
+        path = resolve_file(name_or_path, SAFETENSORS_FILE) or resolve_file(name_or_path, TORCH_FILE)
+        if path is None:
+            raise CheckpointError(f"{name_or_path} has neither {SAFETENSORS_FILE} nor {TORCH_FILE}; re-download "
+                                  "the checkpoint.")
+        paths = [path]
+    tensors: dict[str, torch.Tensor] = {}
+    for path in paths:
+        try:
+            if path.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                tensors.update(load_file(path))
+            else:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                tensors.update(state if isinstance(state, dict) else {})
+        except Exception as e:  # safetensors and torch raise many types for a damaged file
+            raise CheckpointError(f"Could not read {path}: {e}. The file is corrupt or incomplete; re-download "
+                                  "it.") from e
+    return tensors
+
+
 def load_head(name_or_path: str) -> Optional[torch.Tensor]:
     """The linear head `linear.weight` [dim, hidden] of a checkpoint (any layout, a bias or activation left out),
     or None for a plain backbone."""
@@ -172,8 +205,9 @@ def load_head(name_or_path: str) -> Optional[torch.Tensor]:
     return None if head is None else head.weight
 
 
-def load_backbone(name_or_path: str) -> torch.nn.Module:
-    """The transformer encoder of a checkpoint or backbone, through transformers' Auto classes.
+def load_backbone(name_or_path: str, backbone: str = "transformers") -> torch.nn.Module:
+    """The transformer encoder of a checkpoint or backbone, through transformers' Auto classes, or through
+    colbert.modeling.jina_xlmr for `backbone="jina-xlm-roberta"` (what layouts.read_layout says of the checkpoint).
 
     Raises CheckpointError when the folder lacks config or weights, or when encoder weights are missing (which
     would otherwise leave them randomly initialised).
@@ -181,6 +215,10 @@ def load_backbone(name_or_path: str) -> torch.nn.Module:
     from transformers import AutoConfig, AutoModel
 
     name_or_path = str(name_or_path)
+    if backbone == "jina-xlm-roberta":
+        from colbert.modeling.jina_xlmr import load_jina_xlmr
+
+        return load_jina_xlmr(name_or_path)
     if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, CONFIG_FILE)):
         raise CheckpointError(
             f"{name_or_path} has no {CONFIG_FILE}; it is not a checkpoint folder. Pass the folder that holds "

@@ -5,8 +5,11 @@ plain encoder) and an `Encoding`: the few things that a ColBERTConfig cannot say
 tokens, no query augmentation, no vector for the first token, a skiplist of words, a head with a bias or an
 activation). Layouts, in the order they are recognised:
 
-* **custom model code** (`auto_map` in config.json, e.g. Jina-ColBERT-v2's XLM-RoBERTa behind
-  `trust_remote_code`): refused with a CheckpointError; we never run code downloaded with a checkpoint.
+* **custom model code** (`auto_map` in config.json, code that transformers runs with `trust_remote_code`): we
+  never run code downloaded with a checkpoint. Jina's XLM-RoBERTa (`jinaai/xlm-roberta-flash-implementation`,
+  Jina-ColBERT-v2's encoder) is implemented here (colbert.modeling.jina_xlmr): such a checkpoint loads as its
+  layout says, with `Encoding.backbone` "jina-xlm-roberta" and its Matryoshka dims (`fit_head`). Any other
+  `auto_map` is refused with a CheckpointError.
 * **BGE-M3** (FlagEmbedding): `colbert_linear.pt` (a torch state dict, `weight` [dim, hidden] and `bias` [dim])
   beside an XLM-RoBERTa encoder. No markers, no query augmentation, no skiplist; the first token (`<s>`) gets no
   vector; vectors are L2-normalised.
@@ -66,10 +69,13 @@ class Encoding:
     a string is put before the text instead ("" for nothing). `augment_queries`: pad queries with [MASK] to
     query_maxlen (else with [PAD], whose rows are zero). `skip_first`: no vector for the first token (BGE-M3).
     `skiplist_words`: None for the reference's punctuation rule (first id of each character), else the words
-    whose token ids documents drop (PyLate's rule).
+    whose token ids documents drop (PyLate's rule). `backbone`: how the encoder loads (hf_format.load_backbone).
+    `matryoshka_dims`: widths whose head is the first rows of the stored one (`fit_head`).
     """
 
     layout: str = "colbert"
+    backbone: str = "transformers"  # or "jina-xlm-roberta" (colbert.modeling.jina_xlmr)
+    matryoshka_dims: tuple[int, ...] = ()  # head widths other than its full one that the checkpoint allows
     query_prompt: Optional[str] = None
     doc_prompt: Optional[str] = None
     augment_queries: bool = True
@@ -94,7 +100,36 @@ def read_layout(name_or_path: str) -> tuple[Optional[ColBERTConfig], Encoding]:
     from colbert.modeling import hf_format
 
     name_or_path = hf_format.check_checkpoint_name(str(name_or_path))
-    _refuse_custom_code(name_or_path)
+    backbone, dims = _custom_code(name_or_path)
+    config, encoding = _read_layout(name_or_path)
+    encoding.backbone = backbone
+    if encoding.head is not None:
+        encoding.matryoshka_dims = tuple(d for d in dims if d < encoding.head.weight.shape[0])
+    return config, encoding
+
+
+def fit_head(name_or_path: str, encoding: Encoding, dim: int) -> Optional[Head]:
+    """The checkpoint's head for `dim` outputs: the stored one, or its first `dim` rows when `dim` is one of the
+    checkpoint's Matryoshka widths (Jina-ColBERT-v2: 96 and 64 beside 128); None without a head.
+
+    Raises:
+        CheckpointError: `dim` is neither the head's width nor one of those it allows.
+    """
+    head = encoding.head
+    if head is None or head.weight.shape[0] == dim or not encoding.matryoshka_dims:
+        return head  # a width mismatch without Matryoshka dims is ColBERT's shape error
+    if dim in encoding.matryoshka_dims:
+        return Head(head.weight[:dim], None if head.bias is None else head.bias[:dim], head.activation)
+    allowed = [int(head.weight.shape[0]), *encoding.matryoshka_dims]
+    raise CheckpointError(
+        f"{name_or_path}: its head gives {head.weight.shape[0]} dims but the config asks for dim={dim}; this "
+        f"checkpoint allows dim {' or '.join(map(str, allowed))}. Pass ColBERTConfig(dim=...) with one of them "
+        "(an index keeps the dim it was built with).")
+
+
+def _read_layout(name_or_path: str) -> tuple[Optional[ColBERTConfig], Encoding]:
+    from colbert.modeling import hf_format
+
     bge_head = hf_format.resolve_file(name_or_path, BGE_M3_HEAD_FILE)
     if bge_head is not None:
         return _bge_m3(name_or_path, bge_head)
@@ -115,24 +150,29 @@ def _root_head(name_or_path: str) -> Optional[Head]:
     return None if weight is None else Head(weight)
 
 
-def _refuse_custom_code(name_or_path: str) -> None:
-    from colbert.modeling import hf_format
+def _custom_code(name_or_path: str) -> tuple[str, tuple[int, ...]]:
+    """The backbone kind and Matryoshka dims a config.json's `auto_map` means: ("transformers", ()) without one,
+    ("jina-xlm-roberta", dims) for Jina's XLM-RoBERTa; any other custom code raises CheckpointError."""
+    from colbert.modeling import hf_format, jina_xlmr
 
     path = hf_format.resolve_file(name_or_path, hf_format.CONFIG_FILE)
-    if path is None:
-        return
-    config = hf_format.read_json(path, "model config")
+    config = hf_format.read_json(path, "model config") if path is not None else {}
     auto_map = config.get("auto_map")
     if not auto_map:
-        return
+        return "transformers", ()
+    kind = jina_xlmr.jina_code(auto_map)
+    if kind == "lora":
+        raise jina_xlmr.lora_error(name_or_path, f"its auto_map loads {jina_xlmr.JINA_LORA_CLASS}")
+    if kind == "model":
+        return "jina-xlm-roberta", jina_xlmr.matryoshka_dims(config)
     code = auto_map.get("AutoModel") if isinstance(auto_map, dict) else auto_map
     raise CheckpointError(
         f"{name_or_path}: its model (model_type {config.get('model_type')!r}, architectures "
         f"{config.get('architectures')}) is custom code that transformers loads with trust_remote_code "
-        f"(auto_map -> {code}), as Jina-ColBERT-v2's flash XLM-RoBERTa is; this library does not run code that "
-        "comes with a checkpoint. Use a checkpoint whose encoder is a transformers architecture (BERT, RoBERTa, "
-        "XLM-RoBERTa, DeBERTa-v2, ModernBERT, ...), or convert this one's weights to such an architecture and "
-        "delete auto_map from config.json."
+        f"(auto_map -> {code}); this library does not run code that comes with a checkpoint, and implements only "
+        f"one such architecture itself (Jina's XLM-RoBERTa, {jina_xlmr.JINA_CODE_REPO}). Use a checkpoint whose "
+        "encoder is a transformers architecture (BERT, RoBERTa, XLM-RoBERTa, DeBERTa-v2, ModernBERT, ...), or "
+        "convert this one's weights to such an architecture and delete auto_map from config.json."
     )
 
 

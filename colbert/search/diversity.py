@@ -29,6 +29,7 @@ from typing import Optional
 from torch import Tensor
 
 from colbert import kernels
+from colbert.index.loaded import LoadedIndex
 from colbert.search import plaid
 from colbert.search.plaid import Evidence
 
@@ -53,12 +54,12 @@ def check_diversity(diversity: object) -> float:
     return float(diversity)
 
 
-def diversify(index: plaid.SearchIndex, Q: Tensor, pids: Tensor, scores: Tensor, k: int, diversity: float,
+def diversify(index: LoadedIndex, Q: Tensor, pids: Tensor, scores: Tensor, k: int, diversity: float,
               evidence: Optional[Evidence] = None) -> tuple[Tensor, Tensor]:
     """Re-rank a query's best candidates by MMR (see the module docstring); scores stay the MaxSim scores.
 
     Args:
-        index: the index holding the candidates.
+        index: the index holding the candidates, on the search device.
         Q: the query's embeddings, float32.
         pids, scores: its candidates, best first.
         evidence: theirs, when the search that ranked them returned it (`plaid.rank_with_evidence`); None: found

@@ -12,13 +12,14 @@ One query runs `plaid_search`:
 Ties in stages 2-3 go to the larger pid, as in the reference's priority queue, so the survivors equal the
 reference's. `exhaustive_search` scores every document (or a given list) by MaxSim over decompressed embeddings,
 a block of documents at a time. Everything here works on pids (0..P-1); the Searcher maps the user's ids.
+The index is a LoadedIndex on the search device (`LoadedIndex.to`).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -34,98 +35,6 @@ FilterFn = Callable[[Tensor], Tensor]
 
 EXACT_BLOCK_TOKENS = 1 << 16  # embeddings decompressed at once by exhaustive search: 2**16 x 128 dims x 4 B = 32 MiB
 EXACT_SCORES_BYTES = 1 << 26  # one block's (M, B * Lq) float32 scores when B queries share a pass: 64 MiB
-
-
-@dataclass(eq=False)
-class SearchIndex:
-    """The tensors search reads, on the search device (on CPU they are the LoadedIndex's own, memory-mapped or not).
-
-    Attributes:
-        loaded: the index as opened. centroids: float32 (C, d). bucket_weights: float32 (2**nbits,).
-        ivf, ivf_offsets: inverted lists. codes: int32 (N,). doc_offsets: int64 (P + 1,).
-        residuals: uint8 (N, d * nbits / 8) when the index is one tensor, else None (read through loaded.lookup).
-        live: bool (P,), False for removed passages (doclen 0), or None when none was removed; search drops them.
-    """
-
-    loaded: LoadedIndex
-    centroids: Tensor
-    bucket_weights: Tensor
-    ivf: Tensor
-    ivf_offsets: Tensor
-    codes: Tensor
-    doc_offsets: Tensor
-    residuals: Optional[Tensor]
-    live: Optional[Tensor] = None
-
-    @classmethod
-    def from_loaded(cls, index: LoadedIndex, device: torch.device | str = "cpu") -> SearchIndex:
-        """Convert the centroids to float32 once and move what search reads to `device`."""
-        device = torch.device(device)
-        single = len(index.residual_chunks) == 1
-        if device.type != "cpu" and not single:
-            raise ValueError(f"{index.path} was opened memory-mapped with {len(index.residual_chunks)} chunks; "
-                             f"open it with mmap=False to search on {device}")
-        return cls(
-            loaded=index, centroids=index.centroids.to(device, torch.float32),
-            bucket_weights=index.bucket_weights.to(device), ivf=index.ivf.to(device),
-            ivf_offsets=index.ivf_offsets.to(device), codes=index.codes.to(device),
-            doc_offsets=index.doc_offsets.to(device),
-            residuals=index.residual_chunks[0].to(device) if single else None,
-            live=(index.doclens > 0).to(device) if bool((index.doclens == 0).any()) else None,
-        )
-
-    @property
-    def device(self) -> torch.device:
-        return self.centroids.device
-
-    @property
-    def num_passages(self) -> int:
-        return self.doc_offsets.numel() - 1
-
-    # The reference's public ranker attributes that scripts read (searcher.ranker.doclens, .codec, .embeddings).
-
-    @property
-    def doclens(self) -> Tensor:
-        """int64 (P,) embeddings per passage; 0 for a removed one."""
-        return self.loaded.doclens
-
-    @property
-    def codec(self) -> Any:
-        """The index's ResidualCodec (compress / decompress with its centroids and buckets)."""
-        from colbert.index.codec import ResidualCodec
-
-        index = self.loaded
-        return ResidualCodec(index.centroids, index.bucket_cutoffs, index.bucket_weights, index.avg_residual,
-                             nbits=index.nbits)
-
-    @property
-    def embeddings(self) -> Any:
-        """The compressed embeddings (a ResidualEmbeddings: .codes (N,), .residuals (N, d * nbits / 8))."""
-        from colbert.index.residual_embeddings import ResidualEmbeddings
-
-        residuals = self.residuals if self.residuals is not None else torch.cat(self.loaded.residual_chunks)
-        return ResidualEmbeddings(self.codes, residuals)
-
-    def drop_removed(self, pids: Tensor) -> Tensor:
-        """`pids` without removed passages. Shapes: (n,) -> (<= n,)."""
-        return pids if self.live is None else pids[self.live[pids.long()]]
-
-    def gather(self, pids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Codes, packed residuals and lengths of `pids`, laid end to end in that order.
-
-        Shapes: pids (n,) int64; returns ((M,) int32, (M, d * nbits / 8) uint8, (n,) int64).
-        """
-        if self.residuals is None:
-            return self.loaded.lookup(pids.cpu())
-        codes, lengths = kernels.gather_segments(self.codes, self.doc_offsets, pids)  # (M,), (n,)
-        packed, _ = kernels.gather_segments(self.residuals, self.doc_offsets, pids)  # (M, d * nbits / 8)
-        return codes, packed, lengths
-
-    def maxsim(self, Q: Tensor, pids: Tensor) -> Tensor:
-        """MaxSim of one query against the decompressed embeddings of `pids`. Shapes: Q (Lq, d); pids (n,) -> (n,)."""
-        codes, packed, lengths = self.gather(pids)
-        return kernels.decompress_maxsim(Q, codes, packed, lengths, self.centroids, self.bucket_weights,
-                                         self.loaded.nbits)
 
 
 def top_by_score(pids: Tensor, scores: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -172,7 +81,7 @@ def apply_filter(filter_fn: FilterFn, pids: Tensor, num_passages: int) -> Tensor
     return torch.unique(kept)
 
 
-def prune(index: SearchIndex, scores: Tensor, pids: Tensor, params: SearchParams) -> Tensor:
+def prune(index: LoadedIndex, scores: Tensor, pids: Tensor, params: SearchParams) -> Tensor:
     """PLAID stages 2-3: the `params.nfinal` candidates with the best centroid-only scores, best first.
 
     Shapes: scores (C, Lq) centroid scores; pids (n,) int64; returns (<= ndocs // 4,) int64.
@@ -185,7 +94,7 @@ def prune(index: SearchIndex, scores: Tensor, pids: Tensor, params: SearchParams
     return pids
 
 
-def rank(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def rank(index: LoadedIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """PLAID stage 4: exact MaxSim over decompressed embeddings, top k, best first.
 
     Shapes: Q (Lq, d); pids (n,) int64; returns ((min(k, n),) int64, (min(k, n),) float32).
@@ -230,30 +139,30 @@ class Evidence:
         return self.vectors[self.index]
 
 
-def rank_with_evidence(index: SearchIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor, Evidence]:
+def rank_with_evidence(index: LoadedIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor, Evidence]:
     """`rank`, also returning the kept documents' `Evidence`, found by the same pass over their embeddings.
 
     Shapes: Q (Lq, d); pids (n,) int64; returns ((k',) int64, (k',) float32, Evidence of k' documents), k' = min(k, n).
     """
     codes, packed, lengths = index.gather(pids)
     scores, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
-                                                           index.bucket_weights, index.loaded.nbits)  # (n,), (n, Lq)
+                                                           index.bucket_weights, index.nbits)  # (n,), (n, Lq)
     order = scores.argsort(descending=True, stable=True)[:k]  # the order of `rank`: the scores are the same
     return pids[order], scores[order], Evidence.from_rows(rows, vectors, order)
 
 
-def evidence(index: SearchIndex, Q: Tensor, pids: Tensor) -> Evidence:
+def evidence(index: LoadedIndex, Q: Tensor, pids: Tensor) -> Evidence:
     """The `Evidence` of documents already ranked, in the order given (one pass over their embeddings).
 
     Shapes: Q (Lq, d); pids (n,) int64.
     """
     codes, packed, lengths = index.gather(pids)
     _, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
-                                                      index.bucket_weights, index.loaded.nbits)  # (n, Lq), (n, Lq, d)
+                                                      index.bucket_weights, index.nbits)  # (n, Lq), (n, Lq, d)
     return Evidence.from_rows(rows, vectors, torch.arange(len(pids), device=rows.device))
 
 
-def survivors(index: SearchIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,
+def survivors(index: LoadedIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,
               filter_fn: Optional[FilterFn] = None) -> Tensor:
     """PLAID stages 1-3 for one query: the `params.nfinal` documents that stage 4 scores exactly.
 
@@ -266,7 +175,7 @@ def survivors(index: SearchIndex, Q: Tensor, params: SearchParams, probe_tokens:
     return prune(index, scores, index.drop_removed(pids.long()), params)
 
 
-def plaid_search(index: SearchIndex, Q: Tensor, params: SearchParams, k: int, probe_tokens: Optional[int] = None,
+def plaid_search(index: LoadedIndex, Q: Tensor, params: SearchParams, k: int, probe_tokens: Optional[int] = None,
                  filter_fn: Optional[FilterFn] = None) -> tuple[Tensor, Tensor]:
     """One query through the four PLAID stages.
 
@@ -308,7 +217,7 @@ def _merge_top(best: tuple[Tensor, Tensor], pids: Tensor, scores: Tensor, k: int
     return pids, scores
 
 
-def exhaustive_search(index: SearchIndex, Qs: Tensor, k: int, pids: Optional[Tensor] = None) -> list[tuple[Tensor,
+def exhaustive_search(index: LoadedIndex, Qs: Tensor, k: int, pids: Optional[Tensor] = None) -> list[tuple[Tensor,
                                                                                                          Tensor]]:
     """MaxSim of every query against every document of `pids` (default: the whole index), decompressed a block at
     a time so memory stays bounded; the top k per query, best first.
@@ -337,8 +246,7 @@ def exhaustive_search(index: SearchIndex, Qs: Tensor, k: int, pids: Optional[Ten
             best[0] = _merge_top(best[0], block, index.maxsim(Qs[0], block), k)
             continue
         codes, packed, block_lengths = index.gather(block)
-        D = kernels.decompress_residuals(codes, packed, index.centroids, index.bucket_weights,
-                                         index.loaded.nbits)  # (M, d)
+        D = kernels.decompress_residuals(codes, packed, index.centroids, index.bucket_weights, index.nbits)  # (M, d)
         S = D @ Qs.reshape(B * Lq, -1).T  # (M, B * Lq)
         for b in range(B):
             scores = kernels.segmented_maxsim(S[:, b * Lq:(b + 1) * Lq].contiguous(), block_lengths)  # (n_block,)

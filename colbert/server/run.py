@@ -21,6 +21,7 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
     import torch
     import uvicorn
 
+    from colbert.indexing.platform import SERVER_MMAP_THRESHOLD, fix_mmap_threshold
     from colbert.server.app import create_app
 
     config.check_exposure()
@@ -32,6 +33,8 @@ def serve(config: ServerConfig, log_level: str = "info") -> None:
                                     "folder built by `colbert index` or Indexer")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    if fix_mmap_threshold():  # memory stays flat across commits and concurrent searches (indexing/platform.py)
+        logger.debug("glibc mmap threshold fixed at %d bytes", SERVER_MMAP_THRESHOLD)
     app = create_app(config)
     uv = uvicorn.Config(app, host=config.host, port=config.port, log_level=log_level, access_log=False,
                         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=None)

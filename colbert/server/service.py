@@ -8,7 +8,6 @@ queries), PLAID searches on the search threads, commits on the write thread; the
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import logging
 import time
@@ -16,7 +15,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from colbert.indexing.versions import IndexChangedError
+from colbert.index.versions import IndexChangedError
+from colbert.indexing.platform import release_free_memory
 from colbert.infra.device import cpu_has_native_bf16
 from colbert.server.batching import QueryBatcher, Workers
 from colbert.server.config import INDEX_NAME, ServerConfig
@@ -284,7 +284,7 @@ class Service:
             raise invalid("documents" if added else "doc_ids", _scrub(str(e), served, current)) from None
         served.publish(private)
         served.remember(added or {}, removed or [])
-        await self.workers.on_write(release_freed_memory)
+        await self.workers.on_write(release_free_memory)  # what the commit freed, back to the OS
         logger.info("Index %s: +%d -%d documents, %s now", served.name, len(added or {}), len(removed or []),
                     f"{private.loaded.num_live:,}")
         out = {"index": served.name, "documents": private.loaded.num_live}
@@ -302,15 +302,6 @@ class Service:
         with handle.writing():
             handle.publish(LoadedIndex.open(fresh.index, mmap=handle.mmap), pending=False)
         served.publish(fresh)
-
-
-def release_freed_memory() -> None:
-    """Give the heap memory a commit freed (encoder activations, the IVF rebuild) back to the OS (glibc only):
-    otherwise each thread's malloc arena keeps it resident and the process grows commit after commit."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _note(timing: Optional[dict], stage: str, since: float) -> None:
