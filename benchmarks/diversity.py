@@ -8,6 +8,12 @@ For each of the 300 queries, in turn: plain `dense_search(Q, k=10)`, then `dense
 on the same encoded query (search only), and the same two with `search(text)` (query encoding included); the
 order alternates from query to query. Reports medians and p95 of each and the ratio of medians, plus how many of
 the plain top 10 the diverse top 10 keeps.
+
+Also, per query: the diverse search's two stages timed apart (the candidates: PLAID at k=10's settings scoring 100
+documents, with their evidence; the MMR picks), and how its candidates compare with those of a plain search at
+k=100 (the candidate pool diverse search used before, PLAID at k=100's larger settings): how many of the plain top
+10 each pool holds, how much the pools overlap, and how many of the diverse top 10 MMR over the k=100 pool would
+pick the same.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -31,6 +38,34 @@ _spec.loader.exec_module(pooling)
 def ms(seconds: list[float]) -> dict:
     values = sorted(s * 1e3 for s in seconds)
     return {"median_ms": statistics.median(values), "p95_ms": values[round(0.95 * (len(values) - 1))]}
+
+
+def split_and_compare(searcher, Q, diversity: float) -> dict[str, float]:
+    """Diverse search's two stages timed apart, and its candidates against those of a plain search at k=100."""
+    import torch
+
+    from colbert.search import plaid
+    from colbert.search.diversity import diversify
+    from colbert.search.params import scoring_at_least, search_params
+
+    view, config, probe = searcher.ranker, searcher.config, searcher.config.query_maxlen
+    with torch.inference_mode():
+        t = time.perf_counter()
+        survivors = plaid.survivors(view, Q, scoring_at_least(search_params(10, config), 100), probe)
+        pids, scores, evidence = plaid.rank_with_evidence(view, Q, survivors, 100)
+        candidates = time.perf_counter() - t
+        t = time.perf_counter()
+        top, _ = diversify(view, Q, pids, scores, 10, diversity, evidence)
+        picks = time.perf_counter() - t
+        old_pids, old_scores = plaid.plaid_search(view, Q, search_params(100, config), 100, probe)
+        old_top, _ = diversify(view, Q, old_pids, old_scores, 10, diversity)  # MMR over the k=100 pool
+        plain = set(plaid.plaid_search(view, Q, search_params(10, config), 10, probe)[0].tolist())
+    pool, old_pool = set(pids.tolist()), set(old_pids.tolist())
+    return {"diverse_candidates": candidates, "diverse_picks": picks,
+            "plain_top10_in_pool": len(plain & pool) / len(plain),
+            "plain_top10_in_k100_pool": len(plain & old_pool) / len(plain),
+            "pool_overlap_with_k100_pool": len(pool & old_pool) / len(old_pool),
+            "diverse_top10_shared_with_mmr_over_k100_pool": len(set(top.tolist()) & set(old_top.tolist())) / 10}
 
 
 def main() -> None:
@@ -57,8 +92,11 @@ def main() -> None:
     for text in texts[:20]:  # warm-up
         searcher.search(text, k=10)
         searcher.search(text, k=10, diversity=args.diversity)
-    times: dict[str, list[float]] = {"plain": [], "diverse": [], "plain_e2e": [], "diverse_e2e": []}
-    kept = []
+    times: dict[str, list[float]] = {"plain": [], "diverse": [], "plain_e2e": [], "diverse_e2e": [],
+                                      "diverse_candidates": [], "diverse_picks": []}
+    load_before = os.getloadavg()
+    kept: list[float] = []
+    pool_stats: dict[str, list[float]] = {}
     for i, text in enumerate(texts):
         Q = searcher.encode(text)
         runs = [("plain", 0.0), ("diverse", args.diversity)]
@@ -74,20 +112,26 @@ def main() -> None:
             else:
                 diverse_ids = set(ids)
         kept.append(len(plain_ids & diverse_ids) / 10)
+        stages = split_and_compare(searcher, Q[0].float(), args.diversity)
+        for name, value in stages.items():
+            (times if name in times else pool_stats).setdefault(name, []).append(value)
     result = {"benchmark": "diversity", "index": f"{path.name} nbits=2, MiniLM head untrained", "k": 10,
               "command": "python benchmarks/diversity.py " + " ".join(sys.argv[1:]),
-              "candidates": 100, "diversity": args.diversity, "threads": args.threads, "queries": len(texts),
+              "candidate_count": 100, "diversity": args.diversity, "threads": args.threads, "queries": len(texts),
               "note": "shared 2-core machine; plain and diverse interleaved per query",
+              "load_average_before_after": [load_before[0], os.getloadavg()[0]],
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               **{name: ms(values) for name, values in times.items()},
-              "mean_shared_with_plain_top10": statistics.mean(kept)}
+              "mean_shared_with_plain_top10": statistics.mean(kept),
+              "candidates": {name: statistics.mean(values) for name, values in pool_stats.items()}}
     result["ratio_search_only"] = result["diverse"]["median_ms"] / result["plain"]["median_ms"]
     result["ratio_with_encoding"] = result["diverse_e2e"]["median_ms"] / result["plain_e2e"]["median_ms"]
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"search only: plain {result['plain']['median_ms']:.1f} ms, diverse {result['diverse']['median_ms']:.1f} ms "
           f"({result['ratio_search_only']:.2f}x); with encoding: {result['plain_e2e']['median_ms']:.1f} ms vs "
           f"{result['diverse_e2e']['median_ms']:.1f} ms ({result['ratio_with_encoding']:.2f}x); "
-          f"{result['mean_shared_with_plain_top10']:.0%} of the plain top 10 kept")
+          f"{result['mean_shared_with_plain_top10']:.0%} of the plain top 10 kept; candidates "
+          f"{result['diverse_candidates']['median_ms']:.1f} ms + picks {result['diverse_picks']['median_ms']:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from colbert.infra.run import Run
 from colbert.search import plaid
 from colbert.search.diversity import candidates_for, check_diversity, diversify
 from colbert.index.loaded import DocId, LoadedIndex
-from colbert.search.params import check_k, search_params
+from colbert.search.params import check_k, scoring_at_least, search_params
 from colbert.modeling.hf_format import check_checkpoint_name
 from colbert.utils.checks import check_path, check_verbose
 from colbert.utils.progress import progress
@@ -461,8 +461,14 @@ class Searcher:
         """One query on the pids of `snap`. Shapes: Q (Lq, d) float32 on the device -> ((<= k,), (<= k,))."""
         if not diversity:
             return self._top(snap, Q, k, filter_fn, allowed, exact)
-        top_pids, top_scores = self._top(snap, Q, candidates_for(k), filter_fn, allowed, exact)
+        want = candidates_for(k)
         with torch.inference_mode():
+            if allowed is None and not exact:  # PLAID at k's settings; its last stage returns the evidence
+                params = scoring_at_least(search_params(k, self.config), want)
+                survivors = plaid.survivors(snap.view, Q, params, self.config.query_maxlen, filter_fn)
+                top_pids, top_scores, evidence = plaid.rank_with_evidence(snap.view, Q, survivors, want)
+                return diversify(snap.view, Q, top_pids, top_scores, k, diversity, evidence)
+            top_pids, top_scores = self._top(snap, Q, want, filter_fn, allowed, exact)
             return diversify(snap.view, Q, top_pids, top_scores, k, diversity)
 
     def _top(self, snap: Snapshot, Q: Tensor, k: int, filter_fn: Optional[plaid.FilterFn],

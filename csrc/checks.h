@@ -127,6 +127,23 @@ inline void check_decompress_maxsim_inputs(const at::Tensor& Q, const at::Tensor
     check_same_device(codes, "codes", lengths, "lengths");
 }
 
+inline void check_mmr_inputs(const at::Tensor& relevance, const at::Tensor& vectors, const at::Tensor& index,
+                             int64_t k, double diversity) {
+    TORCH_CHECK(relevance.dim() == 1 && relevance.scalar_type() == at::kFloat,
+                "mmr: relevance must be a 1-D float32 tensor, got ", relevance.scalar_type(), " of shape ",
+                relevance.sizes());
+    TORCH_CHECK(vectors.dim() == 2 && vectors.scalar_type() == at::kFloat,
+                "mmr: vectors must be a 2-D float32 tensor, got ", vectors.scalar_type(), " of shape ",
+                vectors.sizes());
+    TORCH_CHECK(index.dim() == 2 && index.scalar_type() == at::kLong && index.size(0) == relevance.size(0),
+                "mmr: index must be an int64 (", relevance.size(0), ", Lq) tensor, got ", index.scalar_type(),
+                " of shape ", index.sizes());
+    TORCH_CHECK(k >= 0, "mmr: k must be >= 0, got ", k);
+    TORCH_CHECK(diversity >= 0 && diversity <= 1, "mmr: diversity must be in [0, 1], got ", diversity);
+    check_same_device(relevance, "relevance", vectors, "vectors");
+    check_same_device(relevance, "relevance", index, "index");
+}
+
 inline void check_lengths_sum(const at::Tensor& lengths, int64_t total, const char* what) {
     if (lengths.numel() == 0) {
         TORCH_CHECK(total == 0, what, ": no lengths given but there are ", total, " rows");

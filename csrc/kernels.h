@@ -31,6 +31,11 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
 at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
                                  const at::Tensor& lengths, const at::Tensor& centroids,
                                  const at::Tensor& bucket_weights, int64_t nbits);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(
+    const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
+    const at::Tensor& centroids, const at::Tensor& bucket_weights, int64_t nbits);
+at::Tensor mmr_cpu(const at::Tensor& relevance, const at::Tensor& vectors, const at::Tensor& index, int64_t k,
+                   double diversity);
 at::Tensor segmented_maxsim_cpu(const at::Tensor& scores, const at::Tensor& lengths);
 at::Tensor centroid_maxsim_cpu(const at::Tensor& centroid_scores, const at::Tensor& codes,
                                const at::Tensor& doc_offsets, const at::Tensor& pids,

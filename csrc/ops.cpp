@@ -19,6 +19,10 @@ TORCH_LIBRARY(colbert, m) {
         "decompress_maxsim(Tensor Q, Tensor codes, Tensor packed, Tensor lengths, Tensor centroids, "
         "Tensor bucket_weights, int nbits) -> Tensor");
     m.def(
+        "decompress_maxsim_rows(Tensor Q, Tensor codes, Tensor packed, Tensor lengths, Tensor centroids, "
+        "Tensor bucket_weights, int nbits) -> (Tensor, Tensor, Tensor)");
+    m.def("mmr(Tensor relevance, Tensor vectors, Tensor index, int k, float diversity) -> Tensor");
+    m.def(
         "refine_codes(Tensor scores, Tensor slack, Tensor embeddings, Tensor centroids, Tensor? bias, "
         "Tensor? row_scale) -> Tensor");
 }
@@ -30,12 +34,14 @@ TORCH_LIBRARY_IMPL(colbert, CPU, m) {
     m.impl("centroid_maxsim", &colbert::centroid_maxsim_cpu);
     m.impl("gather_segments", &colbert::gather_segments_cpu);
     m.impl("decompress_maxsim", &colbert::decompress_maxsim_cpu);
+    m.impl("decompress_maxsim_rows", &colbert::decompress_maxsim_rows_cpu);
+    m.impl("mmr", &colbert::mmr_cpu);
     m.impl("refine_codes", &colbert::refine_codes_cpu);
 }
 
 #ifdef COLBERT_WITH_CUDA
-// centroid_maxsim, gather_segments and refine_codes have no CUDA kernel: on GPU tensors the PyTorch reference is
-// already fast (and GPU indexing assigns codes with a plain float32 argmax).
+// centroid_maxsim, gather_segments, refine_codes, decompress_maxsim_rows and mmr have no CUDA kernel: on GPU tensors
+// the PyTorch reference is already fast (and GPU indexing assigns codes with a plain float32 argmax).
 TORCH_LIBRARY_IMPL(colbert, CUDA, m) {
     m.impl("compress_residuals", &colbert::compress_residuals_cuda);
     m.impl("decompress_residuals", &colbert::decompress_residuals_cuda);

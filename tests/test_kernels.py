@@ -218,6 +218,37 @@ def test_decompress_maxsim_equals_per_document_maxsim(impl, nbits, centroid_dtyp
     assert run(impl, "decompress_maxsim", Q, codes[:0], packed[:0], lengths[:0], centroids, weights, nbits).numel() == 0
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("nbits", [1, 2, 4])
+def test_decompress_maxsim_rows_names_each_score_terms_row(impl, nbits):
+    g = torch.Generator().manual_seed(10 + nbits)
+    centroids, _, _, weights = make_codec(g, nbits)
+    lengths = random_docs(g, 60, maxlen=200, extra=(0, 1, 700))  # an empty, a one-token and a three-block document
+    lengths[0] = 20
+    codes, packed = random_packed(g, int(lengths.sum()), 128, nbits, len(centroids))
+    codes[5:8], packed[5:8] = codes[4], packed[4]  # four equal rows of document 0: the first of them is the match
+    Q = F.normalize(torch.randn(32, 128, generator=g), dim=-1)
+    Q[0] = brute_decompress(codes[4:5], packed[4:5], centroids, weights, nbits)[0]  # matches row 4 best
+    scores, rows, vectors = run(impl, "decompress_maxsim_rows", Q, codes.long(), packed, lengths, centroids, weights,
+                                nbits)
+    D = brute_decompress(codes, packed, centroids, weights, nbits)
+    plain = kernels.decompress_maxsim(Q, codes.long(), packed, lengths, centroids, weights, nbits)
+    torch.testing.assert_close(scores, plain, rtol=0, atol=0 if impl == "native" else 1e-5)
+    starts = offsets_of(lengths)
+    for doc, length in enumerate(lengths.tolist()):
+        if length == 0:
+            assert rows[doc].tolist() == [-1] * 32 and scores[doc] == 0.0 and not vectors[doc].any()
+            continue
+        assert bool(((rows[doc] >= starts[doc]) & (rows[doc] < starts[doc + 1])).all())  # rows of this document
+        terms = (D[rows[doc]] * Q).sum(dim=1)  # (Lq,) the matched rows' scores
+        best = (D[starts[doc]:starts[doc + 1]] @ Q.T).amax(dim=0)  # (Lq,)
+        torch.testing.assert_close(terms, best, rtol=0, atol=1e-5)
+    assert rows[0, 0] == 4
+    live = rows >= 0  # (n, Lq)
+    decompressed = kernels.decompress_residuals(codes[rows[live]], packed[rows[live]], centroids, weights, nbits)
+    torch.testing.assert_close(vectors[live], decompressed, rtol=0, atol=0)  # the rows' vectors, as decompressed
+
+
 @pytest.mark.gpu
 @pytest.mark.native
 @pytest.mark.parametrize("nbits", [1, 2, 4])

@@ -21,8 +21,10 @@ __all__ = [
     "centroid_maxsim",
     "compress_residuals",
     "decompress_maxsim",
+    "decompress_maxsim_rows",
     "decompress_residuals",
     "gather_segments",
+    "mmr",
     "refine_codes",
     "segmented_maxsim",
 ]
@@ -251,6 +253,19 @@ def gather_segments(values: Tensor, doc_offsets: Tensor, pids: Tensor) -> tuple[
     return reference.gather_segments(values, doc_offsets, pids)
 
 
+def _maxsim_inputs(Q: Tensor, codes: Tensor, packed: Tensor, lengths: Tensor, centroids: Tensor,
+                   bucket_weights: Tensor, nbits: int) -> tuple[int, Tensor, Tensor]:
+    """Checks shared by decompress_maxsim and decompress_maxsim_rows; returns nbits, Q as float32, lengths as int64."""
+    nbits = _codec(codes, packed, centroids, bucket_weights, nbits)
+    Q = _tensor("Q", Q, 2, FLOATS).float()
+    lengths = _int64("lengths", lengths)
+    if Q.size(1) != centroids.size(1):
+        raise ValueError(f"Q has dim {Q.size(1)} but the centroids have dim {centroids.size(1)}")
+    _same_device(Q=Q, codes=codes, lengths=lengths)
+    _lengths(lengths, len(codes), "codes")
+    return nbits, Q, lengths
+
+
 def decompress_maxsim(
     Q: Tensor,
     codes: Tensor,
@@ -281,16 +296,86 @@ def decompress_maxsim(
         Q (Lq, d); codes (M,); packed (M, d * nbits // 8); lengths (n,); centroids (C, d);
         bucket_weights (2**nbits,); returns (n,).
     """
-    nbits = _codec(codes, packed, centroids, bucket_weights, nbits)
-    Q = _tensor("Q", Q, 2, FLOATS).float()
-    lengths = _int64("lengths", lengths)
-    if Q.size(1) != centroids.size(1):
-        raise ValueError(f"Q has dim {Q.size(1)} but the centroids have dim {centroids.size(1)}")
-    _same_device(Q=Q, codes=codes, lengths=lengths)
-    _lengths(lengths, len(codes), "codes")
+    nbits, Q, lengths = _maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     if native.has("decompress_maxsim", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
         return torch.ops.colbert.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     return reference.decompress_maxsim(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+
+
+def decompress_maxsim_rows(
+    Q: Tensor,
+    codes: Tensor,
+    packed: Tensor,
+    lengths: Tensor,
+    centroids: Tensor,
+    bucket_weights: Tensor,
+    nbits: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`decompress_maxsim`, plus where each score term comes from: for each document and query vector, the row of
+    the document's best-matching embedding (the first of equal maxima), as a position in `codes`, and that
+    embedding, decompressed and normalised as `decompress_residuals` gives it.
+
+    The scores equal `decompress_maxsim`'s (bit for bit on the native path, which runs the same loop and copies the
+    vectors from the rows it has just decoded). Diverse search (colbert.search.diversity) takes the matched vectors
+    as each candidate's evidence, so it needs no second pass over the candidates.
+
+    Args:
+        as `decompress_maxsim`.
+
+    Returns:
+        (one float32 score per document, the matched rows as int64, their vectors as float32); -1 and zeros for an
+        empty document.
+
+    Shapes:
+        Q (Lq, d); codes (M,); packed (M, d * nbits // 8); lengths (n,); centroids (C, d);
+        bucket_weights (2**nbits,); returns ((n,), (n, Lq), (n, Lq, d)).
+    """
+    nbits, Q, lengths = _maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+    if native.has("decompress_maxsim_rows", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
+        return torch.ops.colbert.decompress_maxsim_rows(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+    return reference.decompress_maxsim_rows(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
+
+
+def mmr(relevance: Tensor, vectors: Tensor, index: Tensor, k: int, diversity: float) -> Tensor:
+    """Greedy maximal marginal relevance over documents described by their evidence: the positions of the
+    min(k, n) documents picked, in order (colbert.search.diversity).
+
+    Each step picks the first document of the highest gain: its relevance at the first step, then
+    `(1 - diversity) * relevance - diversity * max(-1, max over the picks s of similarity(d, s))`. The similarity of
+    two documents is their symmetrised mean MaxSim over their evidence (document i's query vectors matched
+    `vectors[index[i]]`): the mean over d's query vectors of the best match among s's, and the same from s's side,
+    averaged. The native kernel compares lazily (a document only while its gain could still be the highest; gains
+only fall), the twin eagerly; they sum in different orders, so near-equal gains may pick differently.
+
+    Args:
+        relevance: one float32 per document (a mean cosine).
+        vectors: the distinct evidence vectors, float32.
+        index: which of them each query vector of each document matched, int64.
+        k: documents to pick (>= 0).
+        diversity: from 0 (by relevance) to 1 (by difference from the picks).
+
+    Returns:
+        The picked positions, int64.
+
+    Shapes:
+        relevance (n,); vectors (u, d); index (n, Lq); returns (min(k, n),).
+    """
+    _tensor("relevance", relevance, 1, (torch.float32,))
+    _tensor("vectors", vectors, 2, (torch.float32,))
+    _tensor("index", index, 2, (torch.int64,))
+    if index.size(0) != relevance.size(0):
+        raise ValueError(f"index has {index.size(0):,} rows but there are {relevance.size(0):,} relevances")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be an int >= 0, got {k!r}")
+    if not 0 <= diversity <= 1:
+        raise ValueError(f"diversity must be in [0, 1], got {diversity!r}")
+    _same_device(relevance=relevance, vectors=vectors, index=index)
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(vectors)):
+        raise IndexError(f"index holds rows in [{int(index.min())}, {int(index.max())}] but there are "
+                         f"{len(vectors):,} vectors")
+    if native.has("mmr", relevance.device):
+        return torch.ops.colbert.mmr(relevance, vectors, index, k, float(diversity))
+    return reference.mmr(relevance, vectors, index, k, float(diversity))
 
 
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,

@@ -48,6 +48,8 @@ OPS = (
     "centroid_maxsim",
     "gather_segments",
     "decompress_maxsim",
+    "decompress_maxsim_rows",
+    "mmr",
     "refine_codes",
 )
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}  # device type -> dispatch key the library may register

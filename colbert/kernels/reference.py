@@ -177,6 +177,93 @@ def decompress_maxsim(
     return segmented_maxsim(D @ Q.float().T, lengths)  # (M, Lq) -> (n,)
 
 
+def decompress_maxsim_rows(
+    Q: Tensor,
+    codes: Tensor,
+    packed: Tensor,
+    lengths: Tensor,
+    centroids: Tensor,
+    bucket_weights: Tensor,
+    nbits: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`decompress_maxsim`, and per document and query vector the row in `codes` of the best match (the first of
+    equal maxima) and that row's decompressed, normalised vector (-1 and zeros for an empty document).
+
+    Shapes: as decompress_maxsim; returns (float32 (n,), int64 (n, Lq), float32 (n, Lq, d)).
+
+    >>> tokens = torch.tensor([[1.0, -1, -1, -1, -1, -1, -1, -1], [-1.0, 1, -1, -1, -1, -1, -1, -1]])  # d = 8
+    >>> packed = compress_residuals(tokens, torch.tensor([0.0]), nbits=1)
+    >>> scores, rows, vectors = decompress_maxsim_rows(torch.eye(8)[:2], torch.tensor([0, 0]), packed,
+    ...                                                torch.tensor([0, 2]), torch.zeros(1, 8),
+    ...                                                torch.tensor([-1.0, 1.0]), nbits=1)
+    >>> scores, rows, vectors.shape
+    (tensor([0.0000, 0.7071]), tensor([[-1, -1],
+            [ 0,  1]]), torch.Size([2, 2, 8]))
+    """
+    n, Lq = lengths.numel(), Q.size(0)
+    D = decompress_residuals(codes, packed, centroids, bucket_weights, nbits)  # (M, d), normalised
+    longest = max(int(lengths.max()) if n else 0, 1)
+    starts = lengths.cumsum(dim=0) - lengths  # (n,) row of each document's first embedding
+    valid = torch.arange(longest, device=lengths.device) < lengths[:, None]  # (n, longest)
+    padded = D.new_full((n, longest, Lq), float("-inf"))  # (n, longest, Lq)
+    padded[valid] = D @ Q.float().T  # (M, Lq) into the documents' slots
+    best, where = padded.max(dim=1)  # (n, Lq): torch.max returns the first of equal maxima
+    empty = lengths == 0  # (n,)
+    rows = (starts[:, None] + where).masked_fill(empty[:, None], -1)  # (n, Lq)
+    vectors = D[rows.clamp(min=0)] if len(D) else D.new_zeros(n, Lq, D.size(1))  # (n, Lq, d)
+    return best.sum(dim=1).masked_fill(empty, 0.0), rows, vectors.masked_fill(empty[:, None, None], 0.0)
+
+
+def mmr(relevance: Tensor, vectors: Tensor, index: Tensor, k: int, diversity: float) -> Tensor:
+    """Greedy maximal marginal relevance: the positions of the min(k, n) documents picked, in order.
+
+    Each step picks the first document of the highest gain, `relevance` at the first step, then
+    `(1 - diversity) * relevance - diversity * max(-1, max over picks s of similarity(d, s))`, where the similarity
+    of two documents is their symmetrised mean MaxSim over their evidence: document i's query vectors matched
+    `vectors[index[i]]`. One matmul per pick, over the distinct vectors.
+
+    Shapes: relevance (n,); vectors (u, d) float32; index (n, Lq) int64; returns int64 (min(k, n),).
+
+    >>> vectors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # documents 0 and 1 matched the same vector, 2 another
+    >>> mmr(torch.tensor([0.9, 0.9, 0.5]), vectors, torch.tensor([[0], [0], [1]]), 2, 0.5)
+    tensor([0, 2])
+    """
+    n, Lq = index.shape
+    slots, weight = _distinct_rows(index, Lq)  # (n, U), (n, U)
+    vectors_t = vectors.T.contiguous()  # (d, u): the matmul of each pick runs faster on it
+    picked: list[int] = []
+    closest = relevance.new_full((n,), float("-inf"))  # (n,) max similarity to the picked documents
+    available = torch.ones(n, dtype=torch.bool, device=relevance.device)
+    for _ in range(min(k, n)):
+        gain = (1 - diversity) * relevance - diversity * closest.clamp(min=-1) if picked else relevance.clone()
+        gain[~available] = float("-inf")
+        s = int(gain.argmax())
+        picked.append(s)
+        available[s] = False
+        if len(picked) < min(k, n):
+            mine = weight[s] > 0  # (U,) s's distinct vectors, without padding
+            G = vectors[slots[s, mine]] @ vectors_t  # (u_s, u)
+            theirs = (G.amax(dim=0)[slots] * weight).sum(dim=1)  # (n,) their vectors' best match among s's
+            similarity = 0.5 * (theirs + weight[s, mine] @ G[:, slots].amax(dim=2))  # (u_s,) @ (u_s, n) -> (n,)
+            closest = torch.maximum(closest, similarity)
+    return torch.tensor(picked, dtype=torch.long, device=relevance.device)
+
+
+def _distinct_rows(index: Tensor, Lq: int) -> tuple[Tensor, Tensor]:
+    """Each document's distinct rows, padded by repeating its first one, and their shares of its Lq query vectors
+    (0 for padding). Shapes: index (n, Lq) -> ((n, U), (n, U))."""
+    n = index.size(0)
+    ordered, _ = index.sort(dim=1)  # (n, Lq)
+    first = torch.ones_like(ordered, dtype=torch.bool)  # (n, Lq) the first occurrence of each row
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    slot = first.cumsum(dim=1) - 1  # (n, Lq) slot of each sorted entry
+    U = int(slot[:, -1].max()) + 1 if n and Lq else 0
+    slots = ordered[:, :1].expand(n, U).scatter(1, slot, ordered)  # (n, U)
+    weight = torch.zeros(n, U, device=index.device).scatter_add_(1, slot, torch.full((n, Lq), 1 / Lq,
+                                                                                      device=index.device))
+    return slots, weight
+
+
 def refine_codes(scores: Tensor, slack: Tensor, embeddings: Tensor, centroids: Tensor,
                  bias: Tensor | None = None, row_scale: Tensor | None = None) -> Tensor:
     """The nearest centroid of each embedding among those whose approximate score (float32 scores * row_scale +

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from colbert.infra.config import ColBERTConfig
 
-__all__ = ["SearchParams", "check_k", "search_params"]
+__all__ = ["SearchParams", "check_k", "scoring_at_least", "search_params"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,15 @@ def search_params(k: int, config: ColBERTConfig) -> SearchParams:
         raise ValueError(f"ColBERTConfig.centroid_score_threshold must be a number (or None for the default by k), "
                          f"got {threshold!r}")
     return SearchParams(int(ncells), float(threshold), int(ndocs))
+
+
+def scoring_at_least(params: SearchParams, n: int) -> SearchParams:
+    """`params` with ndocs raised, if needed, so that stage 4 scores at least `n` documents (ndocs // 4 >= n).
+
+    Diverse search (colbert.search.diversity) runs the settings of its own k this way, with enough documents scored
+    exactly to choose from, rather than the larger ncells and ndocs of a search of depth n.
+
+    >>> scoring_at_least(SearchParams(1, 0.5, 256), 100)
+    SearchParams(ncells=1, centroid_score_threshold=0.5, ndocs=400)
+    """
+    return params if params.nfinal >= n else replace(params, ndocs=4 * n)

@@ -7,7 +7,8 @@ One query runs `plaid_search`:
   2. approximate score from centroid codes only, counting centroids whose best score over the query vectors is
      >= centroid_score_threshold; keep the top `ndocs`;
   3. the same score over all codes; keep the top `ndocs // 4`;
-  4. decompress those documents' residuals and rank them by exact MaxSim.
+  4. decompress those documents' residuals and rank them by exact MaxSim (`rank`; diverse search runs
+     `rank_with_evidence`, which also returns the embedding each query vector matched in each document).
 Ties in stages 2-3 go to the larger pid, as in the reference's priority queue, so the survivors equal the
 reference's. `exhaustive_search` scores every document (or a given list) by MaxSim over decompressed embeddings,
 a block of documents at a time. Everything here works on pids (0..P-1); the Searcher maps the user's ids.
@@ -17,6 +18,7 @@ The index is a LoadedIndex on the search device (`LoadedIndex.to`).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -102,6 +104,77 @@ def rank(index: LoadedIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, T
     return pids[order], scores[order]
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What each document's MaxSim score rests on: the decompressed embedding each query vector matched in it (its
+    MaxSim term). Query vectors of a document that matched the same embedding share one row of `vectors`.
+
+    Attributes:
+        vectors: float32 (u, d), matched embeddings (zeros for an empty document); rows no index names are unused.
+        index: int64 (n, Lq), the row of `vectors` that each query vector matched in each document.
+    """
+
+    vectors: Tensor
+    index: Tensor
+
+    @classmethod
+    def from_rows(cls, rows: Tensor, vectors: Tensor, order: Tensor) -> Evidence:
+        """From `kernels.decompress_maxsim_rows`' rows and vectors, for the documents at positions `order`: each
+        query vector points at the vector of the first of its document's query vectors that matched the same row.
+        Every step handles (n, Lq) integers, none the vectors: on a busy machine, large tensor ops are what stalls.
+
+        Shapes: rows (N, Lq); vectors (N, Lq, d); order (n,) -> Evidence of n documents, `vectors` kept as (N * Lq, d).
+        """
+        rows, Lq = rows[order], rows.size(1)  # (n, Lq)
+        ordered, where = rows.sort(dim=1, stable=True)  # (n, Lq), (n, Lq) a query vector per sorted entry
+        steps = torch.arange(Lq, device=rows.device).expand_as(rows)  # (n, Lq)
+        new = torch.ones_like(ordered, dtype=torch.bool)  # (n, Lq) the first sorted entry of each row
+        new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+        run = torch.where(new, steps, 0).cummax(dim=1).values  # (n, Lq) where each entry's run starts
+        first = torch.empty_like(where).scatter_(1, where, where.gather(1, run))  # (n, Lq) stable: the lowest q
+        return cls(vectors.reshape(-1, vectors.size(-1)), order[:, None] * Lq + first)
+
+    def dense(self) -> Tensor:
+        """Every document's Lq matched vectors. Shapes: -> (n, Lq, d)."""
+        return self.vectors[self.index]
+
+
+def rank_with_evidence(index: LoadedIndex, Q: Tensor, pids: Tensor, k: int) -> tuple[Tensor, Tensor, Evidence]:
+    """`rank`, also returning the kept documents' `Evidence`, found by the same pass over their embeddings.
+
+    Shapes: Q (Lq, d); pids (n,) int64; returns ((k',) int64, (k',) float32, Evidence of k' documents), k' = min(k, n).
+    """
+    codes, packed, lengths = index.gather(pids)
+    scores, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
+                                                           index.bucket_weights, index.nbits)  # (n,), (n, Lq)
+    order = scores.argsort(descending=True, stable=True)[:k]  # the order of `rank`: the scores are the same
+    return pids[order], scores[order], Evidence.from_rows(rows, vectors, order)
+
+
+def evidence(index: LoadedIndex, Q: Tensor, pids: Tensor) -> Evidence:
+    """The `Evidence` of documents already ranked, in the order given (one pass over their embeddings).
+
+    Shapes: Q (Lq, d); pids (n,) int64.
+    """
+    codes, packed, lengths = index.gather(pids)
+    _, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
+                                                      index.bucket_weights, index.nbits)  # (n, Lq), (n, Lq, d)
+    return Evidence.from_rows(rows, vectors, torch.arange(len(pids), device=rows.device))
+
+
+def survivors(index: LoadedIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,
+              filter_fn: Optional[FilterFn] = None) -> Tensor:
+    """PLAID stages 1-3 for one query: the `params.nfinal` documents that stage 4 scores exactly.
+
+    Args: as `plaid_search`. Shapes: Q (Lq, d); returns (<= params.nfinal,) int64.
+    """
+    probe = Q if probe_tokens is None else Q[:probe_tokens]  # (Lq', d)
+    pids, scores = generate_candidates(probe, index.centroids, index.ivf, index.ivf_offsets, params.ncells)
+    if filter_fn is not None:
+        pids = apply_filter(filter_fn, pids, index.num_passages)
+    return prune(index, scores, index.drop_removed(pids.long()), params)
+
+
 def plaid_search(index: LoadedIndex, Q: Tensor, params: SearchParams, k: int, probe_tokens: Optional[int] = None,
                  filter_fn: Optional[FilterFn] = None) -> tuple[Tensor, Tensor]:
     """One query through the four PLAID stages.
@@ -121,12 +194,7 @@ def plaid_search(index: LoadedIndex, Q: Tensor, params: SearchParams, k: int, pr
     Shapes:
         Q (Lq, d); returns ((<= k,) int64, (<= k,) float32).
     """
-    probe = Q if probe_tokens is None else Q[:probe_tokens]  # (Lq', d)
-    pids, scores = generate_candidates(probe, index.centroids, index.ivf, index.ivf_offsets, params.ncells)
-    if filter_fn is not None:
-        pids = apply_filter(filter_fn, pids, index.num_passages)
-    pids = prune(index, scores, index.drop_removed(pids.long()), params)
-    return rank(index, Q, pids, k)
+    return rank(index, Q, survivors(index, Q, params, probe_tokens, filter_fn), k)
 
 
 def _blocks(lengths: Tensor, budget: int) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "../checks.h"
@@ -140,18 +141,22 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
     return out;
 }
 
-at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
-                                 const at::Tensor& lengths, const at::Tensor& centroids,
-                                 const at::Tensor& bucket_weights, int64_t nbits) {
-    check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
-    check_lengths_sum(lengths, codes.size(0), "decompress_maxsim");
+namespace {
+
+// decompress_maxsim, and with kRows also each query column's best row (first on ties) and that row's normalised
+// vector: the same loop, so the plain op compiles to exactly what it was, and the two agree on every score bit for
+// bit. The vectors are copied from the thread's decoded block (decoded again when an earlier block held them), so
+// diverse search needs no second parallel pass to decompress its evidence.
+template <bool kRows>
+void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
+                  const at::Tensor& centroids, const at::Tensor& bucket_weights, int64_t nbits, at::Tensor& out,
+                  at::Tensor& rows_out, at::Tensor& vectors_out) {
     const at::Tensor cent = centroids.to(at::kFloat).contiguous(), bytes = packed.contiguous();
     const at::Tensor code_t = codes.contiguous(), lens = lengths.contiguous();
     const at::Tensor Qt = Q.t().contiguous();  // (d, Lq)
     const int64_t ndocs = lens.size(0), d = cent.size(1), Lq = Q.size(0);
     const int64_t num_centroids = cent.size(0), packed_dim = bytes.size(1);
-    at::Tensor out = at::zeros({ndocs}, Q.options());
-    if (ndocs == 0 || Lq == 0) return out;
+    if (ndocs == 0 || Lq == 0) return;
 
     std::vector<int64_t> offsets(ndocs + 1, 0);  // doc i is rows [offsets[i], offsets[i + 1])
     const int64_t* len_p = lens.data_ptr<int64_t>();
@@ -162,6 +167,8 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
     const uint8_t* bytes_p = bytes.data_ptr<uint8_t>();
     const float* Qt_p = Qt.data_ptr<float>();
     float* out_p = out.data_ptr<float>();
+    int64_t* rows_p = kRows ? rows_out.data_ptr<int64_t>() : nullptr;
+    float* vectors_p = kRows ? vectors_out.data_ptr<float>() : nullptr;
 
     // Each task owns documents [begin, end). It decodes a document kTokensPerBlock rows at a time into its own
     // buffer, scores the block against Q (score_rows: no BLAS call, so no thread pool nested inside parallel_for)
@@ -171,8 +178,11 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
         at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
             std::vector<float> block(kTokensPerBlock * d), scores(kTokensPerBlock * Lq), norms(kTokensPerBlock);
             std::vector<float> best(Lq);
+            std::vector<int32_t> best_at(kRows ? Lq : 0);  // row within the document; int32 so the loop vectorises
+            std::vector<float> spare(kRows ? d : 0);
             for (int64_t doc = begin; doc < end; ++doc) {
                 std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+                if constexpr (kRows) std::fill(best_at.begin(), best_at.end(), 0);
                 for (int64_t start = offsets[doc]; start < offsets[doc + 1]; start += kTokensPerBlock) {
                     const int64_t rows = std::min(kTokensPerBlock, offsets[doc + 1] - start);
                     for (int64_t r = 0; r < rows; ++r) {
@@ -183,16 +193,77 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
                     }
                     score_rows(block.data(), rows, d, Qt_p, Lq, scores.data());  // (rows, d) @ (d, Lq)
                     for (int64_t r = 0; r < rows; ++r) {
-                        for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], scores[r * Lq + q] / norms[r]);
+                        if constexpr (!kRows) {
+                            for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], scores[r * Lq + q] / norms[r]);
+                        } else {
+                            const int32_t at = static_cast<int32_t>(start + r - offsets[doc]);
+                            for (int64_t q = 0; q < Lq; ++q) {  // std::max's choice, branch-free: the first maximum
+                                const float score = scores[r * Lq + q] / norms[r];
+                                const bool better = best[q] < score;
+                                best[q] = better ? score : best[q];
+                                best_at[q] = better ? at : best_at[q];
+                            }
+                        }
                     }
                 }
                 float sum = 0;
                 for (int64_t q = 0; q < Lq; ++q) sum += best[q];
-                out_p[doc] = offsets[doc + 1] > offsets[doc] ? sum : 0.0f;  // an empty document scores 0
+                const bool empty = offsets[doc + 1] == offsets[doc];
+                out_p[doc] = empty ? 0.0f : sum;  // an empty document scores 0
+                if constexpr (kRows) {  // rows in codes and their vectors; -1 and zeros for an empty document
+                    const int64_t length = offsets[doc + 1] - offsets[doc];
+                    const int64_t last_block =  // the first row of the block still held in `block`
+                        offsets[doc] + (empty ? 0 : (length - 1) / kTokensPerBlock * kTokensPerBlock);
+                    for (int64_t q = 0; q < Lq; ++q) {
+                        float* out_v = vectors_p + (doc * Lq + q) * d;
+                        if (empty) {
+                            rows_p[doc * Lq + q] = -1;
+                            std::fill(out_v, out_v + d, 0.0f);
+                            continue;
+                        }
+                        const int64_t row = offsets[doc] + best_at[q];
+                        rows_p[doc * Lq + q] = row;
+                        const float* v = spare.data();
+                        float norm;
+                        if (row >= last_block) {
+                            v = block.data() + (row - last_block) * d;
+                            norm = norms[row - last_block];
+                        } else {  // decoded in an earlier block: decode it again
+                            const int64_t code = checked_code(code_p, row, num_centroids);
+                            decode(bytes_p + row * packed_dim, packed_dim, cent_p + code * d, table.data(),
+                                   spare.data());
+                            norm = row_norm(v, d);
+                        }
+                        for (int64_t j = 0; j < d; ++j) out_v[j] = v[j] / norm;
+                    }
+                }
             }
         });
     });
+}
+
+}  // namespace
+
+at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
+                                 const at::Tensor& lengths, const at::Tensor& centroids,
+                                 const at::Tensor& bucket_weights, int64_t nbits) {
+    check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
+    check_lengths_sum(lengths, codes.size(0), "decompress_maxsim");
+    at::Tensor out = at::zeros({lengths.size(0)}, Q.options()), no_rows, no_vectors;
+    fused_maxsim<false>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, no_rows, no_vectors);
     return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(
+    const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
+    const at::Tensor& centroids, const at::Tensor& bucket_weights, int64_t nbits) {
+    check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
+    check_lengths_sum(lengths, codes.size(0), "decompress_maxsim_rows");
+    at::Tensor out = at::zeros({lengths.size(0)}, Q.options());
+    at::Tensor rows = at::empty({lengths.size(0), Q.size(0)}, Q.options().dtype(at::kLong));
+    at::Tensor vectors = at::empty({lengths.size(0), Q.size(0), centroids.size(1)}, Q.options());
+    fused_maxsim<true>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, rows, vectors);
+    return {out, rows, vectors};
 }
 
 }  // namespace colbert
