@@ -21,9 +21,9 @@ benchmarks/search.py does. Then:
     query divided by the measured matmul rate at that shape); each score checked against MaxSim over embeddings
     decoded by the plain-PyTorch reference decoder;
   - through `colbert serve` on 127.0.0.1 (one client, requests one after the other, the server's default batch
-    window, which a lone request does not wait): POST /v1/rerank by doc_ids for `--doc-id-queries` queries, with
-    fp32 queries (the default), with `--query-precision bf16`, and with fp32 queries through onnxruntime (the
-    checkpoint exported by `colbert export onnx`, served with `--checkpoint`): client p50 / p99 ms and the
+    window, which a lone request does not wait; one server at a time): POST /v1/rerank by doc_ids for
+    `--doc-id-queries` queries, with fp32 queries (the default), with `--query-precision bf16`, and with fp32
+    queries through onnxruntime (the checkpoint exported by `colbert export onnx`, served with `--checkpoint`): client p50 / p99 ms and the
     server's stages (its Server-Timing header: queue, encode, score, total; the client's time minus total is HTTP,
     JSON and the ASGI stack), the score differences bf16 vs fp32 and onnxruntime vs torch, and the fp32 answers
     against the exact in-process scores; and
@@ -305,46 +305,38 @@ def onnx_export(checkpoint: str) -> Optional[str]:
 
 def http_doc_ids(index: Path, work: list[dict], doc_id_queries: int, threads: int, onnx: Optional[str]) -> dict:
     """Rerank by doc_ids through servers with fp32 queries (torch), bf16 queries (`--query-precision bf16`) and,
-    if given, fp32 queries through onnxruntime (`--checkpoint` an ONNX export), all up at once and asked in turn
-    (the order rotating), so that a change of the machine's load hits each: client and server times."""
+    if given, fp32 queries through onnxruntime (`--checkpoint` an ONNX export), one server at a time (an idle
+    server's thread pools spin for a while after each request and would slow the one being asked): client and
+    server times."""
     import httpx
 
     variants = {"fp32": {"query_precision": "fp32"}, "bf16": {"query_precision": "bf16"}}
     if onnx is not None:
         variants["onnx_fp32"] = {"query_precision": "fp32", "checkpoint": onnx}
-    procs, clients = {}, {}
-    runs = {p: {"times": [], "stages": {}, "answers": {}} for p in variants}
-    try:
-        for name, flags in variants.items():
-            args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, **flags)
-            port = serve_bench.free_port()
-            procs[name] = serve_bench.start_server(index, port, threads, args, WORK / f"rerank-server-{name}.log")
-            clients[name] = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
-        for item in work[:5]:  # warm-up
-            for http in clients.values():
-                http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
-        names = list(variants)
-        for i, item in enumerate((work * (1 + doc_id_queries // len(work)))[:doc_id_queries]):
-            for precision in names[i % len(names):] + names[:i % len(names)]:
-                run = runs[precision]
-                t = time.perf_counter()
-                r = clients[precision].post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"],
-                                                                "k": 10})
-                run["times"].append((time.perf_counter() - t) * 1e3)
-                assert r.status_code == 200, r.text
-                for stage, ms in _stages(r).items():
-                    run["stages"].setdefault(stage, []).append(ms)
-                run["answers"][item["qid"]] = [(h["doc_id"], h["score"]) for h in r.json()["results"]]
-    finally:
-        for http in clients.values():
-            http.close()
-        for proc in procs.values():
+    items = (work * (1 + doc_id_queries // len(work)))[:doc_id_queries]
+    out = {}
+    for name, flags in variants.items():
+        args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, **flags)
+        port = serve_bench.free_port()
+        proc = serve_bench.start_server(index, port, threads, args, WORK / f"rerank-server-{name}.log")
+        run: dict = {"times": [], "stages": {}, "answers": {}}
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+                for item in work[:5]:  # warm-up
+                    http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
+                for item in items:
+                    t = time.perf_counter()
+                    r = http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
+                    run["times"].append((time.perf_counter() - t) * 1e3)
+                    assert r.status_code == 200, r.text
+                    for stage, ms in _stages(r).items():
+                        run["stages"].setdefault(stage, []).append(ms)
+                    run["answers"][item["qid"]] = [(h["doc_id"], h["score"]) for h in r.json()["results"]]
+        finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=120)
-    out = {}
-    for precision, run in runs.items():
-        out[precision] = {
-            "precision": precision, **serve_bench.percentiles(run["times"]),
+        out[name] = {
+            "precision": name, **serve_bench.percentiles(run["times"]),
             "server_stages_p50_ms": {stage: statistics.median(ms) for stage, ms in run["stages"].items()},
             "client_minus_server_total_p50_ms": statistics.median(
                 c - s for c, s in zip(run["times"], run["stages"]["total"])),
