@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# this checkout's colbert first; not benchmarks/ itself, whose kernels.py would shadow the `kernels` package
+# this checkout's colbert first; not benchmarks/ itself, whose modules could shadow installed packages
 sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 _spec = importlib.util.spec_from_file_location("pooling_benchmark", HERE / "pooling.py")
 pooling = importlib.util.module_from_spec(_spec)

@@ -39,8 +39,8 @@ def main() -> None:
     parser.add_argument("--tag", default="run", help="names this checkout's copies and its result")
     parser.add_argument("--checkpoint", help="a ColBERT checkpoint folder (default: drift.py's MiniLM)")
     args = parser.parse_args()
-    # the checkout being measured first; benchmarks/ off sys.path (its kernels.py would shadow the `kernels`
-    # package transformers looks for)
+    # the checkout being measured first; benchmarks/ off sys.path (its modules could shadow installed
+    # packages that transformers looks for)
     sys.path[:] = [str(Path.cwd())] + [p for p in sys.path if p and Path(p).resolve() != HERE]
     drift = _drift()
     checkpoint = drift.checkpoint_dir(args.checkpoint)

@@ -41,7 +41,7 @@ import importlib.util
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# benchmarks/ must not be on sys.path: its kernels.py would shadow the `kernels` package transformers looks for
+# benchmarks/ must not be on sys.path: its modules could shadow installed packages (transformers probes for `kernels`)
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if p and Path(p).resolve() != HERE]
 _spec = importlib.util.spec_from_file_location("search_bench", HERE / "search.py")
 search_bench = importlib.util.module_from_spec(_spec)

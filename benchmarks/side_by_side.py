@@ -38,7 +38,7 @@ def checkpoint(work: Path) -> Path:
 
 def child(args: dict) -> dict:
     """Runs inside one checkout: build, search, hash."""
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # benchmarks/kernels.py shadows a package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # its modules could shadow installed packages
     sys.path.insert(0, args["checkout"])
     import torch
 

@@ -60,7 +60,7 @@ def digest(index_dir: Path) -> dict:
 
 def child(args: dict) -> dict:
     """Runs inside one checkout: build (baseline only), or edit, search and hash."""
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # benchmarks/kernels.py shadows a package
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # its modules could shadow installed packages
     sys.path.insert(0, args["checkout"])
     import torch
 

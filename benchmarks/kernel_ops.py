@@ -1,6 +1,6 @@
 """Native kernels against their PyTorch reference twins, on realistic sizes, side by side in one run.
 
-    python benchmarks/kernels.py --out benchmarks/results/kernels.json [--repeats 7] [--threads N]
+    python benchmarks/kernel_ops.py --out benchmarks/results/kernels.json [--repeats 7] [--threads N]
 
 Sizes follow the SciFact-1k index of ../shared/compat (157,337 embeddings, dim 128, nbits 2, 4,096 centroids) and
 PLAID search defaults (Lq 32; 1,024 to 4,096 candidate documents of ~150 tokens). Inputs are synthetic and seeded,
@@ -135,7 +135,7 @@ def main() -> None:
         print(f"{op:<21} {size:<34} native {native_text} ms  reference {reference_ms:9.2f} ms  {speedup_text}",
               flush=True)
     result = {
-        "command": "python benchmarks/kernels.py --out " + str(args.out),
+        "command": "python benchmarks/kernel_ops.py --out " + str(args.out),
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__,
                     "python": platform.python_version()},
