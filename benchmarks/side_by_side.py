@@ -36,19 +36,25 @@ def checkpoint(work: Path) -> Path:
     return out
 
 
-def child(args: dict) -> dict:
-    """Runs inside one checkout: build, search, hash."""
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # its modules could shadow installed packages
-    sys.path.insert(0, args["checkout"])
+def enter_checkout(checkout: str, threads: int) -> None:
+    """Make `import colbert` this checkout's (benchmarks/ off sys.path: its modules could shadow installed packages),
+    check it is, and set torch's threads. Call before importing colbert."""
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+    sys.path.insert(0, checkout)
     import torch
 
     import colbert
+
+    if not colbert.__file__.startswith(checkout):
+        raise RuntimeError(f"imported {colbert.__file__}, not the checkout {checkout}")
+    torch.set_num_threads(threads)
+
+
+def child(args: dict) -> dict:
+    """Runs inside one checkout: build, search, hash."""
+    enter_checkout(args["checkout"], args["threads"])
     from colbert import ColBERTConfig, Indexer, Run, RunConfig, Searcher
 
-    if not colbert.__file__.startswith(args["checkout"]):
-        raise RuntimeError(f"imported {colbert.__file__}, not the checkout {args['checkout']}")
-
-    torch.set_num_threads(args["threads"])
     lines = Path(SCIFACT / "collection.tsv").read_text(encoding="utf-8").splitlines()[:args["docs"]]
     collection = dict(line.split("\t", 1) for line in lines)
     queries = dict(line.split("\t", 1) for line in

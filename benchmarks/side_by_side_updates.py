@@ -34,15 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
 SCIFACT = SHARED / "data" / "scifact"
+
+from side_by_side import checkpoint, enter_checkout  # noqa: E402 (benchmarks/ is on sys.path: run as a script)
 QUERIES = 100
-
-
-def checkpoint(work: Path) -> Path:
-    out = work / "minilm"
-    if not (out / "artifact.metadata").exists():
-        subprocess.run([sys.executable, str(SHARED / "compat" / "build_checkpoint.py"), str(out)], check=True,
-                       capture_output=True)
-    return out
 
 
 def digest(index_dir: Path) -> dict:
@@ -60,17 +54,10 @@ def digest(index_dir: Path) -> dict:
 
 def child(args: dict) -> dict:
     """Runs inside one checkout: build (baseline only), or edit, search and hash."""
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # its modules could shadow installed packages
-    sys.path.insert(0, args["checkout"])
-    import torch
-
-    import colbert
+    enter_checkout(args["checkout"], args["threads"])
     from colbert import ColBERTConfig, Indexer, IndexUpdater, Run, RunConfig, Searcher
     from colbert.indexing import plan as index_plan
 
-    if not colbert.__file__.startswith(args["checkout"]):
-        raise RuntimeError(f"imported {colbert.__file__}, not the checkout {args['checkout']}")
-    torch.set_num_threads(args["threads"])
     n = args["docs"]
     index_plan.CHUNK_EMBEDDINGS_BUDGET = max(1, n // 3) * 180  # chunks of n / 3 passages, built and added
     lines = (SCIFACT / "collection.tsv").read_text(encoding="utf-8").splitlines()[: 2 * n]
