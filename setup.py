@@ -51,12 +51,15 @@ def extension_setup() -> dict:
         and os.environ.get("COLBERT_BUILD_CUDA", "1") != "0"
     )
     defines = ["-DCOLBERT_WITH_CUDA"] if with_cuda else []
+    # at::parallel_for is inline OpenMP in ATen's headers: without -fopenmp every kernel runs on one thread
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") and "parallel backend: OpenMP" in torch.__config__.parallel_info() else []
     make = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
     extension = make(
         "colbert._C",
         cpp + (cuda if with_cuda else []),
         include_dirs=[str(ROOT / "csrc")],
-        extra_compile_args={"cxx": ["-O3", *defines], "nvcc": ["-O3", *defines]},
+        extra_compile_args={"cxx": ["-O3", *defines, *openmp], "nvcc": ["-O3", *defines]},
+        extra_link_args=openmp,
     )
     return {"ext_modules": [extension], "cmdclass": {"build_ext": cpp_extension.BuildExtension}}
 

@@ -25,6 +25,7 @@ TORCH_LIBRARY(colbert, m) {
     m.def(
         "refine_codes(Tensor scores, Tensor slack, Tensor embeddings, Tensor centroids, Tensor? bias, "
         "Tensor? row_scale) -> Tensor");
+    m.def("parallel_threads(int tasks) -> int", &colbert::parallel_threads);  // no tensors: one kernel for all
 }
 
 TORCH_LIBRARY_IMPL(colbert, CPU, m) {

@@ -436,6 +436,23 @@ def test_forced_native_mode_loads_every_cpu_kernel():
     assert info["mode"] == "native" and all(op["cpu"] == "native" for op in info["ops"].values())
 
 
+@pytest.mark.native
+def test_native_cpu_kernels_run_their_parallel_loops_on_every_thread():
+    # ATen's OpenMP parallel_for is inline in its headers: a library built without -fopenmp runs it on one thread
+    need_native("decompress_maxsim")
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info() and not native.openmp_flags():
+        pytest.skip("this platform builds the kernels without OpenMP (native.openmp_flags() is empty)")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert kernels.native_cpu_threads() == 2
+        torch.set_num_threads(1)
+        assert kernels.native_cpu_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert kernels.backend_info()["cpu_threads"] == before
+
+
 def test_unknown_mode_raises_listing_the_three():
     result = run_kernels({"COLBERT_KERNELS": "fast"})
     assert result.returncode != 0

@@ -436,9 +436,19 @@ def backend_info() -> dict[str, Any]:
     Loads the kernels if that has not happened yet (see `colbert.kernels.native`); queries no GPU.
 
     Returns:
-        {"mode", "source", "torch", "cuda", "ops": {op: {"cpu": ..., "cuda": ...}}}.
+        {"mode", "source", "torch", "cuda", "cpu_threads", "ops": {op: {"cpu": ..., "cuda": ...}}}, where
+        `cpu_threads` is how many threads the native CPU kernels ran a parallel loop on just now (at most
+        `torch.get_num_threads()`; 1 for a library compiled without OpenMP), None without native kernels.
     """
     backend = native.load()
     ops = {op: {dev: backend.reasons[(op, dev)] for dev in native.DEVICE_KEYS} for op in native.OPS}
     return {"mode": backend.mode, "source": backend.source, "torch": torch.__version__,
-            "cuda": torch.version.cuda, "ops": ops}
+            "cuda": torch.version.cuda, "cpu_threads": native_cpu_threads(), "ops": ops}
+
+
+def native_cpu_threads() -> "int | None":
+    """Threads the native CPU kernels' parallel loops run on now, or None without native CPU kernels (or with a
+    library built before this probe existed)."""
+    if not native.has("decompress_maxsim", torch.device("cpu")) or not hasattr(torch.ops.colbert, "parallel_threads"):
+        return None
+    return int(torch.ops.colbert.parallel_threads(8 * torch.get_num_threads()))

@@ -7,6 +7,8 @@ import argparse
 import json
 import logging
 
+import torch
+
 from colbert.kernels import backend_info
 
 
@@ -24,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"mode:   {info['mode']} (COLBERT_KERNELS)")
     print(f"source: {info['source']}")
     print(f"torch:  {info['torch']} (CUDA {info['cuda'] or 'none'})")
+    if info["cpu_threads"] is not None:
+        print(f"threads: {info['cpu_threads']} in the native CPU kernels' parallel loops "
+              f"(torch.get_num_threads() = {torch.get_num_threads()})")
     width = max(len(op) for op in info["ops"])
     devices = list(next(iter(info["ops"].values())))
     for op, where in info["ops"].items():

@@ -57,7 +57,7 @@ EXTENSION_NAME = "colbert_kernels"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 FAILED_MARKER = "BUILD_FAILED.txt"  # written into the build directory with the compiler's output
 BUILT_MARKER = "BUILT"  # written after a build loaded: later processes load the library without ninja or its lock
-CACHE_LAYOUT = "s1"  # build directories hold their own copy of the sources (stable_sources); older ones did not
+CACHE_LAYOUT = "s2"  # s1: build directories hold their own copy of the sources; s2: built with openmp_flags()
 BUILD_LOCK = "lock"  # torch.utils.cpp_extension's lock file in the build directory, while a process builds there
 BUILD_LOCK_WAIT_S = 300.0  # how long to wait for another process's build before using the reference kernels
 FALLBACK_ADVICE = ("the pure-PyTorch kernels are used instead (slower). Install ninja and a C++ compiler for the "
@@ -144,7 +144,8 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
     cpp_extension.load(
         name=EXTENSION_NAME,
         sources=[str(p) for p in source_files(csrc, with_cuda)],
-        extra_cflags=["-O3", *defines],
+        extra_cflags=["-O3", *defines, *openmp_flags()],
+        extra_ldflags=openmp_flags(),
         extra_cuda_cflags=["-O3", *defines],
         extra_include_paths=[str(csrc)],
         build_directory=str(directory),
@@ -152,6 +153,18 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
         is_python_module=False,
         verbose=False,
     )
+
+
+def openmp_flags() -> list[str]:
+    """`-fopenmp` where torch runs its own parallel_for on OpenMP and the compiler is GCC-like (Linux).
+
+    ATen's OpenMP backend implements `at::parallel_for` inline in its headers: compiled without `-fopenmp`, every
+    kernel runs on one thread whatever `torch.set_num_threads` says. Linked with `-fopenmp` the library needs
+    `libgomp.so.1`, the soname torch's wheels bundle and load first, so the process keeps one OpenMP runtime.
+    """
+    if not sys.platform.startswith("linux") or "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return []
+    return ["-fopenmp"]
 
 
 def stable_sources(csrc: Path, directory: Path) -> Path:
