@@ -178,7 +178,8 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
         at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
             std::vector<float> block(kTokensPerBlock * d), scores(kTokensPerBlock * Lq), norms(kTokensPerBlock);
             std::vector<float> best(Lq);
-            std::vector<int32_t> best_at(kRows ? Lq : 0);  // row within the document; int32 so the loop vectorises
+            std::vector<float> block_best(kRows ? Lq : 0);
+            std::vector<int32_t> best_at(kRows ? Lq : 0);  // row within the document
             std::vector<float> spare(kRows ? d : 0);
             for (int64_t doc = begin; doc < end; ++doc) {
                 std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
@@ -192,17 +193,23 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
                         norms[r] = row_norm(v, d);
                     }
                     score_rows(block.data(), rows, d, Qt_p, Lq, scores.data());  // (rows, d) @ (d, Lq)
-                    for (int64_t r = 0; r < rows; ++r) {
-                        if constexpr (!kRows) {
+                    if constexpr (!kRows) {
+                        for (int64_t r = 0; r < rows; ++r) {
                             for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], scores[r * Lq + q] / norms[r]);
-                        } else {
-                            const int32_t at = static_cast<int32_t>(start + r - offsets[doc]);
-                            for (int64_t q = 0; q < Lq; ++q) {  // std::max's choice, branch-free: the first maximum
-                                const float score = scores[r * Lq + q] / norms[r];
-                                const bool better = best[q] < score;
-                                best[q] = better ? score : best[q];
-                                best_at[q] = better ? at : best_at[q];
+                        }
+                    } else {  // the block's maxima as above (the same loop, so it vectorises), then where they are
+                        std::fill(block_best.begin(), block_best.end(), -std::numeric_limits<float>::infinity());
+                        for (int64_t r = 0; r < rows; ++r) {
+                            for (int64_t q = 0; q < Lq; ++q) {
+                                block_best[q] = std::max(block_best[q], scores[r * Lq + q] / norms[r]);
                             }
+                        }
+                        for (int64_t q = 0; q < Lq; ++q) {  // an earlier block keeps a tie: the first maximum
+                            if (!(best[q] < block_best[q])) continue;
+                            best[q] = block_best[q];
+                            int64_t r = 0;
+                            while (r + 1 < rows && scores[r * Lq + q] / norms[r] != block_best[q]) ++r;
+                            best_at[q] = static_cast<int32_t>(start + r - offsets[doc]);
                         }
                     }
                 }
