@@ -31,7 +31,7 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
 at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed,
                                  const at::Tensor& lengths, const at::Tensor& centroids,
                                  const at::Tensor& bucket_weights, int64_t nbits);
-std::tuple<at::Tensor, at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(
     const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
     const at::Tensor& centroids, const at::Tensor& bucket_weights, int64_t nbits);
 at::Tensor mmr_cpu(const at::Tensor& relevance, const at::Tensor& vectors, const at::Tensor& index, int64_t k,

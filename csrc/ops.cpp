@@ -20,7 +20,7 @@ TORCH_LIBRARY(colbert, m) {
         "Tensor bucket_weights, int nbits) -> Tensor");
     m.def(
         "decompress_maxsim_rows(Tensor Q, Tensor codes, Tensor packed, Tensor lengths, Tensor centroids, "
-        "Tensor bucket_weights, int nbits) -> (Tensor, Tensor, Tensor)");
+        "Tensor bucket_weights, int nbits) -> (Tensor, Tensor, Tensor, Tensor)");
     m.def("mmr(Tensor relevance, Tensor vectors, Tensor index, int k, float diversity) -> Tensor");
     m.def(
         "refine_codes(Tensor scores, Tensor slack, Tensor embeddings, Tensor centroids, Tensor? bias, "

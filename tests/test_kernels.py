@@ -229,8 +229,9 @@ def test_decompress_maxsim_rows_names_each_score_terms_row(impl, nbits):
     codes[5:8], packed[5:8] = codes[4], packed[4]  # four equal rows of document 0: the first of them is the match
     Q = F.normalize(torch.randn(32, 128, generator=g), dim=-1)
     Q[0] = brute_decompress(codes[4:5], packed[4:5], centroids, weights, nbits)[0]  # matches row 4 best
-    scores, rows, vectors = run(impl, "decompress_maxsim_rows", Q, codes.long(), packed, lengths, centroids, weights,
-                                nbits)
+    Q[1] = Q[0]  # two query vectors with the same match
+    scores, rows, vectors, first = run(impl, "decompress_maxsim_rows", Q, codes.long(), packed, lengths, centroids,
+                                       weights, nbits)
     D = brute_decompress(codes, packed, centroids, weights, nbits)
     plain = kernels.decompress_maxsim(Q, codes.long(), packed, lengths, centroids, weights, nbits)
     torch.testing.assert_close(scores, plain, rtol=0, atol=0 if impl == "native" else 1e-5)
@@ -243,7 +244,10 @@ def test_decompress_maxsim_rows_names_each_score_terms_row(impl, nbits):
         terms = (D[rows[doc]] * Q).sum(dim=1)  # (Lq,) the matched rows' scores
         best = (D[starts[doc]:starts[doc + 1]] @ Q.T).amax(dim=0)  # (Lq,)
         torch.testing.assert_close(terms, best, rtol=0, atol=1e-5)
-    assert rows[0, 0] == 4
+    assert rows[0, 0] == 4 and rows[0, 1] == 4 and first[0, 1] == 0
+    for doc in range(len(lengths)):  # the first query vector that matched the same row
+        expected = [rows[doc].tolist().index(row) for row in rows[doc].tolist()]
+        assert first[doc].tolist() == expected
     live = rows >= 0  # (n, Lq)
     decompressed = kernels.decompress_residuals(codes[rows[live]], packed[rows[live]], centroids, weights, nbits)
     torch.testing.assert_close(vectors[live], decompressed, rtol=0, atol=0)  # the rows' vectors, as decompressed

@@ -310,10 +310,11 @@ def decompress_maxsim_rows(
     centroids: Tensor,
     bucket_weights: Tensor,
     nbits: int,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`decompress_maxsim`, plus where each score term comes from: for each document and query vector, the row of
-    the document's best-matching embedding (the first of equal maxima), as a position in `codes`, and that
-    embedding, decompressed and normalised as `decompress_residuals` gives it.
+    the document's best-matching embedding (the first of equal maxima), as a position in `codes`, that
+    embedding, decompressed and normalised as `decompress_residuals` gives it, and the first query vector of the
+    document that matched the same row (the query vector itself when no earlier one did).
 
     The scores equal `decompress_maxsim`'s (bit for bit on the native path, which runs the same loop and copies the
     vectors from the rows it has just decoded). Diverse search (colbert.search.diversity) takes the matched vectors
@@ -323,12 +324,12 @@ def decompress_maxsim_rows(
         as `decompress_maxsim`.
 
     Returns:
-        (one float32 score per document, the matched rows as int64, their vectors as float32); -1 and zeros for an
-        empty document.
+        (one float32 score per document, the matched rows as int64, their vectors as float32, the first query
+        vector of each match as int64); -1, zeros and 0 for an empty document.
 
     Shapes:
         Q (Lq, d); codes (M,); packed (M, d * nbits // 8); lengths (n,); centroids (C, d);
-        bucket_weights (2**nbits,); returns ((n,), (n, Lq), (n, Lq, d)).
+        bucket_weights (2**nbits,); returns ((n,), (n, Lq), (n, Lq, d), (n, Lq)).
     """
     nbits, Q, lengths = _maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits)
     if native.has("decompress_maxsim_rows", codes.device) and not _needs_grad(Q, centroids, bucket_weights):
@@ -370,11 +371,11 @@ only fall), the twin eagerly; they sum in different orders, so near-equal gains 
     if not 0 <= diversity <= 1:
         raise ValueError(f"diversity must be in [0, 1], got {diversity!r}")
     _same_device(relevance=relevance, vectors=vectors, index=index)
+    if native.has("mmr", relevance.device):  # checks the rows itself, raising IndexError
+        return torch.ops.colbert.mmr(relevance, vectors, index, k, float(diversity))
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= len(vectors)):
         raise IndexError(f"index holds rows in [{int(index.min())}, {int(index.max())}] but there are "
                          f"{len(vectors):,} vectors")
-    if native.has("mmr", relevance.device):
-        return torch.ops.colbert.mmr(relevance, vectors, index, k, float(diversity))
     return reference.mmr(relevance, vectors, index, k, float(diversity))
 
 

@@ -185,20 +185,22 @@ def decompress_maxsim_rows(
     centroids: Tensor,
     bucket_weights: Tensor,
     nbits: int,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """`decompress_maxsim`, and per document and query vector the row in `codes` of the best match (the first of
-    equal maxima) and that row's decompressed, normalised vector (-1 and zeros for an empty document).
+    equal maxima), that row's decompressed, normalised vector and the first of the document's query vectors that
+    matched the same row (-1, zeros and 0 for an empty document).
 
-    Shapes: as decompress_maxsim; returns (float32 (n,), int64 (n, Lq), float32 (n, Lq, d)).
+    Shapes: as decompress_maxsim; returns (float32 (n,), int64 (n, Lq), float32 (n, Lq, d), int64 (n, Lq)).
 
     >>> tokens = torch.tensor([[1.0, -1, -1, -1, -1, -1, -1, -1], [-1.0, 1, -1, -1, -1, -1, -1, -1]])  # d = 8
     >>> packed = compress_residuals(tokens, torch.tensor([0.0]), nbits=1)
-    >>> scores, rows, vectors = decompress_maxsim_rows(torch.eye(8)[:2], torch.tensor([0, 0]), packed,
-    ...                                                torch.tensor([0, 2]), torch.zeros(1, 8),
-    ...                                                torch.tensor([-1.0, 1.0]), nbits=1)
-    >>> scores, rows, vectors.shape
+    >>> scores, rows, vectors, first = decompress_maxsim_rows(torch.eye(8)[:2], torch.tensor([0, 0]), packed,
+    ...                                                       torch.tensor([0, 2]), torch.zeros(1, 8),
+    ...                                                       torch.tensor([-1.0, 1.0]), nbits=1)
+    >>> scores, rows, vectors.shape, first
     (tensor([0.0000, 0.7071]), tensor([[-1, -1],
-            [ 0,  1]]), torch.Size([2, 2, 8]))
+            [ 0,  1]]), torch.Size([2, 2, 8]), tensor([[0, 0],
+            [0, 1]]))
     """
     n, Lq = lengths.numel(), Q.size(0)
     D = decompress_residuals(codes, packed, centroids, bucket_weights, nbits)  # (M, d), normalised
@@ -211,7 +213,8 @@ def decompress_maxsim_rows(
     empty = lengths == 0  # (n,)
     rows = (starts[:, None] + where).masked_fill(empty[:, None], -1)  # (n, Lq)
     vectors = D[rows.clamp(min=0)] if len(D) else D.new_zeros(n, Lq, D.size(1))  # (n, Lq, d)
-    return best.sum(dim=1).masked_fill(empty, 0.0), rows, vectors.masked_fill(empty[:, None, None], 0.0)
+    first = (rows[:, :, None] == rows[:, None, :]).to(torch.uint8).argmax(dim=2)  # (n, Lq) argmax: the first
+    return best.sum(dim=1).masked_fill(empty, 0.0), rows, vectors.masked_fill(empty[:, None, None], 0.0), first
 
 
 def mmr(relevance: Tensor, vectors: Tensor, index: Tensor, k: int, diversity: float) -> Tensor:

@@ -118,21 +118,15 @@ class Evidence:
     index: Tensor
 
     @classmethod
-    def from_rows(cls, rows: Tensor, vectors: Tensor, order: Tensor) -> Evidence:
-        """From `kernels.decompress_maxsim_rows`' rows and vectors, for the documents at positions `order`: each
-        query vector points at the vector of the first of its document's query vectors that matched the same row.
-        Every step handles (n, Lq) integers, none the vectors: on a busy machine, large tensor ops are what stalls.
+    def from_rows(cls, vectors: Tensor, first: Tensor, order: Tensor) -> Evidence:
+        """From `kernels.decompress_maxsim_rows`' vectors and first query vectors, for the documents at positions
+        `order`: each query vector points at the vector of the first of its document's query vectors that matched
+        the same row, so a document's distinct matches are its distinct indexes.
 
-        Shapes: rows (N, Lq); vectors (N, Lq, d); order (n,) -> Evidence of n documents, `vectors` kept as (N * Lq, d).
+        Shapes: vectors (N, Lq, d); first (N, Lq); order (n,) -> Evidence of n documents, `vectors` kept as
+        (N * Lq, d).
         """
-        rows, Lq = rows[order], rows.size(1)  # (n, Lq)
-        ordered, where = rows.sort(dim=1, stable=True)  # (n, Lq), (n, Lq) a query vector per sorted entry
-        steps = torch.arange(Lq, device=rows.device).expand_as(rows)  # (n, Lq)
-        new = torch.ones_like(ordered, dtype=torch.bool)  # (n, Lq) the first sorted entry of each row
-        new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-        run = torch.where(new, steps, 0).cummax(dim=1).values  # (n, Lq) where each entry's run starts
-        first = torch.empty_like(where).scatter_(1, where, where.gather(1, run))  # (n, Lq) stable: the lowest q
-        return cls(vectors.reshape(-1, vectors.size(-1)), order[:, None] * Lq + first)
+        return cls(vectors.reshape(-1, vectors.size(-1)), order[:, None] * first.size(1) + first[order])
 
     def dense(self) -> Tensor:
         """Every document's Lq matched vectors. Shapes: -> (n, Lq, d)."""
@@ -145,10 +139,10 @@ def rank_with_evidence(index: LoadedIndex, Q: Tensor, pids: Tensor, k: int) -> t
     Shapes: Q (Lq, d); pids (n,) int64; returns ((k',) int64, (k',) float32, Evidence of k' documents), k' = min(k, n).
     """
     codes, packed, lengths = index.gather(pids)
-    scores, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
-                                                           index.bucket_weights, index.nbits)  # (n,), (n, Lq)
+    scores, _, vectors, first = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
+                                                               index.bucket_weights, index.nbits)  # (n,), ...
     order = scores.argsort(descending=True, stable=True)[:k]  # the order of `rank`: the scores are the same
-    return pids[order], scores[order], Evidence.from_rows(rows, vectors, order)
+    return pids[order], scores[order], Evidence.from_rows(vectors, first, order)
 
 
 def evidence(index: LoadedIndex, Q: Tensor, pids: Tensor) -> Evidence:
@@ -157,9 +151,9 @@ def evidence(index: LoadedIndex, Q: Tensor, pids: Tensor) -> Evidence:
     Shapes: Q (Lq, d); pids (n,) int64.
     """
     codes, packed, lengths = index.gather(pids)
-    _, rows, vectors = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
-                                                      index.bucket_weights, index.nbits)  # (n, Lq), (n, Lq, d)
-    return Evidence.from_rows(rows, vectors, torch.arange(len(pids), device=rows.device))
+    _, _, vectors, first = kernels.decompress_maxsim_rows(Q, codes, packed, lengths, index.centroids,
+                                                          index.bucket_weights, index.nbits)  # (n, Lq, d), (n, Lq)
+    return Evidence.from_rows(vectors, first, torch.arange(len(pids), device=first.device))
 
 
 def survivors(index: LoadedIndex, Q: Tensor, params: SearchParams, probe_tokens: Optional[int] = None,

@@ -143,14 +143,14 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
 
 namespace {
 
-// decompress_maxsim, and with kRows also each query column's best row (first on ties) and that row's normalised
-// vector: the same loop, so the plain op compiles to exactly what it was, and the two agree on every score bit for
+// decompress_maxsim, and with kRows also each query column's best row (first on ties), that row's normalised
+// vector and the first query column that matched the same row: the same loop, so the plain op compiles to exactly what it was, and the two agree on every score bit for
 // bit. The vectors are copied from the thread's decoded block (decoded again when an earlier block held them), so
 // diverse search needs no second parallel pass to decompress its evidence.
 template <bool kRows>
 void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
                   const at::Tensor& centroids, const at::Tensor& bucket_weights, int64_t nbits, at::Tensor& out,
-                  at::Tensor& rows_out, at::Tensor& vectors_out) {
+                  at::Tensor& rows_out, at::Tensor& vectors_out, at::Tensor& first_out) {
     const at::Tensor cent = centroids.to(at::kFloat).contiguous(), bytes = packed.contiguous();
     const at::Tensor code_t = codes.contiguous(), lens = lengths.contiguous();
     const at::Tensor Qt = Q.t().contiguous();  // (d, Lq)
@@ -169,6 +169,7 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
     float* out_p = out.data_ptr<float>();
     int64_t* rows_p = kRows ? rows_out.data_ptr<int64_t>() : nullptr;
     float* vectors_p = kRows ? vectors_out.data_ptr<float>() : nullptr;
+    int64_t* first_p = kRows ? first_out.data_ptr<int64_t>() : nullptr;
 
     // Each task owns documents [begin, end). It decodes a document kTokensPerBlock rows at a time into its own
     // buffer, scores the block against Q (score_rows: no BLAS call, so no thread pool nested inside parallel_for)
@@ -221,6 +222,11 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
                     const int64_t length = offsets[doc + 1] - offsets[doc];
                     const int64_t last_block =  // the first row of the block still held in `block`
                         offsets[doc] + (empty ? 0 : (length - 1) / kTokensPerBlock * kTokensPerBlock);
+                    for (int64_t q = 0; q < Lq; ++q) {  // the first query vector that matched the same row
+                        int64_t first = 0;
+                        while (!empty && best_at[first] != best_at[q]) ++first;
+                        first_p[doc * Lq + q] = first;
+                    }
                     for (int64_t q = 0; q < Lq; ++q) {
                         float* out_v = vectors_p + (doc * Lq + q) * d;
                         if (empty) {
@@ -256,12 +262,13 @@ at::Tensor decompress_maxsim_cpu(const at::Tensor& Q, const at::Tensor& codes, c
                                  const at::Tensor& bucket_weights, int64_t nbits) {
     check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
     check_lengths_sum(lengths, codes.size(0), "decompress_maxsim");
-    at::Tensor out = at::zeros({lengths.size(0)}, Q.options()), no_rows, no_vectors;
-    fused_maxsim<false>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, no_rows, no_vectors);
+    at::Tensor out = at::zeros({lengths.size(0)}, Q.options()), no_rows, no_vectors, no_first;
+    fused_maxsim<false>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, no_rows, no_vectors,
+                        no_first);
     return out;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(
     const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
     const at::Tensor& centroids, const at::Tensor& bucket_weights, int64_t nbits) {
     check_decompress_maxsim_inputs(Q, codes, packed, lengths, centroids, bucket_weights, nbits);
@@ -269,8 +276,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> decompress_maxsim_rows_cpu(
     at::Tensor out = at::zeros({lengths.size(0)}, Q.options());
     at::Tensor rows = at::empty({lengths.size(0), Q.size(0)}, Q.options().dtype(at::kLong));
     at::Tensor vectors = at::empty({lengths.size(0), Q.size(0), centroids.size(1)}, Q.options());
-    fused_maxsim<true>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, rows, vectors);
-    return {out, rows, vectors};
+    at::Tensor first = at::empty({lengths.size(0), Q.size(0)}, Q.options().dtype(at::kLong));
+    fused_maxsim<true>(Q, codes, packed, lengths, centroids, bucket_weights, nbits, out, rows, vectors, first);
+    return {out, rows, vectors, first};
 }
 
 }  // namespace colbert
