@@ -15,7 +15,7 @@ namespace colbert {
 
 namespace {
 
-constexpr int64_t kDocsPerTask = 4;   // parallel_for grain over the documents compared with picks
+constexpr int64_t kDocsPerTask = 16;  // parallel_for grain over the documents compared with picks (fewer: one thread)
 constexpr int64_t kColumnTile = 16;  // score_rows' full tile: a pick's vectors are zero-padded to a multiple of it
 
 // Each document's distinct evidence rows and their shares of its Lq query vectors, documents end to end.
