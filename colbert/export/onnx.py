@@ -217,6 +217,9 @@ class OnnxCheckpoint(Checkpoint):
         files = INT8_FILES if int8 else FILES
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as many as torch's (torch.set_num_threads)
+        # onnxruntime's threads spin between the operators of a run (fast) and, by default, for a while after it,
+        # which takes the cores from the torch work that follows (MaxSim, search): stop them at the end of a run
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         providers = providers or ["CPUExecutionProvider"]
         self.sessions = {kind: ort.InferenceSession(str(folder / files[kind]), options, providers=providers)
                          for kind in files}

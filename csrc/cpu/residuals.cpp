@@ -38,9 +38,12 @@ std::vector<float> byte_table(const at::Tensor& bucket_weights, int nbits) {
     return table;
 }
 
+constexpr int64_t kPrefetchRows = 4;       // decoders fetch the centroid of the row this many rows ahead
+
 // out[i] = centroid[i] + bucket weight of dimension i, for one embedding of packed_dim bytes.
 template <int NBITS>
-void decode_row(const uint8_t* bytes, int64_t packed_dim, const float* centroid, const float* table, float* out) {
+void decode_row(const uint8_t* __restrict__ bytes, int64_t packed_dim, const float* __restrict__ centroid,
+                const float* __restrict__ table, float* __restrict__ out) {
     constexpr int kPerByte = 8 / NBITS;
     for (int64_t j = 0; j < packed_dim; ++j) {
         const float* w = table + bytes[j] * kPerByte;
@@ -65,6 +68,18 @@ float row_norm(const float* v, int64_t d) {
     for (; i < d; ++i) sumsq += v[i] * v[i];
     for (int k = 0; k < 8; ++k) sumsq += partial[k];
     return std::max(std::sqrt(sumsq), kNormEps);
+}
+
+// Ask for the centroid of row i + kPrefetchRows (when it is below `end` and a centroid id): codes are random, so
+// each row's centroid is a cache miss that the hardware prefetcher cannot foresee; decoding waits on it otherwise.
+template <typename index_t>
+void prefetch_centroid(const index_t* codes, int64_t i, int64_t end, const float* centroids, int64_t d,
+                       int64_t num_centroids) {
+    if (i + kPrefetchRows >= end) return;
+    const int64_t code = codes[i + kPrefetchRows];
+    if (code < 0 || code >= num_centroids) return;  // checked_code raises when that row is decoded
+    const char* row = reinterpret_cast<const char*>(centroids + code * d);
+    for (int64_t byte = 0; byte < d * static_cast<int64_t>(sizeof(float)); byte += 64) __builtin_prefetch(row + byte);
 }
 
 template <typename index_t>
@@ -130,6 +145,7 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
             at::parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
                 std::vector<float> row(d);
                 for (int64_t i = begin; i < end; ++i) {
+                    prefetch_centroid(code_p, i, end, cent_p, d, num_centroids);
                     const int64_t code = checked_code(code_p, i, num_centroids);
                     decode(bytes_p + i * packed_dim, packed_dim, cent_p + code * d, table.data(), row.data());
                     const float norm = normalize ? row_norm(row.data(), d) : 1.0f;
@@ -188,6 +204,7 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
                 for (int64_t start = offsets[doc]; start < offsets[doc + 1]; start += kTokensPerBlock) {
                     const int64_t rows = std::min(kTokensPerBlock, offsets[doc + 1] - start);
                     for (int64_t r = 0; r < rows; ++r) {
+                        prefetch_centroid(code_p, start + r, offsets[end], cent_p, d, num_centroids);
                         const int64_t code = checked_code(code_p, start + r, num_centroids);
                         float* v = block.data() + r * d;
                         decode(bytes_p + (start + r) * packed_dim, packed_dim, cent_p + code * d, table.data(), v);
