@@ -215,6 +215,23 @@ def test_a_lone_request_does_not_wait_for_the_batch_window(make_client):
     assert float(timing["queue"]) < 4000
 
 
+def test_a_request_as_soon_as_the_index_is_ready_is_answered(make_client, monkeypatch):
+    # ready turns true inside load(), on the model thread, before the loading coroutine resumes: a request in that
+    # moment must find everything it needs (it once found no query batcher and got a 500)
+    from colbert.server.indexes import ServedIndex
+
+    load = ServedIndex.load
+
+    def slow_to_return(self, checkpoint):
+        load(self, checkpoint)
+        time.sleep(1.0)  # the index is ready; the coroutine that started the load has not resumed yet
+
+    monkeypatch.setattr(ServedIndex, "load", slow_to_return)
+    client = make_client()
+    response = client.post("/v1/rerank", json={"query": "brain", "doc_ids": ["d1", "d2"]})
+    assert response.status_code == 200, response.text
+
+
 def test_queries_in_bf16_stay_close_to_fp32(make_client, searcher):
     client = make_client(query_precision="bf16")
     ids = [f"d{i}" for i in range(0, 40, 3)]

@@ -52,16 +52,17 @@ class Service:
 
     async def _load_all(self) -> None:
         for served in self.registry:
+            # before loading: `served.ready` turns true on the model thread, and a request may be answered from
+            # then on, before this coroutine resumes
+            self.batchers[served.name] = QueryBatcher(
+                lambda texts, served=served: self._encode_queries(served.searcher, texts), self.workers,
+                self.config.batch_window_ms / 1000, self.config.encode_batch, self.metrics.batch_size.observe,
+                lambda: self.metrics.queries_in_flight)
             try:
                 await self.workers.on_model(served.load, self.config.checkpoint)
             except Exception as e:  # any failure: that index stays unready, the others are served
                 served.error = f"{type(e).__name__}"
                 logger.error("Could not load the index %s from %s: %s", served.name, served.spec.path, e)
-                continue
-            self.batchers[served.name] = QueryBatcher(
-                lambda texts, served=served: self._encode_queries(served.searcher, texts), self.workers,
-                self.config.batch_window_ms / 1000, self.config.encode_batch, self.metrics.batch_size.observe,
-                lambda: self.metrics.queries_in_flight)
 
     def _encode_queries(self, searcher: Any, texts: list[str]) -> torch.Tensor:
         """Searcher.encode, in bf16 autocast when asked (`query_precision`, CPU only); float32 out. Model thread."""
