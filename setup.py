@@ -51,8 +51,10 @@ def extension_setup() -> dict:
         and os.environ.get("COLBERT_BUILD_CUDA", "1") != "0"
     )
     defines = ["-DCOLBERT_WITH_CUDA"] if with_cuda else []
-    # at::parallel_for is inline OpenMP in ATen's headers: without -fopenmp every kernel runs on one thread
-    openmp = ["-fopenmp"] if sys.platform.startswith("linux") and "parallel backend: OpenMP" in torch.__config__.parallel_info() else []
+    # at::parallel_for is inline OpenMP in ATen's headers: without -fopenmp every kernel runs on one thread (the
+    # default; COLBERT_KERNELS_OPENMP=1 opts in, see colbert/kernels/native.py openmp_flags)
+    openmp = ["-fopenmp"] if (os.environ.get("COLBERT_KERNELS_OPENMP", "0") == "1" and sys.platform.startswith("linux")
+                              and "parallel backend: OpenMP" in torch.__config__.parallel_info()) else []
     make = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
     extension = make(
         "colbert._C",

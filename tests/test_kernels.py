@@ -441,20 +441,27 @@ def test_forced_native_mode_loads_every_cpu_kernel():
 
 
 @pytest.mark.native
-def test_native_cpu_kernels_run_their_parallel_loops_on_every_thread():
-    # ATen's OpenMP parallel_for is inline in its headers: a library built without -fopenmp runs it on one thread
+def test_the_thread_probe_matches_how_the_kernels_were_built():
+    # ATen's OpenMP parallel_for is inline in its headers: a library built without -fopenmp (the default) runs it on
+    # one thread, one built with COLBERT_KERNELS_OPENMP=1 on torch's threads
     need_native("decompress_maxsim")
-    if "parallel backend: OpenMP" in torch.__config__.parallel_info() and not native.openmp_flags():
-        pytest.skip("this platform builds the kernels without OpenMP (native.openmp_flags() is empty)")
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert kernels.native_cpu_threads() == 2
+        assert kernels.native_cpu_threads() == (2 if native.openmp_flags() else 1)
         torch.set_num_threads(1)
         assert kernels.native_cpu_threads() == 1
     finally:
         torch.set_num_threads(before)
-    assert kernels.backend_info()["cpu_threads"] == before
+    assert kernels.backend_info()["cpu_threads"] == (before if native.openmp_flags() else 1)
+
+
+def test_openmp_is_opt_in(monkeypatch):
+    monkeypatch.delenv("COLBERT_KERNELS_OPENMP", raising=False)
+    assert native.openmp_flags() == []
+    monkeypatch.setenv("COLBERT_KERNELS_OPENMP", "1")
+    openmp_backend = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    assert native.openmp_flags() == (["-fopenmp"] if sys.platform.startswith("linux") and openmp_backend else [])
 
 
 def test_unknown_mode_raises_listing_the_three():

@@ -57,7 +57,7 @@ EXTENSION_NAME = "colbert_kernels"
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 FAILED_MARKER = "BUILD_FAILED.txt"  # written into the build directory with the compiler's output
 BUILT_MARKER = "BUILT"  # written after a build loaded: later processes load the library without ninja or its lock
-CACHE_LAYOUT = "s2"  # s1: build directories hold their own copy of the sources; s2: built with openmp_flags()
+CACHE_LAYOUT = "s1"  # build directories hold their own copy of the sources (stable_sources); older ones did not
 BUILD_LOCK = "lock"  # torch.utils.cpp_extension's lock file in the build directory, while a process builds there
 BUILD_LOCK_WAIT_S = 300.0  # how long to wait for another process's build before using the reference kernels
 FALLBACK_ADVICE = ("the pure-PyTorch kernels are used instead (slower). Install ninja and a C++ compiler for the "
@@ -156,12 +156,16 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
 
 
 def openmp_flags() -> list[str]:
-    """`-fopenmp` where torch runs its own parallel_for on OpenMP and the compiler is GCC-like (Linux).
+    """`-fopenmp` when asked (`COLBERT_KERNELS_OPENMP=1`), on Linux, where torch runs its parallel_for on OpenMP.
 
-    ATen's OpenMP backend implements `at::parallel_for` inline in its headers: compiled without `-fopenmp`, every
-    kernel runs on one thread whatever `torch.set_num_threads` says. Linked with `-fopenmp` the library needs
-    `libgomp.so.1`, the soname torch's wheels bundle and load first, so the process keeps one OpenMP runtime.
+    ATen's OpenMP backend implements `at::parallel_for` inline in its headers, so the kernels' parallel loops run on
+    `torch.get_num_threads()` threads only in a library compiled with `-fopenmp`; without it (the default) each
+    kernel call runs on one thread. Linked with `-fopenmp` the library needs `libgomp.so.1`, the soname torch's
+    wheels bundle and load first, so the process keeps one OpenMP runtime. Off by default: in process the kernels
+    then run faster, but `colbert serve` encoded queries with torch markedly slower (csrc/README.md has the figures).
     """
+    if os.environ.get("COLBERT_KERNELS_OPENMP", "0") != "1":
+        return []
     if not sys.platform.startswith("linux") or "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return []
     return ["-fopenmp"]
@@ -242,7 +246,8 @@ def build_tier(mode: str, csrc: Path) -> str:
     with_cuda, why_not = build_with_cuda()
     if not with_cuda:
         logger.info("Building the CPU kernels only: %s", why_not)
-    directory = cache_dir(torch.__version__, torch.version.cuda if with_cuda else None, hash_sources(csrc))
+    flavour = "-omp" if openmp_flags() else ""  # a build with OpenMP gets its own directory
+    directory = cache_dir(torch.__version__, torch.version.cuda if with_cuda else None, hash_sources(csrc) + flavour)
     failed = directory / FAILED_MARKER
     if failed.is_file():
         if mode == "native":
