@@ -449,8 +449,8 @@ def backend_info() -> dict[str, Any]:
 
 
 def native_cpu_threads() -> "int | None":
-    """Threads the native CPU kernels' parallel loops run on now, or None without native CPU kernels (or with a
-    library built before this probe existed)."""
-    if not native.has("decompress_maxsim", torch.device("cpu")) or not hasattr(torch.ops.colbert, "parallel_threads"):
+    """Threads the native CPU kernels' parallel loops run on now, or None without native CPU kernels. (A native
+    library always has the probe: builds are keyed by the sources' hash, and a prebuilt one ships with them.)"""
+    if not native.has("decompress_maxsim", torch.device("cpu")):
         return None
     return int(torch.ops.colbert.parallel_threads(8 * torch.get_num_threads()))

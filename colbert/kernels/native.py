@@ -141,11 +141,12 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     csrc = stable_sources(csrc, directory)
     defines = ["-DCOLBERT_WITH_CUDA"] if with_cuda else []
+    openmp = openmp_flags()
     cpp_extension.load(
         name=EXTENSION_NAME,
         sources=[str(p) for p in source_files(csrc, with_cuda)],
-        extra_cflags=["-O3", *defines, *openmp_flags()],
-        extra_ldflags=openmp_flags(),
+        extra_cflags=["-O3", *defines, *openmp],
+        extra_ldflags=openmp,
         extra_cuda_cflags=["-O3", *defines],
         extra_include_paths=[str(csrc)],
         build_directory=str(directory),

@@ -160,8 +160,8 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
 namespace {
 
 // decompress_maxsim, and with kRows also each query column's best row (first on ties), that row's normalised
-// vector and the first query column that matched the same row: the same loop, so the plain op compiles to exactly what it was, and the two agree on every score bit for
-// bit. The vectors are copied from the thread's decoded block (decoded again when an earlier block held them), so
+// vector and the first query column that matched the same row: the same loop, so the two agree on every score bit
+// for bit. The vectors are copied from the thread's decoded block (decoded again when an earlier block held them), so
 // diverse search needs no second parallel pass to decompress its evidence.
 template <bool kRows>
 void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor& packed, const at::Tensor& lengths,
@@ -211,17 +211,16 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
                         norms[r] = row_norm(v, d);
                     }
                     score_rows(block.data(), rows, d, Qt_p, Lq, scores.data());  // (rows, d) @ (d, Lq)
-                    if constexpr (!kRows) {
-                        for (int64_t r = 0; r < rows; ++r) {
-                            for (int64_t q = 0; q < Lq; ++q) best[q] = std::max(best[q], scores[r * Lq + q] / norms[r]);
-                        }
-                    } else {  // the block's maxima as above (the same loop, so it vectorises), then where they are
+                    // per-column maxima, into `best` directly, or with kRows into this block's own, whose rows are
+                    // then found: the one max loop (it vectorises) for both ops
+                    float* maxima = kRows ? block_best.data() : best.data();
+                    if constexpr (kRows) {
                         std::fill(block_best.begin(), block_best.end(), -std::numeric_limits<float>::infinity());
-                        for (int64_t r = 0; r < rows; ++r) {
-                            for (int64_t q = 0; q < Lq; ++q) {
-                                block_best[q] = std::max(block_best[q], scores[r * Lq + q] / norms[r]);
-                            }
-                        }
+                    }
+                    for (int64_t r = 0; r < rows; ++r) {
+                        for (int64_t q = 0; q < Lq; ++q) maxima[q] = std::max(maxima[q], scores[r * Lq + q] / norms[r]);
+                    }
+                    if constexpr (kRows) {
                         for (int64_t q = 0; q < Lq; ++q) {  // an earlier block keeps a tie: the first maximum
                             if (!(best[q] < block_best[q])) continue;
                             best[q] = block_best[q];
