@@ -51,8 +51,8 @@ def extension_setup() -> dict:
         and os.environ.get("COLBERT_BUILD_CUDA", "1") != "0"
     )
     defines = ["-DCOLBERT_WITH_CUDA"] if with_cuda else []
-    # at::parallel_for is inline OpenMP in ATen's headers: without -fopenmp every kernel runs on one thread (the
-    # default; COLBERT_KERNELS_OPENMP=1 opts in, see colbert/kernels/native.py openmp_flags)
+    # without -fopenmp (the default) the kernels run their loops on torch's inter-op pool; COLBERT_KERNELS_OPENMP=1
+    # builds them on OpenMP instead (csrc/cpu/parallel.h, colbert/kernels/native.py openmp_flags)
     openmp = ["-fopenmp"] if (os.environ.get("COLBERT_KERNELS_OPENMP", "0") == "1" and sys.platform.startswith("linux")
                               and "parallel backend: OpenMP" in torch.__config__.parallel_info()) else []
     make = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension

@@ -441,19 +441,86 @@ def test_forced_native_mode_loads_every_cpu_kernel():
 
 
 @pytest.mark.native
-def test_the_thread_probe_matches_how_the_kernels_were_built():
-    # ATen's OpenMP parallel_for is inline in its headers: a library built without -fopenmp (the default) runs it on
-    # one thread, one built with COLBERT_KERNELS_OPENMP=1 on torch's threads
+def test_the_kernels_run_on_torchs_threads_with_or_without_openmp():
+    # without -fopenmp (the default) colbert::parallel_for runs on torch's inter-op pool, with it on OpenMP: either
+    # way on torch.get_num_threads() threads
     need_native("decompress_maxsim")
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        assert kernels.native_cpu_threads() == (2 if native.openmp_flags() else 1)
+        assert kernels.native_cpu_threads() == 2
         torch.set_num_threads(1)
         assert kernels.native_cpu_threads() == 1
     finally:
         torch.set_num_threads(before)
-    assert kernels.backend_info()["cpu_threads"] == (before if native.openmp_flags() else 1)
+    assert kernels.backend_info()["cpu_threads"] == before
+
+
+def _maxsim_inputs(n_docs: int = 400, doclen: int = 50, d: int = 128, nbits: int = 2):
+    g = torch.Generator().manual_seed(7)
+    centroids, _, _, weights = make_codec(g, nbits, d=d, C=64, dtype=torch.float32)
+    codes, packed = random_packed(g, n_docs * doclen, d, nbits, 64)
+    lengths = torch.full((n_docs,), doclen, dtype=torch.int64)
+    Q = F.normalize(torch.randn(32, d, generator=g), dim=-1)
+    return Q, codes, packed, lengths, centroids, weights, nbits
+
+
+def test_parallel_kernels_give_the_same_bits_on_one_and_two_threads():
+    need_native("decompress_maxsim")
+    Q, codes, packed, lengths, centroids, weights, nbits = _maxsim_inputs()
+    before = torch.get_num_threads()
+    try:
+        answers = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            answers.append((kernels.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits),
+                            kernels.decompress_residuals(codes, packed, centroids, weights, nbits),
+                            kernels.decompress_maxsim_rows(Q, codes, packed, lengths, centroids, weights, nbits)[:2]))
+    finally:
+        torch.set_num_threads(before)
+    (one, one_d, one_rows), (two, two_d, two_rows) = answers
+    assert torch.equal(one, two) and torch.equal(one_d, two_d)
+    assert all(torch.equal(a, b) for a, b in zip(one_rows, two_rows))
+    torch.testing.assert_close(one, reference.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits))
+
+
+def test_an_error_in_a_parallel_range_reaches_the_caller_and_the_next_call_works():
+    need_native("decompress_maxsim")
+    Q, codes, packed, lengths, centroids, weights, nbits = _maxsim_inputs()
+    bad = codes.clone()
+    bad[-1] = 64  # in the last document: a range far from the first, likely run by the pool's thread
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for _ in range(3):
+            with pytest.raises(IndexError, match=rf"codes\[{bad.numel() - 1}\] = 64 is not a centroid id"):
+                kernels.decompress_maxsim(Q, bad, packed, lengths, centroids, weights, nbits)
+        got = kernels.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(got, reference.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_runs_the_parallel_kernels_without_the_parents_threads():
+    # a child has no pool threads (fork copies only the calling thread): the caller must run the ranges itself
+    need_native("decompress_maxsim")
+    code = (
+        "import os, sys, torch\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from test_kernels import _maxsim_inputs\n"
+        "from colbert import kernels\n"
+        "torch.set_num_threads(2)\n"
+        "args = _maxsim_inputs()\n"
+        "want = kernels.decompress_maxsim(*args)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if torch.equal(kernels.decompress_maxsim(*args), want) else 3)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0"
 
 
 def test_openmp_is_opt_in(monkeypatch):

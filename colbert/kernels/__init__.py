@@ -438,9 +438,8 @@ def backend_info() -> dict[str, Any]:
 
     Returns:
         {"mode", "source", "torch", "cuda", "cpu_threads", "ops": {op: {"cpu": ..., "cuda": ...}}}, where
-        `cpu_threads` is how many threads the native CPU kernels ran a parallel loop on just now (1 unless they
-        were built with OpenMP, `COLBERT_KERNELS_OPENMP=1`; then up to `torch.get_num_threads()`), None without
-        native kernels.
+        `cpu_threads` is how many threads the native CPU kernels ran a parallel loop on just now
+        (`torch.get_num_threads()`, unless the inter-op pool has fewer threads), None without native kernels.
     """
     backend = native.load()
     ops = {op: {dev: backend.reasons[(op, dev)] for dev in native.DEVICE_KEYS} for op in native.OPS}

@@ -159,11 +159,11 @@ def jit_build(csrc: Path, directory: Path, with_cuda: bool) -> None:
 def openmp_flags() -> list[str]:
     """`-fopenmp` when asked (`COLBERT_KERNELS_OPENMP=1`), on Linux, where torch runs its parallel_for on OpenMP.
 
-    ATen's OpenMP backend implements `at::parallel_for` inline in its headers, so the kernels' parallel loops run on
-    `torch.get_num_threads()` threads only in a library compiled with `-fopenmp`; without it (the default) each
-    kernel call runs on one thread. Linked with `-fopenmp` the library needs `libgomp.so.1`, the soname torch's
-    wheels bundle and load first, so the process keeps one OpenMP runtime. Off by default: in process the kernels
-    then run faster, but `colbert serve` encoded queries with torch markedly slower (csrc/README.md has the figures).
+    Without it (the default) the kernels' parallel loops run on torch's inter-op thread pool (`colbert::parallel_for`
+    in csrc/cpu/parallel.h); with it, on OpenMP (`at::parallel_for`), whose per-caller teams spin after each loop.
+    Either way on `torch.get_num_threads()` threads. Linked with `-fopenmp` the library needs `libgomp.so.1`, the
+    soname torch's wheels bundle and load first, so the process keeps one OpenMP runtime. csrc/README.md has why
+    OpenMP is not the default.
     """
     if os.environ.get("COLBERT_KERNELS_OPENMP", "0") != "1":
         return []

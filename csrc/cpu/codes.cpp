@@ -5,7 +5,6 @@
 // bounds the approximation error twice over, the true nearest centroid is always a candidate (see
 // colbert/indexing/kmeans.py). Contract: colbert/kernels/__init__.py; twin: colbert/kernels/reference.py.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "../kernels.h"
+#include "parallel.h"
 #include "clones.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -267,7 +267,7 @@ int32_t refine_row(const score_t* s, const Terms& t, float slack, const float* x
 template <typename score_t>
 void refine_all(const score_t* s, const float* slack, const float* x, const float* centroids, const float* bias,
                 const float* row_scale, int64_t n, int64_t C, int64_t d, int32_t* out) {
-    at::parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
         std::vector<int64_t> candidates;
         std::vector<float> scratch;
         for (int64_t i = begin; i < end; ++i) {

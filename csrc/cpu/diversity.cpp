@@ -1,6 +1,5 @@
 // CPU kernel of diverse search: mmr, the greedy picks of maximal marginal relevance over each document's evidence
 // (colbert/search/diversity.py says what is computed; colbert/kernels/reference.py is its PyTorch twin).
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
@@ -10,6 +9,7 @@
 
 #include "../checks.h"
 #include "../kernels.h"
+#include "parallel.h"
 
 namespace colbert {
 
@@ -106,7 +106,7 @@ at::Tensor mmr_cpu(const at::Tensor& relevance, const at::Tensor& vectors, const
     };
     const auto meet = [&](const std::vector<int64_t>& docs) {  // compare docs with the picks they have not met
         const int64_t t = static_cast<int64_t>(picked.size());
-        at::parallel_for(0, static_cast<int64_t>(docs.size()), kDocsPerTask, [&](int64_t begin, int64_t end) {
+        parallel_for(0, static_cast<int64_t>(docs.size()), kDocsPerTask, [&](int64_t begin, int64_t end) {
             std::vector<float> scratch;
             for (int64_t j = begin; j < end; ++j) {
                 const int64_t i = docs[j];

@@ -1,27 +1,118 @@
-// parallel_threads: how many threads at::parallel_for actually runs on, for `python -m colbert.kernels` and a test.
-// ATen's OpenMP backend implements parallel_for inline in its headers, so a library compiled without -fopenmp runs
-// every parallel_for on one thread, silently; this op makes that visible.
+// colbert::parallel_for (declared in parallel.h) and parallel_threads, the probe that shows how many threads it
+// runs on (`python -m colbert.kernels`, backend_info()["cpu_threads"], a test).
+#include "parallel.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <atomic>
-#include <vector>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include "../kernels.h"
 
 namespace colbert {
 
+#ifdef _OPENMP
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+    at::parallel_for(begin, end, grain, f);
+}
+
+#else
+
+namespace {
+
+constexpr int64_t kRangesPerThread = 4;  // smaller ranges than one per thread: uneven documents still balance
+
+thread_local bool t_inside = false;  // this thread is running a range: a nested parallel_for runs inline
+
+// One parallel_for call, shared with the pool tasks, which may outlive it (a task that finds no range left returns
+// without touching `f`).
+struct Job {
+    const std::function<void(int64_t, int64_t)>* f;
+    int64_t begin, end, size, ranges;
+    std::atomic<int64_t> next{0}, done{0};
+    std::atomic<bool> failed{false};
+    std::exception_ptr error;
+    std::mutex mutex;
+    std::condition_variable finished;
+
+    void work() {
+        const bool outer = t_inside;
+        t_inside = true;
+        for (int64_t r = next.fetch_add(1); r < ranges; r = next.fetch_add(1)) {
+            if (!failed.load()) {
+                try {
+                    (*f)(begin + r * size, std::min(end, begin + (r + 1) * size));
+                } catch (...) {
+                    std::lock_guard<std::mutex> lock(mutex);
+                    if (!error) error = std::current_exception();
+                    failed.store(true);
+                }
+            }
+            if (done.fetch_add(1) + 1 == ranges) {
+                std::lock_guard<std::mutex> lock(mutex);
+                finished.notify_all();
+            }
+        }
+        t_inside = outer;
+    }
+};
+
+}  // namespace
+
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+    if (begin >= end) return;
+    const int64_t n = end - begin, threads = std::max(at::get_num_threads(), 1);
+    grain = std::max<int64_t>(grain, 1);
+    if (threads == 1 || n <= grain || t_inside || at::in_parallel_region()) {
+        f(begin, end);
+        return;
+    }
+    auto job = std::make_shared<Job>();
+    const int64_t wanted = std::min((n + grain - 1) / grain, threads * kRangesPerThread);
+    job->f = &f;
+    job->begin = begin;
+    job->end = end;
+    job->size = (n + wanted - 1) / wanted;
+    job->ranges = (n + job->size - 1) / job->size;
+    for (int64_t helper = 1; helper < std::min(threads, job->ranges); ++helper) {
+        at::launch([job] { job->work(); });
+    }
+    job->work();
+    {
+        std::unique_lock<std::mutex> lock(job->mutex);
+        job->finished.wait(lock, [&] { return job->done.load() == job->ranges; });
+    }
+    if (job->error) std::rethrow_exception(job->error);
+}
+
+#endif
+
+// How many threads parallel_for runs `tasks` one-item ranges on: each range waits (at most 200 ms) until as many
+// ranges as there are threads have started, so that the calling thread cannot run them all before the pool wakes.
 int64_t parallel_threads(int64_t tasks) {
     const int64_t n = std::max<int64_t>(tasks, 1);
-    std::vector<std::atomic<int>> seen(std::max(at::get_num_threads(), 1));
-    for (auto& s : seen) s.store(0);
-    at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
-        const int id = at::get_thread_num();
-        if (id >= 0 && id < static_cast<int>(seen.size())) seen[id].store(1);
+    const int64_t expected = std::min<int64_t>(n, std::max(at::get_num_threads(), 1));
+    std::atomic<int64_t> arrived{0};
+    std::mutex mutex;
+    std::set<std::thread::id> seen;
+    parallel_for(0, n, 1, [&](int64_t, int64_t) {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            seen.insert(std::this_thread::get_id());
+        }
+        arrived.fetch_add(1);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+        while (arrived.load() < expected && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
     });
-    int64_t used = 0;
-    for (auto& s : seen) used += s.load();
-    return used;
+    return static_cast<int64_t>(seen.size());
 }
 
 }  // namespace colbert

@@ -1,7 +1,6 @@
 // CPU kernels for the residual codec: compress_residuals, decompress_residuals and the fused decompress_maxsim.
 // Bit layout and the reference behaviour each op matches: csrc/README.md.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
@@ -14,6 +13,7 @@
 
 #include "../checks.h"
 #include "../kernels.h"
+#include "parallel.h"
 
 namespace colbert {
 
@@ -105,7 +105,7 @@ at::Tensor compress_residuals_cpu(const at::Tensor& residuals, const at::Tensor&
 
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "compress_residuals", [&] {
         const scalar_t* values = x.data_ptr<scalar_t>();
-        at::parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+        parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
             for (int64_t row = begin; row < end; ++row) {
                 const scalar_t* v = values + row * d;
                 for (int64_t j = 0; j < packed_dim; ++j) {
@@ -142,7 +142,7 @@ at::Tensor decompress_residuals_cpu(const at::Tensor& codes, const at::Tensor& p
         const index_t* code_p = code_t.data_ptr<index_t>();
         AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "decompress_residuals_out", [&] {
             scalar_t* out_p = out.data_ptr<scalar_t>();
-            at::parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
+            parallel_for(0, n, kRowsPerTask, [&](int64_t begin, int64_t end) {
                 std::vector<float> row(d);
                 for (int64_t i = begin; i < end; ++i) {
                     prefetch_centroid(code_p, i, end, cent_p, d, num_centroids);
@@ -192,7 +192,7 @@ void fused_maxsim(const at::Tensor& Q, const at::Tensor& codes, const at::Tensor
     // and keeps the per-column maxima. Dividing the scores by the norms, not the vectors, saves a pass.
     AT_DISPATCH_INDEX_TYPES(code_t.scalar_type(), "decompress_maxsim", [&] {
         const index_t* code_p = code_t.data_ptr<index_t>();
-        at::parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
+        parallel_for(0, ndocs, 1, [&](int64_t begin, int64_t end) {
             std::vector<float> block(kTokensPerBlock * d), scores(kTokensPerBlock * Lq), norms(kTokensPerBlock);
             std::vector<float> best(Lq);
             std::vector<float> block_best(kRows ? Lq : 0);

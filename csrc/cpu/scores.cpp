@@ -1,7 +1,7 @@
 // score_rows: a small dense matmul, scores (rows, Lq) = V (rows, d) @ Qt (d, Lq), for decompress_maxsim's per-thread
 // blocks. Plain C++ (no torch headers). With GCC/Clang it uses vector extensions, register-blocked 4 rows x 16
 // columns, and on x86-64 Linux (glibc) it is compiled three times and picked at load time for the CPU: AVX-512,
-// AVX2+FMA, or the baseline. A BLAS call per thread inside at::parallel_for would nest thread pools instead.
+// AVX2+FMA, or the baseline. A BLAS call per thread inside parallel_for would nest thread pools instead.
 #include <cstdint>
 #include <cstring>
 

@@ -1,7 +1,6 @@
 // CPU kernels over documents packed end to end: segmented_maxsim, centroid_maxsim (PLAID stages 2-3) and
 // gather_segments (the reference's segmented_lookup). Reference behaviour: csrc/README.md.
 #include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 #include <c10/util/accumulate.h>
@@ -12,6 +11,7 @@
 
 #include "../checks.h"
 #include "../kernels.h"
+#include "parallel.h"
 
 namespace colbert {
 
@@ -46,7 +46,7 @@ at::Tensor segmented_maxsim_cpu(const at::Tensor& scores, const at::Tensor& leng
 
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, s.scalar_type(), "segmented_maxsim", [&] {
         const scalar_t* s_p = s.data_ptr<scalar_t>();
-        at::parallel_for(0, ndocs, kDocsPerTask, [&](int64_t begin, int64_t end) {
+        parallel_for(0, ndocs, kDocsPerTask, [&](int64_t begin, int64_t end) {
             std::vector<float> best(Lq);
             for (int64_t doc = begin; doc < end; ++doc) {
                 if (offsets[doc] == offsets[doc + 1]) {
@@ -86,7 +86,7 @@ at::Tensor centroid_maxsim_cpu(const at::Tensor& centroid_scores, const at::Tens
 
     AT_DISPATCH_INDEX_TYPES(code_t.scalar_type(), "centroid_maxsim", [&] {
         const index_t* code_p = code_t.data_ptr<index_t>();
-        at::parallel_for(0, n, kDocsPerTask, [&](int64_t begin, int64_t end) {
+        parallel_for(0, n, kDocsPerTask, [&](int64_t begin, int64_t end) {
             std::vector<float> best(Lq);
             for (int64_t i = begin; i < end; ++i) {
                 const auto [start, stop] = doc_rows(off_p, num_docs, num_rows, pid_p[i], i);
@@ -132,7 +132,7 @@ std::tuple<at::Tensor, at::Tensor> gather_segments_cpu(const at::Tensor& values,
     at::Tensor out = at::empty(shape, v.options());
     const char* src = static_cast<const char*>(v.data_ptr());
     char* dst = static_cast<char*>(out.data_ptr());
-    at::parallel_for(0, n, kDocsPerTask, [&](int64_t begin, int64_t end) {
+    parallel_for(0, n, kDocsPerTask, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) {
             if (len_p[i] == 0) continue;
             std::memcpy(dst + targets[i] * row_bytes, src + sources[i] * row_bytes, len_p[i] * row_bytes);
