@@ -199,6 +199,9 @@ def test_loaded_index_exposes_the_index(loaded):
     assert loaded.doc_ids is None and loaded.pid_of(7) == 7 and loaded.id_of(999) == 999
     with pytest.raises(KeyError):
         loaded.pid_of(1000)
+    # find: pid_of without the KeyError, for the server's many ids
+    assert loaded.find(7) == 7 and loaded.find(1000) is None and loaded.find("7") is None and loaded.find(True) is None
+    assert 7 in loaded and 1000 not in loaded and [] not in loaded
 
 
 def test_mmap_and_ram_loads_agree(compat_index, loaded):
@@ -257,6 +260,7 @@ def test_several_chunks_load_like_one(compat_index, loaded, tmp_path):
         for a, b in zip(two.lookup(pids), loaded.lookup(pids)):
             assert torch.equal(a, b)
     assert two.pid_of("doc17") == 17 and two.id_of(17) == "doc17"
+    assert two.find("doc17") == 17 and two.find("doc1000") is None and two.find(["doc17"]) is None  # unhashable
 
 
 # ----------------------------------------------------------------------------------------------- broken indexes

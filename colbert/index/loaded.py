@@ -262,21 +262,28 @@ class LoadedIndex:
 
     def pid_of(self, doc_id: DocId) -> int:
         """The pid (position in the index) of a user document id; KeyError for a removed one."""
+        pid = self.find(doc_id)
+        if pid is None:
+            raise KeyError(f"document id {doc_id!r} is not in the index at {self.path} ({self.num_passages:,} "
+                           "passages)")
+        return pid
+
+    def find(self, doc_id: Any) -> Optional[int]:
+        """`pid_of` without the KeyError: None for an id the index does not have (or an unhashable value), at the
+        cost of a dict lookup, for callers that check many ids (the server)."""
         if self.doc_ids is None:
             if isinstance(doc_id, int) and not isinstance(doc_id, bool) and 0 <= doc_id < self.num_passages \
                     and self.doclens[doc_id] > 0:
                 return doc_id
-        elif doc_id in self._pid_of:
-            return self._pid_of[doc_id]
-        raise KeyError(f"document id {doc_id!r} is not in the index at {self.path} ({self.num_passages:,} passages)")
+            return None
+        try:
+            return self._pid_of.get(doc_id)
+        except TypeError:  # unhashable
+            return None
 
     def __contains__(self, doc_id: object) -> bool:
         """Whether a passage not removed has this id."""
-        try:
-            self.pid_of(doc_id)  # type: ignore[arg-type]
-        except (KeyError, TypeError):  # TypeError: unhashable
-            return False
-        return True
+        return self.find(doc_id) is not None
 
     def id_of(self, pid: int) -> DocId:
         """The user's document id of a pid."""

@@ -311,11 +311,7 @@ def _note(timing: Optional[dict], stage: str, since: float) -> None:
 
 
 def _has(loaded: Any, doc_id: Any) -> bool:
-    try:
-        loaded.pid_of(doc_id)
-    except (KeyError, TypeError):
-        return False
-    return True
+    return loaded.find(doc_id) is not None
 
 
 def _stored_maxsim(searcher: Any, Q: torch.Tensor, ids: list) -> torch.Tensor:
