@@ -45,7 +45,10 @@ std::tuple<at::Tensor, at::Tensor> gather_segments_cpu(const at::Tensor& values,
 at::Tensor refine_codes_cpu(const at::Tensor& scores, const at::Tensor& slack, const at::Tensor& embeddings,
                             const at::Tensor& centroids, const std::optional<at::Tensor>& bias,
                             const std::optional<at::Tensor>& row_scale);
-int64_t parallel_threads(int64_t tasks);  // threads at::parallel_for ran `tasks` one-item tasks on (cpu/parallel.cpp)
+int64_t parallel_threads(int64_t tasks);  // threads parallel_for ran `tasks` one-item ranges on (cpu/parallel.cpp)
+// Caps the threads of the parallel_for calls the calling thread makes (0: no cap, torch.get_num_threads()); returns
+// the cap before (cpu/parallel.cpp; colbert.kernels.thread_cap).
+int64_t set_kernel_threads(int64_t threads);
 
 // ---- CUDA (cuda/*.cu), compiled only with COLBERT_WITH_CUDA ----
 at::Tensor compress_residuals_cuda(const at::Tensor& residuals, const at::Tensor& bucket_cutoffs, int64_t nbits);

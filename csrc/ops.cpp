@@ -26,6 +26,7 @@ TORCH_LIBRARY(colbert, m) {
         "refine_codes(Tensor scores, Tensor slack, Tensor embeddings, Tensor centroids, Tensor? bias, "
         "Tensor? row_scale) -> Tensor");
     m.def("parallel_threads(int tasks) -> int", &colbert::parallel_threads);  // no tensors: one kernel for all
+    m.def("set_kernel_threads(int threads) -> int", &colbert::set_kernel_threads);
 }
 
 TORCH_LIBRARY_IMPL(colbert, CPU, m) {

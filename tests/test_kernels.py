@@ -456,6 +456,43 @@ def test_the_kernels_run_on_torchs_threads_with_or_without_openmp():
     assert kernels.backend_info()["cpu_threads"] == before
 
 
+def test_thread_cap_caps_this_threads_kernels_only_and_restores():
+    need_native("decompress_maxsim")
+    import threading
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with kernels.thread_cap(1):
+            assert kernels.native_cpu_threads() == 1
+            other: list = []
+            thread = threading.Thread(target=lambda: other.append(kernels.native_cpu_threads()))
+            thread.start()
+            thread.join()
+            assert other == [2]  # another thread is not capped
+            with kernels.thread_cap(None):
+                assert kernels.native_cpu_threads() == 2
+            assert kernels.native_cpu_threads() == 1
+        assert kernels.native_cpu_threads() == 2
+        with pytest.raises(RuntimeError, match="inside"):
+            with kernels.thread_cap(1):
+                raise RuntimeError("inside")
+        assert kernels.native_cpu_threads() == 2
+        Q, codes, packed, lengths, centroids, weights, nbits = _maxsim_inputs()
+        with kernels.thread_cap(1):
+            capped = kernels.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits)
+        assert torch.equal(capped, kernels.decompress_maxsim(Q, codes, packed, lengths, centroids, weights, nbits))
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_thread_cap_refuses_what_is_not_a_thread_count(bad):
+    with pytest.raises(ValueError, match="thread_cap takes a whole number of threads >= 1"):
+        with kernels.thread_cap(bad):
+            pass
+
+
 def _maxsim_inputs(n_docs: int = 400, doclen: int = 50, d: int = 128, nbits: int = 2):
     g = torch.Generator().manual_seed(7)
     centroids, _, _, weights = make_codec(g, nbits, d=d, C=64, dtype=torch.float32)

@@ -601,3 +601,31 @@ def test_minilm_service_answers_as_the_searcher_and_bf16_rerank_keeps_the_rankin
         assert sum(overlap) / len(overlap) >= 0.9
     finally:
         client.__exit__(None, None, None)
+
+
+def test_jobs_run_the_kernels_on_one_thread_while_other_requests_are_in_flight():
+    import asyncio
+
+    from colbert import kernels
+    from colbert.server.batching import Workers
+
+    if kernels.native_cpu_threads() is None:
+        pytest.skip("no native CPU kernels: nothing to cap")
+    before = torch.get_num_threads()
+    busy = {"now": False}
+    workers = Workers(1, busy=lambda: busy["now"])
+
+    async def probe() -> tuple:
+        alone = await workers.on_search(kernels.native_cpu_threads)
+        busy["now"] = True
+        crowded = (await workers.on_search(kernels.native_cpu_threads), await workers.on_model(kernels.native_cpu_threads),
+                   await workers.on_write(kernels.native_cpu_threads))
+        return alone, crowded
+
+    try:
+        torch.set_num_threads(2)
+        alone, crowded = asyncio.run(probe())
+    finally:
+        workers.shutdown()
+        torch.set_num_threads(before)
+    assert alone == 2 and crowded == (1, 1, 1)

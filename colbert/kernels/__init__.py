@@ -9,7 +9,8 @@ nothing and queries no GPU. `python -m colbert.kernels` prints `backend_info()`.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -27,6 +28,7 @@ __all__ = [
     "mmr",
     "refine_codes",
     "segmented_maxsim",
+    "thread_cap",
 ]
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32)
@@ -448,8 +450,36 @@ def backend_info() -> dict[str, Any]:
 
 
 def native_cpu_threads() -> "int | None":
-    """Threads the native CPU kernels' parallel loops run on now, or None without native CPU kernels. (A native
-    library always has the probe: builds are keyed by the sources' hash, and a prebuilt one ships with them.)"""
+    """Threads the native CPU kernels' parallel loops run on now, from this thread (see `thread_cap`), or None
+    without native CPU kernels. (A native library always has the probe: builds are keyed by the sources' hash, and
+    a prebuilt one ships with them.)"""
     if not native.has("decompress_maxsim", torch.device("cpu")):
         return None
     return int(torch.ops.colbert.parallel_threads(8 * torch.get_num_threads()))
+
+
+@contextlib.contextmanager
+def thread_cap(threads: Optional[int]) -> Iterator[None]:
+    """Run the native CPU kernels that this thread calls inside the block on at most `threads` threads.
+
+    By default a kernel call uses `torch.get_num_threads()` threads, which makes one search faster on an idle
+    machine; where other work already keeps the cores busy (a server answering several requests at once), one
+    thread per call gives more throughput. Other threads and torch's own ops are not affected. Nests; without native
+    kernels it does nothing.
+
+        with kernels.thread_cap(1):
+            searcher.search(query)
+
+    Args:
+        threads: the cap, at least 1; None for no cap.
+    """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"thread_cap takes a whole number of threads >= 1, or None for no cap; got {threads!r}")
+    if not native.has("decompress_maxsim", torch.device("cpu")):
+        yield
+        return
+    before = torch.ops.colbert.set_kernel_threads(threads or 0)
+    try:
+        yield
+    finally:
+        torch.ops.colbert.set_kernel_threads(before)

@@ -1,8 +1,10 @@
 """Model work off the event loop, and concurrent queries encoded together.
 
-`Workers` holds two thread pools: ONE thread for every model call (tokenizers and the forward pass are not made
-for concurrent use, and one forward already uses every core through torch's intra-op threads) and a few for PLAID
-searches and index commits.
+`Workers` holds three thread pools: ONE thread for every model call (tokenizers and the forward pass are not made
+for concurrent use, and one forward already uses every core through torch's intra-op threads), a few for PLAID
+searches, and one for index commits. A job that starts while other requests are in flight runs the native kernels on
+its own thread only (`colbert.kernels.thread_cap(1)`): the cores are busy anyway, and a kernel's helper threads
+would slow torch's encoder, whose OpenMP threads wait for one another. A lone request gets every thread.
 
 `QueryBatcher` gathers the queries of concurrent requests: while other requests that may bring queries are in
 flight, the first waits `window_s` for company; then up to `max_batch` queries are encoded in one forward pass. While
@@ -20,25 +22,36 @@ from typing import Any, Callable, Optional, TypeVar
 
 from torch import Tensor
 
+from colbert import kernels
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
 class Workers:
-    def __init__(self, search_threads: int) -> None:
+    """The three pools. `busy()`, read as each job starts, says whether other requests are in flight (None: never)."""
+
+    def __init__(self, search_threads: int, busy: Optional[Callable[[], bool]] = None) -> None:
         self.model = ThreadPoolExecutor(1, thread_name_prefix="colbert-model")
         self.search = ThreadPoolExecutor(search_threads, thread_name_prefix="colbert-search")
         self.write = ThreadPoolExecutor(1, thread_name_prefix="colbert-write")
+        self.busy = busy
+
+    def _job(self, fn: Callable[..., T], args: tuple) -> Callable[[], T]:
+        def job() -> T:
+            with kernels.thread_cap(1 if self.busy is not None and self.busy() else None):
+                return fn(*args)
+        return job
 
     async def on_model(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.model, lambda: fn(*args))
+        return await asyncio.get_running_loop().run_in_executor(self.model, self._job(fn, args))
 
     async def on_search(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.search, lambda: fn(*args))
+        return await asyncio.get_running_loop().run_in_executor(self.search, self._job(fn, args))
 
     async def on_write(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.write, lambda: fn(*args))
+        return await asyncio.get_running_loop().run_in_executor(self.write, self._job(fn, args))
 
     def shutdown(self) -> None:
         for pool in (self.model, self.search, self.write):

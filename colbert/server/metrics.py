@@ -53,6 +53,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self.registry.register(IndexCollector(indexes))
         self.queries_in_flight = 0  # requests on QUERY_ENDPOINTS being answered: the QueryBatcher's cue to wait
+        self.requests_in_flight = 0  # every request being answered: above one, kernels run on one thread each
 
     def endpoint(self, path: str) -> str:
         return path if path in self.endpoints else "other"  # unknown paths share one label: bounded cardinality
@@ -82,11 +83,13 @@ class MetricsMiddleware:
         start = time.perf_counter()
         queries = scope["path"] in QUERY_ENDPOINTS
         self.metrics.in_flight.inc()
+        self.metrics.requests_in_flight += 1
         self.metrics.queries_in_flight += queries
         try:
             await self.app(scope, receive, send_and_note)
         finally:
             self.metrics.queries_in_flight -= queries
+            self.metrics.requests_in_flight -= 1
             self.metrics.in_flight.dec()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
             self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()

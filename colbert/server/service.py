@@ -36,7 +36,7 @@ class Service:
         self.limits = Limits(config.max_body_bytes, config.max_k, config.max_batch, config.max_documents,
                              config.max_text_chars)
         self.metrics = Metrics(self.registry, ENDPOINTS)
-        self.workers = Workers(config.search_threads)
+        self.workers = Workers(config.search_threads, busy=lambda: self.metrics.requests_in_flight > 1)
         self.batchers: dict[str, QueryBatcher] = {}
         self.rerank_bf16 = config.rerank_precision == "bf16" or (config.rerank_precision == "auto"
                                                                  and cpu_has_native_bf16())

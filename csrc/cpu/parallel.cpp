@@ -18,9 +18,30 @@
 
 namespace colbert {
 
+namespace {
+
+thread_local int64_t t_cap = 0;  // set_kernel_threads: this thread's cap on the threads of a call (0: none)
+
+int64_t call_threads() {
+    const int64_t threads = std::max(at::get_num_threads(), 1);
+    return t_cap > 0 ? std::min(threads, t_cap) : threads;
+}
+
+}  // namespace
+
+int64_t set_kernel_threads(int64_t threads) {
+    const int64_t before = t_cap;
+    t_cap = std::max<int64_t>(threads, 0);
+    return before;
+}
+
 #ifdef _OPENMP
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
+    if (call_threads() == 1) {
+        if (begin < end) f(begin, end);
+        return;
+    }
     at::parallel_for(begin, end, grain, f);
 }
 
@@ -31,6 +52,15 @@ namespace {
 constexpr int64_t kRangesPerThread = 4;  // smaller ranges than one per thread: uneven documents still balance
 
 thread_local bool t_inside = false;  // this thread is running a range: a nested parallel_for runs inline
+
+// parallel_for calls running now, on any thread. When another call is already running (the server's search threads
+// under load), a call runs on its own thread: the cores are busy anyway, and helpers would only add hand-offs.
+std::atomic<int> g_running{0};
+
+struct Running {
+    Running() { g_running.fetch_add(1); }
+    ~Running() { g_running.fetch_sub(1); }
+};
 
 // One parallel_for call, shared with the pool tasks, which may outlive it (a task that finds no range left returns
 // without touching `f`).
@@ -69,9 +99,14 @@ struct Job {
 
 void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function<void(int64_t, int64_t)>& f) {
     if (begin >= end) return;
-    const int64_t n = end - begin, threads = std::max(at::get_num_threads(), 1);
+    const int64_t n = end - begin, threads = call_threads();
     grain = std::max<int64_t>(grain, 1);
     if (threads == 1 || n <= grain || t_inside || at::in_parallel_region()) {
+        f(begin, end);
+        return;
+    }
+    const Running running;
+    if (g_running.load() > 1) {  // another call is running: this one stays on its thread
         f(begin, end);
         return;
     }
@@ -99,7 +134,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function
 // ranges as there are threads have started, so that the calling thread cannot run them all before the pool wakes.
 int64_t parallel_threads(int64_t tasks) {
     const int64_t n = std::max<int64_t>(tasks, 1);
-    const int64_t expected = std::min<int64_t>(n, std::max(at::get_num_threads(), 1));
+    const int64_t expected = std::min<int64_t>(n, call_threads());
     std::atomic<int64_t> arrived{0};
     std::mutex mutex;
     std::set<std::thread::id> seen;
