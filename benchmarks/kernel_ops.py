@@ -1,6 +1,11 @@
 """Native kernels against their PyTorch reference twins, on realistic sizes, side by side in one run.
 
     python benchmarks/kernel_ops.py --out benchmarks/results/kernels.json [--repeats 7] [--threads N]
+    python benchmarks/kernel_ops.py --alternate-threads 1,2 --out benchmarks/results/kernels_threads.json
+
+With --alternate-threads, only the native kernels run, each call alternating between the thread counts given
+(torch.set_num_threads before each call, the order swapped every round), so the VM's drift hits both alike; it
+reports the median wall ms per op and thread count.
 
 Sizes follow the SciFact-1k index of ../shared/compat (157,337 embeddings, dim 128, nbits 2, 4,096 centroids) and
 PLAID search defaults (Lq 32; 1,024 to 4,096 candidate documents of ~150 tokens). Inputs are synthetic and seeded,
@@ -49,6 +54,22 @@ def medians_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
         wall.append(time.perf_counter() - start_wall)
         cpu.append(time.process_time() - start_cpu)
     return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
+
+
+def alternating_ms(fn: Callable[[], object], threads: list[int], repeats: int) -> dict[int, float]:
+    """Median wall ms of fn() per torch thread count, the counts alternating call by call (order swapped each
+    round), after one warm-up each."""
+    times: dict[int, list[float]] = {t: [] for t in threads}
+    for t in threads:
+        torch.set_num_threads(t)
+        fn()
+    for round_ in range(repeats):
+        for t in (threads if round_ % 2 == 0 else threads[::-1]):
+            torch.set_num_threads(t)
+            start = time.perf_counter()
+            fn()
+            times[t].append(time.perf_counter() - start)
+    return {t: statistics.median(ms) * 1000 for t, ms in times.items()}
 
 
 def rounded(value: float | None, digits: int = 3) -> float | None:
@@ -116,7 +137,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/kernels.json"))
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--alternate-threads", type=lambda v: [int(t) for t in v.split(",")], default=None,
+                        help="thread counts to alternate call by call (e.g. 1,2); native kernels only")
     args = parser.parse_args()
+    if args.alternate_threads:
+        alternate(args)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     info = kernels.backend_info()
@@ -143,6 +169,32 @@ def main() -> None:
         "backend": info["source"],
         "repeats": args.repeats,
         "statistic": "median wall ms (and median process CPU ms, all threads) after one warm-up",
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def alternate(args: argparse.Namespace) -> None:
+    info = kernels.backend_info()
+    load_before = os.getloadavg()
+    rows = []
+    for op, size, native_fn, _ in cases(make_inputs()):
+        if not native.has(op, torch.device("cpu")):
+            continue
+        ms = alternating_ms(native_fn, args.alternate_threads, max(args.repeats, 15))
+        rows.append({"op": op, "size": size, **{f"{t}_threads_ms": rounded(v) for t, v in ms.items()}})
+        print(f"{op:<21} {size:<34} " + "  ".join(f"{t} threads {v:8.2f} ms" for t, v in ms.items()), flush=True)
+    result = {
+        "command": "python benchmarks/kernel_ops.py --alternate-threads "
+                   + ",".join(map(str, args.alternate_threads)) + " --out " + str(args.out),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+                    "python": platform.python_version()},
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+        "backend": info["source"],
+        "repeats": max(args.repeats, 15),
+        "statistic": "median wall ms per thread count, the counts alternating call by call",
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
