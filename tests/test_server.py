@@ -618,8 +618,8 @@ def test_jobs_run_the_kernels_on_one_thread_while_other_requests_are_in_flight()
     async def probe() -> tuple:
         alone = await workers.on_search(kernels.native_cpu_threads)
         busy["now"] = True
-        crowded = (await workers.on_search(kernels.native_cpu_threads), await workers.on_model(kernels.native_cpu_threads),
-                   await workers.on_write(kernels.native_cpu_threads))
+        probe = kernels.native_cpu_threads
+        crowded = (await workers.on_search(probe), await workers.on_model(probe), await workers.on_write(probe))
         return alone, crowded
 
     try:
