@@ -99,7 +99,7 @@ class ServedIndex:
             other = str(value)
         if loaded is None:
             return other if self.int_ids and isinstance(other, int) else value
-        if other is not None and not _in(loaded, value) and _in(loaded, other):
+        if other is not None and value not in loaded and other in loaded:
             return other
         return value
 
@@ -141,10 +141,6 @@ class ServedIndex:
         collection = Collection(path=path)
         logger.info("Read the texts of %s from %s (%s passages)", self.name, path, f"{len(collection):,}")
         return {collection.id_of(pid): text for pid, text in enumerate(collection)}
-
-
-def _in(loaded: Any, doc_id: DocId) -> bool:
-    return loaded.find(doc_id) is not None  # no KeyError built per id: requests check up to --max-documents ids
 
 
 class Registry:
