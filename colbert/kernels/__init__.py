@@ -465,7 +465,7 @@ def thread_cap(threads: Optional[int]) -> Iterator[None]:
     By default a kernel call uses `torch.get_num_threads()` threads, which makes one search faster on an idle
     machine; where other work already keeps the cores busy (a server answering several requests at once), one
     thread per call gives more throughput. Other threads and torch's own ops are not affected. Nests; without native
-    kernels it does nothing.
+    kernels it does nothing. (Kernels built with OpenMP, `COLBERT_KERNELS_OPENMP=1`, honour a cap of 1 only.)
 
         with kernels.thread_cap(1):
             searcher.search(query)
