@@ -8,22 +8,25 @@ against this CPU's measured matmul rate.
 Builds (or reuses, under benchmarks/_work/) the MiniLM ColBERT checkpoint and the SciFact index (nbits 2), as
 benchmarks/search.py does. Then:
   - by text, in process, at 10/50/100 candidates (the first n of the BM25 list) for `--queries` queries: the
-    time to encode the query and the candidates and score them (ms, median), ours in bf16 autocast (what
-    `colbert serve` uses on CPUs with native bf16), ours in fp32, and colbert-ai 0.2.22 (`Checkpoint.queryFromText`,
+    time to encode the query and the candidates and score them (ms, median), ours in bf16 (the query by the
+    prepacked bf16 encoder, the documents in bf16 autocast: what `colbert serve` uses on CPUs with native bf16),
+    ours in fp32, and colbert-ai 0.2.22 (`Checkpoint.queryFromText`,
     `docFromText`, `colbert_score`) in its side venv (../shared/reference/setup.sh), each with `--threads` threads;
     score differences (bf16 vs fp32, fp32 vs colbert-ai) and nDCG@10 of each reordering against qrels;
   - the encoder's useful FLOP rate (2 x linear-layer parameters per real token, plus attention) against the rate
     of a plain bf16 / fp32 matmul of the encoder's shape on this CPU;
   - rerank by doc_ids (the 100 candidates, scored from the index's stored embeddings), stage by stage in process
     for `--stage-queries` queries, with 1 torch thread and with `--threads`: tokenizing the query, encoding it
-    (fp32, and bf16 autocast), looking the ids up, MaxSim over the decompressed embeddings (the fused kernel the
+    (fp32; bf16 as the service does, `Searcher.encode(precision="bf16")`; and bf16 autocast), looking the ids up, MaxSim over the decompressed embeddings (the fused kernel the
     server calls); the floor of an fp32 / bf16 query encoding on this CPU (the encoder's linear-layer FLOP for one
     query divided by the measured matmul rate at that shape); each score checked against MaxSim over embeddings
     decoded by the plain-PyTorch reference decoder;
   - through `colbert serve` on 127.0.0.1 (one client, requests one after the other, the server's default batch
     window, which a lone request does not wait; one server at a time): POST /v1/rerank by doc_ids for
-    `--doc-id-queries` queries, with fp32 queries (the default), with `--query-precision bf16`, and with fp32
-    queries through onnxruntime (the checkpoint exported by `colbert export onnx`, served with `--checkpoint`): client p50 / p99 ms and the
+    `--doc-id-queries` queries, with bf16 queries (`--rerank-precision bf16`, what the default `auto` gives on
+    CPUs with native bf16), with fp32 queries (`--rerank-precision fp32`), and with fp32 queries through
+    onnxruntime (the checkpoint exported by `colbert export onnx`, served with `--checkpoint`): client p50 / p99
+    ms and the
     server's stages (its Server-Timing header: queue, encode, score, total; the client's time minus total is HTTP,
     JSON and the ASGI stack), the score differences bf16 vs fp32 and onnxruntime vs torch, and the fp32 answers
     against the exact in-process scores; and
@@ -101,7 +104,7 @@ def ours(checkpoint: str, work: list[dict], threads: int, bf16: bool, bsize: int
     ckpt = Checkpoint(checkpoint, verbose=0)
 
     def rerank(query: str, docs: list[str]) -> torch.Tensor:
-        Q = ckpt.queryFromText([query])[0]
+        Q = ckpt.queryFromText([query], precision="bf16" if bf16 else "fp32")[0]
         D, doclens = encode_passages(ckpt, docs, bsize, show_progress=False, bf16=bf16)
         return colbert_score_packed(Q.float(), D.float(), torch.tensor(doclens))
 
@@ -231,8 +234,9 @@ def doc_id_stages(index: Path, checkpoint: str, work: list[dict], threads: int, 
     for item in work[:queries]:
         timed("tokenize", lambda: tokenizer.tensorize([item["query"]]))
         Q = timed("encode_fp32", lambda: searcher.encode(item["query"])[0])  # tokenizing included
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            timed("encode_bf16", lambda: searcher.encode(item["query"])[0].float())
+        timed("encode_bf16", lambda: searcher.encode(item["query"], precision="bf16")[0])  # as the service
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # what bf16 queries cost before the prepacked encoder
+            timed("encode_bf16_autocast", lambda: searcher.encode(item["query"])[0].float())
         pids = timed("lookup", lambda: torch.tensor([loaded.pid_of(d) for d in item["docs_ids"]]))
         with torch.inference_mode():
             scores = timed("maxsim", lambda: ranker.maxsim(Q, pids))
@@ -304,19 +308,20 @@ def onnx_export(checkpoint: str) -> Optional[str]:
 
 
 def http_doc_ids(index: Path, work: list[dict], doc_id_queries: int, threads: int, onnx: Optional[str]) -> dict:
-    """Rerank by doc_ids through servers with fp32 queries (torch), bf16 queries (`--query-precision bf16`) and,
+    """Rerank by doc_ids through servers with fp32 queries (torch), bf16 queries (`--rerank-precision bf16`) and,
     if given, fp32 queries through onnxruntime (`--checkpoint` an ONNX export), one server at a time (an idle
     server's thread pools spin for a while after each request and would slow the one being asked): client and
     server times."""
     import httpx
 
-    variants = {"fp32": {"query_precision": "fp32"}, "bf16": {"query_precision": "bf16"}}
+    variants = {"fp32": {"rerank_precision": "fp32"}, "bf16": {"rerank_precision": "bf16"}}
     if onnx is not None:
-        variants["onnx_fp32"] = {"query_precision": "fp32", "checkpoint": onnx}
+        variants["onnx_fp32"] = {"rerank_precision": "fp32", "checkpoint": onnx}
     items = (work * (1 + doc_id_queries // len(work)))[:doc_id_queries]
     out = {}
     for name, flags in variants.items():
-        args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, **flags)
+        args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, query_precision="fp32",
+                                  **flags)
         port = serve_bench.free_port()
         proc = serve_bench.start_server(index, port, threads, args, WORK / f"rerank-server-{name}.log")
         run: dict = {"times": [], "stages": {}, "answers": {}}
@@ -378,7 +383,8 @@ def exact_scores(index: Path, checkpoint: str, work: list[dict], answers: dict) 
 def http_text(index: Path, work: list[dict], text_queries: int, threads: int) -> dict:
     import httpx
 
-    args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, query_precision="fp32")
+    args = argparse.Namespace(search_threads=2, batch_window_ms=3.0, write_batch=0, query_precision="fp32",
+                              rerank_precision="auto")
     port = serve_bench.free_port()
     proc = serve_bench.start_server(index, port, threads, args, WORK / "rerank-server.log")
     out = {}

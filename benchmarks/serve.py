@@ -18,6 +18,8 @@ SciFact index (nbits 2), copies the index (the writer changes it), then, one aft
      later commits reuse: the index's editable copy, the write thread's encoder buffers), that step beside it; and
      VmRSS and RssAnon sampled every 0.5 s through the phase (their maximum against the first commit).
 Requests alternate: search (k=10, a SciFact query) and rerank by doc_ids (that query's 100 BM25 candidates).
+The server encodes every query in fp32 (`--query-precision fp32 --rerank-precision fp32`), as the in-process
+Searcher does, so both sides do the same work.
 The clients run in this process (asyncio + httpx) and share the machine's cores with the server.
 """
 
@@ -161,6 +163,7 @@ def start_server(index: Path, port: int, threads: int, args: argparse.Namespace,
            "--batch-window-ms", str(args.batch_window_ms), "--write-wait-s", "120",
            "--max-documents", str(max(1000, args.write_batch)),
            "--query-precision", getattr(args, "query_precision", "fp32"),
+           "--rerank-precision", getattr(args, "rerank_precision", "fp32"),
            *(["--checkpoint", args.checkpoint] if getattr(args, "checkpoint", None) else [])]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600

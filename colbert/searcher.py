@@ -245,16 +245,19 @@ class Searcher:
         keep = self.documents.mask(predicate)
         return [self.documents.ids[p] for p in keep.nonzero().squeeze(1).tolist()]
 
-    def encode(self, text: Union[str, Sequence[str]], full_length_search: bool = False) -> Tensor:
+    def encode(self, text: Union[str, Sequence[str]], full_length_search: bool = False,
+               precision: str = "fp32") -> Tensor:
         """Query embeddings: (n, query_maxlen, d), or longer with full_length_search (one query per call).
 
         Queries longer than query_maxlen - 3 wordpieces are truncated, as in the reference, unless
-        full_length_search; an empty query encodes as `[CLS] [Q] [SEP]` + `[MASK]`s.
+        full_length_search; an empty query encodes as `[CLS] [Q] [SEP]` + `[MASK]`s. `precision="bf16"` encodes
+        faster on CPUs with native bf16 (Checkpoint.query).
         """
         queries = [text] if isinstance(text, str) else text
         self.checkpoint.query_tokenizer.query_maxlen = self.config.query_maxlen  # configure() may have changed it
         bsize = SEARCH_ALL_BATCH if len(queries) > SEARCH_ALL_BATCH else None
-        return self.checkpoint.queryFromText(queries, bsize=bsize, full_length_search=full_length_search)
+        return self.checkpoint.queryFromText(queries, bsize=bsize, full_length_search=full_length_search,
+                                             precision=precision)
 
     def search(self, text: str, k: int = 10, filter_fn: Optional[plaid.FilterFn] = None,
                full_length_search: bool = False, pids: Optional[Iterable[DocId]] = None, *,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from colbert.cli import PROG, UsageError, add_command, option
 
 INSTALL_HINT = "pip install 'colbert-ai[server]'"
+OPENMP_SPINCOUNT = "10000"  # libgomp's spin before an idle OpenMP thread sleeps (its default: 300,000)
 
 
 def register(subparsers: Any) -> None:
@@ -60,6 +62,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int | None:
+    _shorter_openmp_spin()  # before torch is imported, which reads it
     try:
         from colbert.server import IndexSpec, ServerConfig, parse_index_spec, serve
     except ImportError as e:
@@ -86,6 +89,18 @@ def run(args: argparse.Namespace) -> int | None:
         raise UsageError(str(e)) from None
     serve(config, log_level="debug" if option(args, "debug") else "info")
     return None
+
+
+def _shorter_openmp_spin() -> None:
+    """GOMP_SPINCOUNT=OPENMP_SPINCOUNT for this process, unless the environment sets the OpenMP wait already.
+
+    After each parallel region torch's OpenMP threads (libgomp) spin for a while, waiting for the next one. Between
+    the ops of one forward pass that saves a wake-up; after the forward pass the spinning threads hold the cores
+    that the request's next step (MaxSim, on the kernels' own threads) needs; docs/serving.md has the figures.
+    libgomp reads the variable when torch loads it, so this runs before anything imports torch.
+    """
+    if "torch" not in sys.modules and not {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ):
+        os.environ["GOMP_SPINCOUNT"] = OPENMP_SPINCOUNT
 
 
 def _pair(spec: str, flag: str) -> tuple[str, Any]:

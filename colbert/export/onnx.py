@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from colbert.infra.config import ColBERTConfig
-from colbert.modeling.checkpoint import Checkpoint
+from colbert.modeling.checkpoint import Checkpoint, check_precision
 from colbert.modeling.layouts import Encoding
 from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer, punctuation_skiplist
 from colbert.utils.io import atomic_write_json
@@ -196,6 +196,8 @@ class OnnxCheckpoint(Checkpoint):
         colbert_config: overrides of the exported config (e.g. query_maxlen; not dim).
     """
 
+    encodes_with_torch = False
+
     def __init__(self, folder: Union[str, os.PathLike], int8: bool = False, providers: Optional[list] = None,
                  colbert_config: Optional[ColBERTConfig] = None, verbose: int = 0) -> None:
         import onnxruntime as ort
@@ -232,7 +234,10 @@ class OnnxCheckpoint(Checkpoint):
         feed = {"input_ids": input_ids.cpu().long().numpy(), "attention_mask": attention_mask.cpu().long().numpy()}
         return self.sessions[kind].run(None, feed)
 
-    def query(self, input_ids: Tensor, attention_mask: Tensor, to_cpu: bool = False) -> Tensor:  # type: ignore[override]
+    def query(self, input_ids: Tensor, attention_mask: Tensor, to_cpu: bool = False,  # type: ignore[override]
+              precision: str = "fp32") -> Tensor:
+        """As Checkpoint.query; the exported graph runs in its own precision, whatever `precision` asks."""
+        check_precision(precision)
         return torch.from_numpy(self._run("query", input_ids, attention_mask)[0])  # (B, Lq, d)
 
     def doc(self, input_ids: Tensor, attention_mask: Tensor, keep_dims: Union[bool, str] = True,

@@ -19,6 +19,7 @@ from torch import Tensor
 from colbert.errors import FreshHeadWarning
 from colbert.infra.config import ColBERTConfig, check_config
 from colbert.infra.device import resolve_device
+from colbert.modeling.bf16_query import Bf16QueryEncoder
 from colbert.modeling.colbert import HEAD_SEED, ColBERT
 from colbert.modeling.pooling import check_pooling, pool_documents
 from colbert.modeling.scoring import colbert_score_packed, pad_packed
@@ -29,6 +30,7 @@ from colbert.utils.progress import progress
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUERY_BSIZE = 128  # queries encoded at once when no bsize is given
+PRECISIONS = ("fp32", "bf16")  # of query encoding (Checkpoint.query)
 
 
 def length_sorted_batches(lengths: Sequence[int], bsize: int) -> list[list[int]]:
@@ -51,6 +53,8 @@ class Checkpoint(ColBERT):
         verbose: 0 silences progress bars.
         device: 'cpu', 'cuda', 'mps' or a torch.device (default: CUDA if visible and `gpus != 0`, else CPU).
     """
+
+    encodes_with_torch = True  # False for an export run by another engine (OnnxCheckpoint): precision is its own
 
     def __init__(self, name: Union[str, os.PathLike], colbert_config: Optional[ColBERTConfig] = None,
                  verbose: int = 3, device: Union[str, torch.device, None] = None) -> None:
@@ -81,10 +85,29 @@ class Checkpoint(ColBERT):
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def query(self, input_ids: Tensor, attention_mask: Tensor, to_cpu: bool = False) -> Tensor:  # type: ignore[override]
+    def query(self, input_ids: Tensor, attention_mask: Tensor, to_cpu: bool = False,  # type: ignore[override]
+              precision: str = "fp32") -> Tensor:
+        """Query embeddings (B, Lq, d) of token ids (B, Lq).
+
+        precision: "fp32", or "bf16" for faster queries on a CPU with native bf16: the prepacked encoder of
+            colbert.modeling.bf16_query where the backbone is BERT's, else bf16 autocast. Its embeddings differ
+            from fp32 ones by a cosine of about 1e-4; they come back in float32. On other devices "bf16" changes
+            nothing (CUDA keeps its fp16 autocast).
+        """
+        check_precision(precision)
+        if precision == "bf16" and self.device.type == "cpu":
+            return self._query_bf16(input_ids, attention_mask)
         with torch.inference_mode(), self._context():
             Q = super().query(input_ids, attention_mask)
         return Q.cpu() if to_cpu else Q
+
+    def _query_bf16(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        encoder = self._bf16_encoder()
+        with torch.inference_mode():
+            if encoder is not None:
+                return self.query_from_hidden(encoder(input_ids, attention_mask), input_ids)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return super().query(input_ids, attention_mask).float()
 
     def doc(self, input_ids: Tensor, attention_mask: Tensor, keep_dims: Union[bool, str] = True,
             to_cpu: bool = False) -> Any:  # type: ignore[override]
@@ -103,16 +126,40 @@ class Checkpoint(ColBERT):
             return place(out[0]), (out[1].cpu() if to_cpu else out[1])
         return place(out)
 
+    def _bf16_encoder(self) -> Optional[Bf16QueryEncoder]:
+        """The prepacked bf16 copy of the encoder, built at the first bf16 query and again once a weight changed in
+        place (a training step, load_state_dict) or moved (`.to`, `.float`: `_apply`)."""
+        cached = self.__dict__.get("_bf16_query")
+        if cached is not None and [p._version for p in cached[0]] == cached[1]:
+            return cached[2]
+        params = list(self.bert.parameters())
+        encoder = Bf16QueryEncoder.build(self)
+        self.__dict__["_bf16_query"] = (params, [p._version for p in params], encoder)
+        return encoder
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # .to, .float, .cuda: the bf16 copy is stale
+        self.__dict__.pop("_bf16_query", None)
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:  # assign=True replaces the parameters
+        self.__dict__.pop("_bf16_query", None)
+        return super().load_state_dict(*args, **kwargs)
+
     def queryFromText(self, queries: Sequence[str], bsize: Optional[int] = None, to_cpu: bool = False,
-                      context: Optional[Sequence[str]] = None, full_length_search: bool = False) -> Tensor:
-        """Query embeddings. Shapes: -> (n, query_maxlen, d) (longer with full_length_search or context)."""
+                      context: Optional[Sequence[str]] = None, full_length_search: bool = False,
+                      precision: str = "fp32") -> Tensor:
+        """Query embeddings. Shapes: -> (n, query_maxlen, d) (longer with full_length_search or context).
+
+        precision: "fp32" or "bf16", as in `query`.
+        """
         queries = check_texts(queries, "query")
         check_optional_int(bsize, "bsize")
+        check_precision(precision)
         batches = self.query_tokenizer.tensorize(queries, bsize=bsize or DEFAULT_QUERY_BSIZE, context=context,
                                                  full_length_search=full_length_search)
         if not batches:
             return torch.empty(0, self.colbert_config.query_maxlen, self.colbert_config.dim)
-        return torch.cat([self.query(ids, mask, to_cpu=to_cpu) for ids, mask in batches])
+        return torch.cat([self.query(ids, mask, to_cpu=to_cpu, precision=precision) for ids, mask in batches])
 
     def docFromText(self, docs: Sequence[str], bsize: Optional[int] = None, keep_dims: Union[bool, str] = True,
                     to_cpu: bool = False, showprogress: bool = False, return_tokens: bool = False,
@@ -267,6 +314,11 @@ class Checkpoint(ColBERT):
         dim = self.colbert_config.dim
         if E.dim() != 2 or E.size(1) != dim or not E.is_floating_point():
             raise ValueError(f"{what} must be a float tensor shaped (n, {dim}), got {E.dtype} {tuple(E.shape)}")
+
+
+def check_precision(precision: Any) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
 
 
 def _check_finite(E: Tensor, what: str) -> None:

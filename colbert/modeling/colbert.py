@@ -101,8 +101,15 @@ class ColBERT(nn.Module):
     def query(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Shapes: input_ids, attention_mask (B, Lq) -> Q (B, Lq, d), every position kept."""
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        Q = self.bert(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, Lq, hidden)
-        Q = self.activation(self.linear(Q))  # (B, Lq, d)
+        hidden = self.bert(input_ids, attention_mask=attention_mask).last_hidden_state  # (B, Lq, hidden)
+        return self.query_from_hidden(hidden, input_ids)
+
+    def query_from_hidden(self, hidden: Tensor, input_ids: Tensor) -> Tensor:
+        """`query`'s head, mask and normalisation over the encoder's last hidden state.
+
+        Shapes: hidden (B, Lq, hidden), input_ids (B, Lq) -> Q (B, Lq, d).
+        """
+        Q = self.activation(self.linear(hidden))  # (B, Lq, d)
         keep = input_ids != self.pad_token  # (B, Lq); queries hold no [PAD] after augmentation
         if self.encoding.skip_first:
             keep[:, 0] = False

@@ -40,6 +40,8 @@ class Service:
         self.batchers: dict[str, QueryBatcher] = {}
         self.rerank_bf16 = config.rerank_precision == "bf16" or (config.rerank_precision == "auto"
                                                                  and cpu_has_native_bf16())
+        self.query_bf16 = config.query_precision == "bf16"
+        self.rerank_batchers: dict[str, QueryBatcher] = {}  # the rerank queries' batchers: see _load_all
         self._loading: Optional[asyncio.Task] = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -54,22 +56,22 @@ class Service:
         for served in self.registry:
             # before loading: `served.ready` turns true on the model thread, and a request may be answered from
             # then on, before this coroutine resumes
-            self.batchers[served.name] = QueryBatcher(
-                lambda texts, served=served: self._encode_queries(served.searcher, texts), self.workers,
-                self.config.batch_window_ms / 1000, self.config.encode_batch, self.metrics.batch_size.observe,
-                lambda: self.metrics.queries_in_flight)
+            self.batchers[served.name] = self._batcher(served, self.query_bf16)
+            # rerank encodes its query in the rerank precision: with one precision for both, one batcher
+            self.rerank_batchers[served.name] = (self.batchers[served.name] if self.rerank_bf16 == self.query_bf16
+                                                 else self._batcher(served, self.rerank_bf16))
             try:
                 await self.workers.on_model(served.load, self.config.checkpoint)
             except Exception as e:  # any failure: that index stays unready, the others are served
                 served.error = f"{type(e).__name__}"
                 logger.error("Could not load the index %s from %s: %s", served.name, served.spec.path, e)
 
-    def _encode_queries(self, searcher: Any, texts: list[str]) -> torch.Tensor:
-        """Searcher.encode, in bf16 autocast when asked (`query_precision`, CPU only); float32 out. Model thread."""
-        if self.config.query_precision == "bf16" and searcher.checkpoint.device.type == "cpu":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return searcher.encode(texts).float()
-        return searcher.encode(texts)
+    def _batcher(self, served: ServedIndex, bf16: bool) -> QueryBatcher:
+        """Queries of `served` encoded together on the model thread, in bf16 (CPU only, Checkpoint.query) or fp32."""
+        precision = "bf16" if bf16 else "fp32"
+        return QueryBatcher(lambda texts: served.searcher.encode(texts, precision=precision), self.workers,
+                            self.config.batch_window_ms / 1000, self.config.encode_batch,
+                            self.metrics.batch_size.observe, lambda: self.metrics.queries_in_flight)
 
     async def wait_loaded(self) -> None:
         if self._loading is not None:
@@ -78,7 +80,7 @@ class Service:
     async def stop(self) -> None:
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
-        for batcher in self.batchers.values():
+        for batcher in {*self.batchers.values(), *self.rerank_batchers.values()}:
             await batcher.close()
         self.workers.shutdown()
 
@@ -157,7 +159,7 @@ class Service:
             raise invalid("documents", "send either \"documents\" (texts) or \"doc_ids\" (documents of the index)")
         if body.documents is not None:
             texts = self.limits.texts(body.documents, "documents", self.limits.max_documents, "--max-documents")
-            Q = (await self.batchers[served.name].encode([body.query], timing))[0]
+            Q = (await self.rerank_batchers[served.name].encode([body.query], timing))[0]
             encoded_at = time.perf_counter()
             scores = await self.workers.on_model(self._score_texts, searcher, Q, texts)  # (n,)
             _note(timing, "score", encoded_at)
@@ -165,11 +167,11 @@ class Service:
             results = [{"index": int(i), "score": float(s), "rank": r + 1}
                        for r, (s, i) in enumerate(zip(top.values.tolist(), top.indices.tolist()))]
             _note(timing, "total", start)
-            return {"results": results, "precision": "bf16" if self.rerank_bf16 else "fp32"}
+            return {"results": results, "precision": self._rerank_precision(searcher)}
         ids = self.known_ids(served, searcher.loaded, body.doc_ids, "doc_ids")
         if not ids:
             raise invalid("doc_ids", "doc_ids is empty; send at least one document id")
-        Q = (await self.batchers[served.name].encode([body.query], timing))[0]
+        Q = (await self.rerank_batchers[served.name].encode([body.query], timing))[0]
         encoded_at = time.perf_counter()
         scores = await self.workers.on_search(_stored_maxsim, searcher, Q, ids)  # (n,)
         _note(timing, "score", encoded_at)
@@ -177,7 +179,14 @@ class Service:
         chosen = [ids[i] for i in top.indices.tolist()]
         results = await self._hits(served, searcher, chosen, top.values.tolist(), body.include_text)
         _note(timing, "total", start)
-        return {"index": served.name, "results": results}
+        return {"index": served.name, "results": results, "precision": self._rerank_precision(searcher)}
+
+    def _rerank_precision(self, searcher: Any) -> str:
+        """What a rerank answer says of its encoding: bf16 only where torch encodes on the CPU (not an ONNX export,
+        not CUDA, which keeps its fp16 autocast)."""
+        checkpoint = searcher.checkpoint
+        bf16 = self.rerank_bf16 and checkpoint.device.type == "cpu" and checkpoint.encodes_with_torch
+        return "bf16" if bf16 else "fp32"
 
     def _score_texts(self, searcher: Any, Q: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """MaxSim of Q against documents encoded now (bf16 autocast on CPUs with native bf16). Model thread."""
