@@ -512,3 +512,15 @@ def test_docs_cli_names_every_subcommand():
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     missing = [name for name in SUBCOMMANDS if f"colbert {name}" not in text]
     assert not missing, f"docs/cli.md does not mention: {missing}"
+
+
+@pytest.mark.parametrize("env, expected", [({}, "10000"), ({"GOMP_SPINCOUNT": "5"}, "5"),
+                                           ({"OMP_WAIT_POLICY": "active"}, None)])
+def test_serve_shortens_the_openmp_spin_unless_told_otherwise(env, expected):
+    code = ("import os, sys; from colbert.cli import serve; serve._shorter_openmp_spin(); "
+            "first = os.environ.get('GOMP_SPINCOUNT'); import torch; os.environ.pop('GOMP_SPINCOUNT', None); "
+            "serve._shorter_openmp_spin(); print(first, os.environ.get('GOMP_SPINCOUNT'))")
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout.split()
+    assert out == [str(expected), "None"]  # once torch is loaded, setting it would change nothing: left alone
