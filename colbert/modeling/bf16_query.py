@@ -28,7 +28,7 @@ from colbert.infra.device import cpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
 
-PROBE_MIN_COSINE = 0.999  # the least cosine to the fp32 model's embedding of any probe token (bf16 gives ~0.9999)
+PROBE_MIN_COSINE = 0.999  # the least cosine to the fp32 model's embedding of any probe token; bf16 stays well above
 PACKED_ROWS = 32  # the rows (batch x tokens) oneDNN's weight layout is chosen for: one query of 32 tokens
 ACTIVATIONS = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}  # hidden_act -> oneDNN GELU algorithm
 
@@ -80,8 +80,8 @@ class Bf16QueryEncoder:
         self.gelu = ACTIVATIONS[config.hidden_act]
         embeddings = bert.embeddings
         self.word = embeddings.word_embeddings.weight.detach()  # (vocab, hidden)
-        self.position = embeddings.position_embeddings.weight.detach()  # (positions, hidden)
-        self.token_type = embeddings.token_type_embeddings.weight.detach()[0]  # (hidden,): segment 0
+        position = embeddings.position_embeddings.weight.detach()  # (positions, hidden)
+        self.position = position + embeddings.token_type_embeddings.weight.detach()[0]  # with segment 0's
         self.norm = _norm(embeddings.LayerNorm)
         self.layers = [{
             "qkv": _fused_qkv(layer.attention.self),
@@ -125,20 +125,21 @@ class Bf16QueryEncoder:
         linear = torch.ops.mkldnn._linear_pointwise
         B, Lq = input_ids.shape
         with torch.inference_mode():
-            x = self.word[input_ids] + self.position[:Lq] + self.token_type  # (B, Lq, hidden)
+            x = self.word[input_ids] + self.position[:Lq]  # (B, Lq, hidden)
             hidden = x.size(-1)
             x = F.layer_norm(x, (hidden,), *self.norm, self.eps)
-            attend = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, Lq): keys a token may attend to
+            attend = torch.zeros(B, 1, 1, Lq, dtype=torch.bfloat16)  # (B, 1, 1, Lq): -inf on keys not attended to
+            attend.masked_fill_(~attention_mask.bool()[:, None, None, :], float("-inf"))
             for layer in self.layers:
                 qkv = linear(x.to(torch.bfloat16), *layer["qkv"], "none", [], "")  # (B, Lq, 3 x hidden)
                 q, k, v = qkv.view(B, Lq, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, Lq, h)
                 a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)  # (B, heads, Lq, h)
                 a = a.transpose(1, 2).reshape(B, Lq, hidden)  # (B, Lq, hidden)
-                a = linear(a, *layer["attention_out"], "none", [], "").float()  # (B, Lq, hidden)
-                x = F.layer_norm(a + x, (hidden,), *layer["attention_norm"], self.eps)
+                a = linear(a, *layer["attention_out"], "none", [], "")  # (B, Lq, hidden)
+                x = F.layer_norm(torch.add(x, a), (hidden,), *layer["attention_norm"], self.eps)  # fp32 sum
                 h = linear(x.to(torch.bfloat16), *layer["intermediate"], "gelu", [], self.gelu)  # (B, Lq, inter)
-                h = linear(h, *layer["out"], "none", [], "").float()  # (B, Lq, hidden)
-                x = F.layer_norm(h + x, (hidden,), *layer["out_norm"], self.eps)
+                h = linear(h, *layer["out"], "none", [], "")  # (B, Lq, hidden)
+                x = F.layer_norm(torch.add(x, h), (hidden,), *layer["out_norm"], self.eps)
         return x
 
 

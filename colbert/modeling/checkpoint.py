@@ -91,8 +91,8 @@ class Checkpoint(ColBERT):
 
         precision: "fp32", or "bf16" for faster queries on a CPU with native bf16: the prepacked encoder of
             colbert.modeling.bf16_query where the backbone is BERT's, else bf16 autocast. Its embeddings differ
-            from fp32 ones by a cosine of about 1e-4; they come back in float32. On other devices "bf16" changes
-            nothing (CUDA keeps its fp16 autocast).
+            slightly from the fp32 ones (docs/modeling.md); they come back in float32. On other devices "bf16"
+            changes nothing (CUDA keeps its fp16 autocast).
         """
         check_precision(precision)
         if precision == "bf16" and self.device.type == "cpu":
