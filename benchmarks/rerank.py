@@ -4,6 +4,7 @@ against this CPU's measured matmul rate.
 
     python benchmarks/rerank.py                          # -> benchmarks/results/rerank.json
     python benchmarks/rerank.py --queries 10 --doc-id-queries 50      # shorter
+    python benchmarks/rerank.py --doc-ids-only --out benchmarks/results/rerank_doc_ids.json   # by doc_ids only
 
 Builds (or reuses, under benchmarks/_work/) the MiniLM ColBERT checkpoint and the SciFact index (nbits 2), as
 benchmarks/search.py does. Then:
@@ -28,7 +29,8 @@ benchmarks/search.py does. Then:
     onnxruntime (the checkpoint exported by `colbert export onnx`, served with `--checkpoint`): client p50 / p99
     ms and the
     server's stages (its Server-Timing header: queue, encode, score, total; the client's time minus total is HTTP,
-    JSON and the ASGI stack), the score differences bf16 vs fp32 and onnxruntime vs torch, and the fp32 answers
+    JSON and the ASGI stack; each request is then sent again from the standard library's http.client on a
+    kept-alive connection, whose own cost is lower than httpx's: `stdlib_client`), the score differences bf16 vs fp32 and onnxruntime vs torch, and the fp32 answers
     against the exact in-process scores; and
     by text at 100 candidates for `--http-text-queries` queries.
 """
@@ -36,6 +38,7 @@ benchmarks/search.py does. Then:
 from __future__ import annotations
 
 import argparse
+import http.client
 import importlib.util
 import json
 import os
@@ -324,29 +327,46 @@ def http_doc_ids(index: Path, work: list[dict], doc_id_queries: int, threads: in
                                   **flags)
         port = serve_bench.free_port()
         proc = serve_bench.start_server(index, port, threads, args, WORK / f"rerank-server-{name}.log")
-        run: dict = {"times": [], "stages": {}, "answers": {}}
+        run: dict = {"times": [], "stdlib_times": [], "stages": {}, "answers": {}}
+        stdlib = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as http_:
                 for item in work[:5]:  # warm-up
-                    http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
+                    http_.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
+                    _stdlib_post(stdlib, {"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
                 for item in items:
+                    body = {"query": item["query"], "doc_ids": item["docs_ids"], "k": 10}
                     t = time.perf_counter()
-                    r = http.post("/v1/rerank", json={"query": item["query"], "doc_ids": item["docs_ids"], "k": 10})
+                    r = http_.post("/v1/rerank", json=body)
                     run["times"].append((time.perf_counter() - t) * 1e3)
                     assert r.status_code == 200, r.text
                     for stage, ms in _stages(r).items():
                         run["stages"].setdefault(stage, []).append(ms)
                     run["answers"][item["qid"]] = [(h["doc_id"], h["score"]) for h in r.json()["results"]]
+                    t = time.perf_counter()
+                    _stdlib_post(stdlib, body)  # the same request again, from the leanest client at hand
+                    run["stdlib_times"].append((time.perf_counter() - t) * 1e3)
         finally:
+            stdlib.close()
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=120)
         out[name] = {
             "precision": name, **serve_bench.percentiles(run["times"]),
+            "stdlib_client": serve_bench.percentiles(run["stdlib_times"]),
             "server_stages_p50_ms": {stage: statistics.median(ms) for stage, ms in run["stages"].items()},
             "client_minus_server_total_p50_ms": statistics.median(
                 c - s for c, s in zip(run["times"], run["stages"]["total"])),
             "answers": run["answers"]}
     return out
+
+
+def _stdlib_post(connection: http.client.HTTPConnection, body: dict) -> None:
+    """POST /v1/rerank through http.client on a kept-alive connection (JSON in, bytes read, status checked)."""
+    connection.request("POST", "/v1/rerank", body=json.dumps(body), headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    data = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"POST /v1/rerank answered {response.status}: {data[:300]!r}")
 
 
 def answers_difference(a: dict, b: dict) -> dict:
@@ -432,6 +452,8 @@ def main() -> None:
     parser.add_argument("--http-text-queries", type=int, default=10, help="queries reranked by text over HTTP")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--bsize", type=int, default=64, help="documents per encoder batch (ours and colbert-ai)")
+    parser.add_argument("--doc-ids-only", action="store_true",
+                        help="only the rerank by doc_ids part (in-process stages, encoding floor, the servers)")
     parser.add_argument("--out", default=str(HERE / "results" / "rerank.json"))
     args = parser.parse_args()
 
@@ -457,6 +479,10 @@ def main() -> None:
                     "native_bf16": cpu_has_native_bf16(), "settings": {k: v for k, v in vars(args).items()
                                                                        if k != "out"},
                     "first_stage": "BM25 top 100 (colbert.training.bm25), SciFact queries"}
+    if args.doc_ids_only:
+        result["by_doc_ids_100"] = by_doc_ids(index, str(checkpoint), work, args)
+        _write(result, args.out)
+        return
     fp32 = ours(str(checkpoint), scored, args.threads, bf16=False, bsize=args.bsize)
     bf16 = ours(str(checkpoint), scored, args.threads, bf16=True, bsize=args.bsize)
     ref = reference(str(checkpoint), scored, args.threads, args.bsize)
@@ -482,9 +508,13 @@ def main() -> None:
         result["encoder_rate_at_100"][f"{name}_share_of_matmul"] = rate / rates[name]
     result["by_doc_ids_100"] = by_doc_ids(index, str(checkpoint), work, args)
     result["http"] = http_text(index, work, args.http_text_queries, args.threads)
+    _write(result, args.out)
+
+
+def _write(result: dict, out: str) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "settings"}, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
