@@ -222,8 +222,8 @@ def test_a_request_as_soon_as_the_index_is_ready_is_answered(make_client, monkey
 
     load = ServedIndex.load
 
-    def slow_to_return(self, checkpoint):
-        load(self, checkpoint)
+    def slow_to_return(self, checkpoint, bf16_queries=False):
+        load(self, checkpoint, bf16_queries)
         time.sleep(1.0)  # the index is ready; the coroutine that started the load has not resumed yet
 
     monkeypatch.setattr(ServedIndex, "load", slow_to_return)
@@ -233,16 +233,33 @@ def test_a_request_as_soon_as_the_index_is_ready_is_answered(make_client, monkey
 
 
 def test_queries_in_bf16_stay_close_to_fp32(make_client, searcher):
-    client = make_client(query_precision="bf16")
+    client = make_client(query_precision="bf16", rerank_precision="bf16")
+    checkpoint = client.app.state.service.registry.indexes["docs"].searcher.checkpoint
+    assert "_bf16_query" in checkpoint.__dict__  # built while loading, before the first request
     ids = [f"d{i}" for i in range(0, 40, 3)]
     body = client.post("/v1/rerank", json={"query": "protein cell gene", "doc_ids": ids, "k": len(ids)}).json()
+    assert body["precision"] == "bf16"
     exact = dict(zip(*searcher.search("protein cell gene", k=len(ids), pids=ids)[::2]))  # fp32 queries
     assert {h["doc_id"] for h in body["results"]} == set(exact)
     for hit in body["results"]:
         assert hit["score"] == pytest.approx(exact[hit["doc_id"]], rel=0.02)
-    assert client.post("/v1/search", json={"query": "protein cell", "k": 3}).status_code == 200
+    hits = client.post("/v1/search", json={"query": "protein cell", "k": 40}).json()["results"]
+    exact = dict(zip(*searcher.search("protein cell", k=40)[::2]))
+    assert len(hits) == len(exact)
+    for hit in hits:
+        if hit["doc_id"] in exact:  # near ties at the bottom may swap in or out
+            assert hit["score"] == pytest.approx(exact[hit["doc_id"]], rel=0.02)
     with pytest.raises(ValueError, match="query_precision"):
         ServerConfig(indexes=[], query_precision="fp16")
+
+
+def test_rerank_queries_follow_the_rerank_precision(make_client):
+    service = make_client(rerank_precision="fp32", query_precision="bf16").app.state.service
+    assert service.rerank_batchers["docs"] is not service.batchers["docs"]  # a batcher per precision
+    service = make_client(rerank_precision="fp32").app.state.service
+    assert service.rerank_batchers["docs"] is service.batchers["docs"]
+    checkpoint = service.registry.indexes["docs"].searcher.checkpoint
+    assert "_bf16_query" not in checkpoint.__dict__  # nothing asked for bf16: no bf16 copy of the weights
 
 
 def test_an_onnx_export_serves_the_same_answers_and_takes_writes(make_client, searcher, _tiny_checkpoint_master,
@@ -258,6 +275,7 @@ def test_an_onnx_export_serves_the_same_answers_and_takes_writes(make_client, se
     top, _, scores = searcher.search("cancer therapy", k=5, pids=ids)  # torch-encoded query
     assert [h["doc_id"] for h in body["results"]] == top
     assert [h["score"] for h in body["results"]] == pytest.approx(scores, abs=1e-3)
+    assert body["precision"] == "fp32"  # onnxruntime's own, whatever the rerank precision asks
     hits = client.post("/v1/search", json={"query": "brain blood", "k": 5}).json()["results"]
     assert [h["doc_id"] for h in hits] == searcher.search("brain blood", k=5)[0]
     added = client.post("/v1/documents", json={"documents": {"o1": "virus virus immune"}})

@@ -54,10 +54,11 @@ def register(subparsers: Any) -> None:
     work.add_argument("--write-wait-s", type=float, default=10.0,
                       help="a second writer waits this long for the first, then gets 409 (%(default)s)")
     work.add_argument("--rerank-precision", choices=("auto", "fp32", "bf16"), default="auto",
-                      help="how /v1/rerank encodes texts: auto = bf16 on CPUs with native bf16, else fp32")
+                      help="how /v1/rerank encodes its query and texts: auto = bf16 on CPUs with native bf16, "
+                           "else fp32")
     work.add_argument("--query-precision", choices=("fp32", "bf16"), default="fp32",
-                      help="how queries are encoded on CPU: fp32 (the default, as Searcher) or bf16 autocast "
-                           "(faster on CPUs with native bf16; scores differ slightly)")
+                      help="how search and encode queries are encoded on CPU: fp32 (the default, as Searcher) "
+                           "or bf16 (faster on CPUs with native bf16; scores differ slightly)")
     parser.set_defaults(handler=run)
 
 

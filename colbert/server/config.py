@@ -84,8 +84,8 @@ class ServerConfig:
     search_threads: int = 2  # PLAID searches run at once (each also uses torch's intra-op threads)
     threads: Optional[int] = None  # torch.set_num_threads; None keeps torch's default
     write_wait_s: float = 10.0  # a second writer on an index waits this long, then gets 409
-    rerank_precision: str = "auto"  # "auto": bf16 on CPUs with native bf16, else fp32; or "fp32" / "bf16"
-    query_precision: str = "fp32"  # "bf16": queries encoded in bf16 autocast on CPU (faster; answers differ slightly)
+    rerank_precision: str = "auto"  # rerank's query and texts; "auto": bf16 on CPUs with native bf16, else fp32
+    query_precision: str = "fp32"  # search and encode queries; "bf16": faster on CPU, answers differ slightly
 
     def __post_init__(self) -> None:
         if self.api_key is None:

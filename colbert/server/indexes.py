@@ -52,11 +52,14 @@ class ServedIndex:
     def ready(self) -> bool:
         return self.searcher is not None
 
-    def load(self, checkpoint: Optional[str]) -> None:
-        """Open the index and its checkpoint (slow: run it off the event loop)."""
+    def load(self, checkpoint: Optional[str], bf16_queries: bool = False) -> None:
+        """Open the index and its checkpoint (slow: run it off the event loop); with `bf16_queries`, also build the
+        checkpoint's bf16 query encoder (Checkpoint.query), so that the first request does not wait for it."""
         from colbert.searcher import Searcher
 
         searcher = Searcher(str(self.spec.path), checkpoint=checkpoint, verbose=0)
+        if bf16_queries:
+            searcher.encode("warm-up", precision="bf16")
         ids = searcher.loaded.doc_ids
         self.int_ids = ids is None or all(isinstance(i, int) for i in ids)  # fixed once: new ids follow the build's
         self.publish(searcher)

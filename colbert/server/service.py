@@ -61,7 +61,7 @@ class Service:
             self.rerank_batchers[served.name] = (self.batchers[served.name] if self.rerank_bf16 == self.query_bf16
                                                  else self._batcher(served, self.rerank_bf16))
             try:
-                await self.workers.on_model(served.load, self.config.checkpoint)
+                await self.workers.on_model(served.load, self.config.checkpoint, self.rerank_bf16 or self.query_bf16)
             except Exception as e:  # any failure: that index stays unready, the others are served
                 served.error = f"{type(e).__name__}"
                 logger.error("Could not load the index %s from %s: %s", served.name, served.spec.path, e)
