@@ -19,7 +19,7 @@ SciFact index (nbits 2), copies the index (the writer changes it), then, one aft
      VmRSS and RssAnon sampled every 0.5 s through the phase (their maximum against the first commit).
 Requests alternate: search (k=10, a SciFact query) and rerank by doc_ids (that query's 100 BM25 candidates).
 The server encodes every query in fp32 (`--query-precision fp32 --rerank-precision fp32`), as the in-process
-Searcher does, so both sides do the same work.
+Searcher does, so both sides do the same work; `--rerank-precision auto` runs the server's own default instead.
 The clients run in this process (asyncio + httpx) and share the machine's cores with the server.
 """
 
@@ -255,6 +255,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--search-threads", type=int, default=2)
     parser.add_argument("--batch-window-ms", type=float, default=3.0)
+    parser.add_argument("--rerank-precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                        help="the server's (default fp32: the same work as the in-process Searcher; the server's own "
+                             "default is auto, bf16 on CPUs with native bf16)")
     parser.add_argument("--out", default=str(HERE / "results" / "serve.json"))
     parser.add_argument("--index", help="serve this index instead of the SciFact build (with --collection)")
     parser.add_argument("--collection", default=str(SCIFACT / "collection.tsv"),
