@@ -449,11 +449,16 @@ def backend_info() -> dict[str, Any]:
             "cuda": torch.version.cuda, "cpu_threads": native_cpu_threads(), "ops": ops}
 
 
+def _native_cpu() -> bool:
+    """Whether the native CPU kernels are loaded (and with them the thread probe and cap ops)."""
+    return native.has("decompress_maxsim", torch.device("cpu"))
+
+
 def native_cpu_threads() -> "int | None":
     """Threads the native CPU kernels' parallel loops run on now, from this thread (see `thread_cap`), or None
     without native CPU kernels. (A native library always has the probe: builds are keyed by the sources' hash, and
     a prebuilt one ships with them.)"""
-    if not native.has("decompress_maxsim", torch.device("cpu")):
+    if not _native_cpu():
         return None
     return int(torch.ops.colbert.parallel_threads(8 * torch.get_num_threads()))
 
@@ -475,7 +480,7 @@ def thread_cap(threads: Optional[int]) -> Iterator[None]:
     """
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"thread_cap takes a whole number of threads >= 1, or None for no cap; got {threads!r}")
-    if not native.has("decompress_maxsim", torch.device("cpu")):
+    if not _native_cpu():
         yield
         return
     before = torch.ops.colbert.set_kernel_threads(threads or 0)

@@ -115,7 +115,7 @@ class Bf16QueryEncoder:
         """None if this encoder's query embeddings of a probe query match the fp32 model's, else what differs."""
         ids, mask = model.query_tokenizer.tensorize(["how do late interaction retrievers score documents?"])
         with torch.inference_mode():
-            want = model.query_from_hidden(model.bert(ids, attention_mask=mask).last_hidden_state, ids)
+            want = model.query(ids, mask)  # the fp32 forward
             got = model.query_from_hidden(self(ids, mask), ids)
         keep = ids != model.pad_token  # (1, Lq): the positions that get a vector
         cosine = F.cosine_similarity(got[keep], want[keep], dim=-1).min().item()

@@ -193,9 +193,9 @@ class Service:
         from colbert.indexing.encoder import encode_passages
         from colbert.modeling.scoring import colbert_score_packed
 
-        checkpoint = searcher.checkpoint
-        bf16 = self.rerank_bf16 and checkpoint.device.type == "cpu"
-        D, doclens = encode_passages(checkpoint, texts, searcher.config.index_bsize, show_progress=False, bf16=bf16)
+        bf16 = self._rerank_precision(searcher) == "bf16"
+        D, doclens = encode_passages(searcher.checkpoint, texts, searcher.config.index_bsize, show_progress=False,
+                                     bf16=bf16)
         return colbert_score_packed(Q.float(), D.float(), torch.tensor(doclens))
 
     async def encode(self, body: Any) -> dict:
